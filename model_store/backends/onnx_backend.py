@@ -1,0 +1,35 @@
+"""ONNX Runtime backend (CPU; CUDA provider first when the wheel and a GPU are there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from model_store.backends.base import Backend, Graph
+
+
+class _OnnxGraph(Graph):
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        return list(self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}))
+
+
+class OnnxBackend(Backend):
+    name = "onnx"
+
+    def load(self, files: dict[str, Path]) -> Graph:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        available = ort.get_available_providers()
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        session = ort.InferenceSession(str(files["onnx"]), sess_options=opts, providers=providers)
+        return _OnnxGraph(session)

@@ -1,0 +1,346 @@
+"""Load a model bundle and find plates in a photo. No deep-learning framework is imported here.
+
+A bundle is a folder::
+
+    model.json              name, version, pre/post-processing config (below), metrics, training summary
+    detector-symbol.json    detector.onnx   detector-0000.params
+    landmarks-symbol.json   landmarks.onnx  landmarks-0000.params
+
+Detector: a fully-convolutional SSD-style net. Input: the photo resized so its long side is
+``long_side`` and padded to a multiple of ``pad_to``, BGR->RGB, ``(x/255 - mean)/std``, NCHW.
+Outputs: for each level, a class-logit map (1, A, H, W) then a box map (1, 4A, H, W), A = number of
+anchor shapes of that level. Anchors are built here from ``levels`` (stride, list of [w, h]).
+
+Landmarks: input (N, 3, crop_h, crop_w), a detector box expanded by ``expand_x``/``expand_y`` and
+resampled; outputs corners (N, 8) in crop-normalised coordinates (TL, TR, BR, BL) and plate
+logits (N, 2).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from model_store.backends import get_backend
+from plateveil.geometry import (
+    CropWindow,
+    box_iou,
+    box_to_quad,
+    crop_transform,
+    expand_box,
+    is_convex_quad,
+    pad_quad,
+    polygon_area,
+    to_image,
+)
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+MODEL_FILES = {
+    "detector": {"symbol": "detector-symbol.json", "params": "detector-0000.params", "onnx": "detector.onnx"},
+    "landmarks": {"symbol": "landmarks-symbol.json", "params": "landmarks-0000.params", "onnx": "landmarks.onnx"},
+}
+
+
+class ModelLoadError(Exception):
+    """The bundle is missing, incomplete or does not load."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[float, float, float, float]
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 4)}
+
+
+@dataclass(frozen=True)
+class PlateFinding:
+    """One concealed region: ``polygon`` (4 points, image pixels), the landmark plate score,
+    the detector's box and score, and whether the corners came from the landmark model."""
+
+    polygon: tuple[tuple[float, float], ...]
+    score: float
+    box: tuple[float, float, float, float]
+    det_score: float
+    refined: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "polygon": [[round(x, 1), round(y, 1)] for x, y in self.polygon],
+            "score": round(self.score, 4),
+            "box": [round(v, 1) for v in self.box],
+            "det_score": round(self.det_score, 4),
+            "refined": self.refined,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PlateFinding:
+        return cls(
+            polygon=tuple((float(x), float(y)) for x, y in d["polygon"]),
+            score=float(d["score"]),
+            box=tuple(float(v) for v in d["box"]),  # type: ignore[arg-type]
+            det_score=float(d["det_score"]),
+            refined=bool(d.get("refined", True)),
+        )
+
+
+@dataclass
+class Timings:
+    detect: float = 0.0
+    landmarks: float = 0.0
+
+
+def default_model_dir() -> Path:
+    """The shipped bundle (highest version folder under ``model_store/weights``)."""
+    candidates = sorted(p for p in SHIPPED_DIR.glob("*/model.json"))
+    if not candidates:
+        raise ModelLoadError(f"no shipped model under {SHIPPED_DIR}")
+    return candidates[-1].parent
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    path = Path(model_dir) / "model.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{path} is not valid JSON: {exc}") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Detector pre/post-processing (shared by every backend and by training)
+
+
+def letterbox_shape(height: int, width: int, long_side: int, pad_to: int) -> tuple[float, int, int]:
+    """Scale and padded (H, W) of the network input for a photo of ``height`` x ``width``."""
+    scale = long_side / max(height, width)
+    nh, nw = max(1, round(height * scale)), max(1, round(width * scale))
+    ph, pw = -(-nh // pad_to) * pad_to, -(-nw // pad_to) * pad_to
+    return scale, ph, pw
+
+
+def preprocess(image_bgr: np.ndarray, long_side: int, pad_to: int, mean: list[float], std: list[float]
+               ) -> tuple[np.ndarray, float]:
+    h, w = image_bgr.shape[:2]
+    scale, ph, pw = letterbox_shape(h, w, long_side, pad_to)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image_bgr, (nw, nh), interpolation=interp)
+    canvas = np.zeros((ph, pw, 3), dtype=np.float32)
+    canvas[:nh, :nw] = resized[:, :, ::-1]
+    canvas = (canvas / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    # padding stays at the normalised value of black... set it to 0 (the mean) instead
+    canvas[nh:, :, :] = 0.0
+    canvas[:, nw:, :] = 0.0
+    return canvas.transpose(2, 0, 1)[None].astype(np.float32), scale
+
+
+@lru_cache(maxsize=64)
+def _anchors_cached(levels_json: str, height: int, width: int) -> np.ndarray:
+    levels = json.loads(levels_json)
+    out = []
+    for level in levels:
+        stride = level["stride"]
+        fh, fw = -(-height // stride), -(-width // stride)
+        shapes = np.asarray(level["anchors"], dtype=np.float32)  # (A, 2) w, h
+        ys, xs = np.meshgrid(np.arange(fh), np.arange(fw), indexing="ij")
+        cx = (xs + 0.5) * stride
+        cy = (ys + 0.5) * stride
+        a = np.zeros((fh, fw, len(shapes), 4), dtype=np.float32)
+        a[..., 0] = cx[..., None]
+        a[..., 1] = cy[..., None]
+        a[..., 2] = shapes[:, 0]
+        a[..., 3] = shapes[:, 1]
+        out.append(a.reshape(-1, 4))
+    return np.concatenate(out, axis=0)
+
+
+def anchors_for(levels: list[dict[str, Any]], height: int, width: int) -> np.ndarray:
+    """Anchors (K, 4) as (cx, cy, w, h) in network-input pixels, in the flattening order of
+    :func:`flatten_outputs`: level, then row, column, anchor shape."""
+    return _anchors_cached(json.dumps(levels, sort_keys=True), height, width)
+
+
+def flatten_outputs(outputs: list[np.ndarray], num_levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-level (cls, box) maps -> (K,) logits and (K, 4) box offsets for image 0."""
+    cls_parts, box_parts = [], []
+    for i in range(num_levels):
+        cls_map, box_map = outputs[2 * i][0], outputs[2 * i + 1][0]
+        a = cls_map.shape[0]
+        cls_parts.append(cls_map.transpose(1, 2, 0).reshape(-1))
+        box_parts.append(box_map.reshape(a, 4, *box_map.shape[1:]).transpose(2, 3, 0, 1).reshape(-1, 4))
+    return np.concatenate(cls_parts), np.concatenate(box_parts)
+
+
+def encode_boxes(anchors: np.ndarray, boxes: np.ndarray, stds: list[float]) -> np.ndarray:
+    """Regression targets of ``boxes`` (K, 4 corners) against ``anchors`` (K, 4 cx,cy,w,h)."""
+    bw = np.maximum(boxes[:, 2] - boxes[:, 0], 1e-3)
+    bh = np.maximum(boxes[:, 3] - boxes[:, 1], 1e-3)
+    bx, by = boxes[:, 0] + bw / 2, boxes[:, 1] + bh / 2
+    return np.stack([
+        (bx - anchors[:, 0]) / anchors[:, 2] / stds[0],
+        (by - anchors[:, 1]) / anchors[:, 3] / stds[1],
+        np.log(bw / anchors[:, 2]) / stds[2],
+        np.log(bh / anchors[:, 3]) / stds[3],
+    ], axis=1).astype(np.float32)
+
+
+def decode_boxes(anchors: np.ndarray, offsets: np.ndarray, stds: list[float]) -> np.ndarray:
+    cx = anchors[:, 0] + offsets[:, 0] * stds[0] * anchors[:, 2]
+    cy = anchors[:, 1] + offsets[:, 1] * stds[1] * anchors[:, 3]
+    w = anchors[:, 2] * np.exp(np.clip(offsets[:, 2] * stds[2], -6, 6))
+    h = anchors[:, 3] * np.exp(np.clip(offsets[:, 3] * stds[3], -6, 6))
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, top_k: int) -> np.ndarray:
+    order = np.argsort(-scores)
+    keep: list[int] = []
+    while order.size and len(keep) < top_k:
+        i = int(order[0])
+        keep.append(i)
+        if order.size == 1:
+            break
+        ious = box_iou(boxes[i:i + 1], boxes[order[1:]])[0]
+        order = order[1:][ious <= iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def crop_windows(boxes: list[tuple[float, float, float, float]], cfg: dict[str, Any]) -> list[CropWindow]:
+    return [expand_box(b, cfg["expand_x"], cfg["expand_y"], cfg.get("min_aspect", 1.0),
+                       cfg.get("max_aspect", 4.0)) for b in boxes]
+
+
+def extract_crops(image_bgr: np.ndarray, windows: list[CropWindow], cfg: dict[str, Any]) -> np.ndarray:
+    """(N, 3, crop_h, crop_w) float32 network input for the landmark model."""
+    cw, ch = cfg["input_w"], cfg["input_h"]
+    mean, std = np.asarray(cfg["mean"], np.float32), np.asarray(cfg["std"], np.float32)
+    batch = np.zeros((len(windows), 3, ch, cw), dtype=np.float32)
+    for i, win in enumerate(windows):
+        m = crop_transform(win, cw, ch)
+        crop = cv2.warpAffine(image_bgr, m, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        x = (crop[:, :, ::-1].astype(np.float32) / 255.0 - mean) / std
+        batch[i] = x.transpose(2, 0, 1)
+    return batch
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlateModel:
+    """A loaded bundle: ``find_plates`` is the whole model half of the pipeline."""
+
+    model_dir: Path
+    config: dict[str, Any]
+    backend: str
+    detector: Any = field(repr=False)
+    landmarks: Any = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.config["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.config["version"])
+
+    @property
+    def tag(self) -> str:
+        """``name@version``, as written in sidecars, reports and metrics."""
+        return f"{self.name}@{self.version}"
+
+    def detect(self, image_bgr: np.ndarray, score_threshold: float | None = None) -> list[Detection]:
+        cfg = self.config["detector"]
+        x, scale = preprocess(image_bgr, cfg["long_side"], cfg["pad_to"], cfg["mean"], cfg["std"])
+        outputs = self.detector.run(x)
+        logits, offsets = flatten_outputs(outputs, len(cfg["levels"]))
+        anchors = anchors_for(cfg["levels"], x.shape[2], x.shape[3])
+        scores = sigmoid(logits)
+        thr = cfg["score_threshold"] if score_threshold is None else score_threshold
+        idx = np.nonzero(scores >= thr)[0]
+        if idx.size > cfg.get("pre_nms_top_k", 400):
+            idx = idx[np.argsort(-scores[idx])[: cfg.get("pre_nms_top_k", 400)]]
+        boxes = decode_boxes(anchors[idx], offsets[idx], cfg["box_stds"]) / scale
+        keep = nms(boxes, scores[idx], cfg["nms_iou"], cfg["max_detections"])
+        h, w = image_bgr.shape[:2]
+        result = []
+        for k in keep:
+            x1, y1, x2, y2 = boxes[k]
+            x1, y1, x2, y2 = max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)
+            if x2 - x1 >= 2 and y2 - y1 >= 2:
+                result.append(Detection((float(x1), float(y1), float(x2), float(y2)), float(scores[idx][k])))
+        return result
+
+    def refine(self, image_bgr: np.ndarray, detections: list[Detection]) -> list[PlateFinding]:
+        """Run the landmark model on each detection; keep plates, drop what it calls not-a-plate."""
+        if not detections:
+            return []
+        cfg = self.config["landmarks"]
+        windows = crop_windows([d.box for d in detections], cfg)
+        batch = extract_crops(image_bgr, windows, cfg)
+        corners, logits = self.landmarks.run(batch)[:2]
+        plate_prob = softmax(logits)[:, 1]
+        findings: list[PlateFinding] = []
+        for det, win, c, p in zip(detections, windows, corners, plate_prob, strict=True):
+            keep = p >= cfg["score_threshold"] or det.score >= cfg.get("keep_detector_above", 1.01)
+            if not keep:
+                continue
+            quad = to_image(c.reshape(4, 2), win)
+            box_area = max((det.box[2] - det.box[0]) * (det.box[3] - det.box[1]), 1.0)
+            area = polygon_area(quad)
+            refined = is_convex_quad(quad) and 0.25 * box_area <= area <= 4.0 * box_area
+            if not refined:
+                quad = box_to_quad(det.box)
+            quad = pad_quad(quad, cfg["margin_x"], cfg["margin_y"])
+            findings.append(PlateFinding(
+                polygon=tuple((float(x), float(y)) for x, y in quad),
+                score=float(p), box=det.box, det_score=det.score, refined=refined))
+        return findings
+
+    def find_plates(self, image_bgr: np.ndarray) -> tuple[list[PlateFinding], Timings]:
+        timings = Timings()
+        t0 = time.perf_counter()
+        dets = self.detect(image_bgr)
+        t1 = time.perf_counter()
+        plates = self.refine(image_bgr, dets)
+        t2 = time.perf_counter()
+        timings.detect, timings.landmarks = (t1 - t0) * 1000, (t2 - t1) * 1000
+        return plates, timings
+
+
+def load_model(model_dir: str | Path | None = None, backend: str = "onnx", threads: int = 0) -> PlateModel:
+    """Load a bundle folder (default: the shipped one) with the named backend."""
+    model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+    config = read_config(model_dir)
+    engine = get_backend(backend, threads=threads)
+    graphs = {}
+    for part, names in MODEL_FILES.items():
+        files = {k: model_dir / v for k, v in names.items()}
+        needed = ["onnx"] if backend == "onnx" else ["symbol", "params"]
+        missing = [str(files[k]) for k in needed if not files[k].is_file()]
+        if missing:
+            raise ModelLoadError(f"model bundle {model_dir} lacks {', '.join(missing)}")
+        try:
+            graphs[part] = engine.load(files)
+        except Exception as exc:  # a corrupt file surfaces as many exception types
+            raise ModelLoadError(f"cannot load {part} from {model_dir} with {backend}: {exc}") from exc
+    return PlateModel(model_dir, config, backend, graphs["detector"], graphs["landmarks"])

@@ -1,0 +1,43 @@
+"""The ``plateveil`` console script.
+
+Each package registers its own sub-commands, so this file stays a table of contents:
+``conceal`` (workers.cli), ``models ...`` (model_store.cli), ``doctor`` (plateveil.doctor).
+Imports are lazy so that ``plateveil --help`` does not load mxnet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plateveil", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from workers.cli import register as register_conceal
+    from model_store.cli import register as register_models
+    from plateveil.doctor import register as register_doctor
+
+    register_conceal(sub)
+    register_models(sub)
+    register_doctor(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    result = args.func(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
