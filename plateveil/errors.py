@@ -1,0 +1,46 @@
+"""The exception tree. Permanent errors end a job as ``failed`` with their message as the reason;
+retryable ones are retried by the worker with backoff::
+
+    PlateveilError
+     +-- PermanentError            bad input: never retried
+     |    +-- BadImageError        bytes that are not a decodable image, or one too large
+     |    +-- UnknownStyleError    a concealment style that does not exist
+     |    +-- SourceMissingError   the S3 object named by a job does not exist
+     +-- RetryableError            infrastructure hiccups: retried
+          +-- StorageError         S3 unreachable / 5xx
+          +-- BrokerError          Redis unreachable
+"""
+
+from __future__ import annotations
+
+
+class PlateveilError(Exception):
+    """Base of every error plateveil raises on purpose."""
+
+
+class PermanentError(PlateveilError):
+    """The job cannot succeed however often it is tried."""
+
+
+class BadImageError(PermanentError):
+    pass
+
+
+class UnknownStyleError(PermanentError):
+    pass
+
+
+class SourceMissingError(PermanentError):
+    pass
+
+
+class RetryableError(PlateveilError):
+    """A later try may succeed."""
+
+
+class StorageError(RetryableError):
+    pass
+
+
+class BrokerError(RetryableError):
+    pass
