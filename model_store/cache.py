@@ -1,0 +1,138 @@
+"""The local copy of registry versions: ``<root>/<name>/<version>/`` (bundle files + manifest.json).
+
+A version is downloaded under an exclusive file lock (so workers sharing a disk download it once)
+into a temporary folder beside its final place; every file's sha256 and size are checked against the
+manifest, then the folder is renamed into place in one step. A half-written or corrupt download is
+never visible under the version's name. A cached version is reused after a cheap check: its
+manifest.json has the same sha256 as the registry's and every file has the manifest's size (pass
+``full=True`` to :meth:`ModelCache.verify` to re-hash every byte).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from model_store.registry import MANIFEST, Manifest, Registry, RegistryError, sha256_file
+
+logger = logging.getLogger(__name__)
+
+
+class ModelIntegrityError(RegistryError):
+    """The downloaded bytes of a version differ from its manifest."""
+
+
+class ModelCache:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser()
+
+    def path(self, name: str, version: str) -> Path:
+        return self.root / name / version
+
+    @contextlib.contextmanager
+    def _lock(self, name: str, version: str) -> Iterator[None]:
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f".{version}.lock", "a+") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def verify(self, folder: Path, manifest_bytes: bytes | None = None, full: bool = False) -> bool:
+        """True when ``folder`` holds the version described by ``manifest_bytes`` (default: its own
+        manifest.json): same manifest hash, every file present with its size (and hash when ``full``)."""
+        local = folder / MANIFEST
+        if not local.is_file():
+            return False
+        data = local.read_bytes()
+        if manifest_bytes is not None and hashlib.sha256(data).digest() != hashlib.sha256(manifest_bytes).digest():
+            return False
+        try:
+            manifest = Manifest.from_dict(json.loads(data))
+        except (ValueError, KeyError):
+            return False
+        for entry in manifest.files:
+            path = folder / entry.path
+            if not path.is_file() or path.stat().st_size != entry.size:
+                return False
+            if full and sha256_file(path) != entry.sha256:
+                return False
+        return True
+
+    def fetch(self, registry: Registry, version: str) -> Path:
+        """The local folder of ``registry``'s ``version``, downloading and checking it if needed.
+
+        Raises :class:`ModelIntegrityError` (nothing left behind) when a file's bytes differ from
+        the manifest, ``VersionNotFoundError`` when the version is not published.
+        """
+        manifest_bytes = registry.manifest_bytes(version)
+        assert manifest_bytes is not None
+        target = self.path(registry.name, version)
+        if self.verify(target, manifest_bytes):
+            return target
+        with self._lock(registry.name, version):
+            if self.verify(target, manifest_bytes):  # another process finished it while we waited
+                return target
+            manifest = Manifest.from_dict(json.loads(manifest_bytes))
+            if manifest.version != version or manifest.name != registry.name:
+                raise ModelIntegrityError(f"the manifest of {registry.name}@{version} names "
+                                          f"{manifest.name}@{manifest.version}")
+            for leftover in target.parent.glob(f".{version}.part-*"):  # a crashed download; we hold the lock
+                shutil.rmtree(leftover, ignore_errors=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{version}.part-", dir=target.parent))
+            try:
+                self._download_into(registry, manifest, tmp)
+                (tmp / MANIFEST).write_bytes(manifest_bytes)
+                if target.exists():
+                    logger.warning("replacing a stale or incomplete cached copy at %s", target)
+                    stale = Path(tempfile.mkdtemp(prefix=f".{version}.stale-", dir=target.parent))
+                    os.rename(target, stale / "old")
+                    shutil.rmtree(stale, ignore_errors=True)
+                os.rename(tmp, target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        logger.info("cached %s@%s at %s (%.1f MB)", registry.name, version, target, manifest.size / 1e6)
+        return target
+
+    @staticmethod
+    def _download_into(registry: Registry, manifest: Manifest, folder: Path) -> None:
+        for entry in manifest.files:
+            if "/" in entry.path or entry.path.startswith("."):
+                raise ModelIntegrityError(f"manifest of {manifest.name}@{manifest.version} names an unsafe "
+                                          f"path {entry.path!r}")
+            path = folder / entry.path
+            with open(path, "wb") as f:
+                digest = registry.download_file(manifest.version, entry.path, f)
+            size = path.stat().st_size
+            if digest != entry.sha256 or size != entry.size:
+                raise ModelIntegrityError(
+                    f"{manifest.name}@{manifest.version}/{entry.path}: downloaded sha256 {digest[:12]}... "
+                    f"({size} bytes) does not match the manifest's {entry.sha256[:12]}... ({entry.size} bytes)")
+
+    def cached_versions(self, name: str) -> list[str]:
+        folder = self.root / name
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def prune(self, name: str, keep: set[str]) -> list[str]:
+        """Delete cached versions of ``name`` not in ``keep``; returns what was removed."""
+        removed = []
+        for version in self.cached_versions(name):
+            if version in keep:
+                continue
+            with self._lock(name, version):
+                shutil.rmtree(self.path(name, version), ignore_errors=True)
+            removed.append(version)
+        return removed

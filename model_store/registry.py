@@ -1,0 +1,561 @@
+"""The versioned model registry in S3. boto3 only: no deep-learning framework is imported here.
+
+Layout under ``s3://<bucket>/<prefix>/<name>/``::
+
+    <version>/model.json, detector.onnx, detector-symbol.json, detector-0000.params, landmarks...
+    <version>/manifest.json        written LAST, only if absent: a version is immutable
+    aliases/<alias>.json           {"version", "updated_at", "previous": [newest first]}
+
+A version exists once its manifest exists; files without a manifest are an unfinished upload and
+are never served. Every file is named in the manifest with its sha256 and size, and the local cache
+(:mod:`model_store.cache`) refuses a download whose bytes differ.
+
+Writes are conditional where the S3 server supports it (``If-None-Match: *`` for a new version or
+alias, ``If-Match: <etag>`` for an alias update), so two workers bootstrapping at once, or two
+people promoting at once, cannot lose a write. On a server that rejects conditional writes the
+registry falls back to check-then-write and logs a warning once.
+
+Exceptions::
+
+    RegistryError
+     +-- VersionNotFoundError   no manifest for that version
+     +-- VersionConflictError   the version exists with different bytes
+     +-- AliasError             unknown alias, nothing to roll back to, lost update race
+     +-- ModelIntegrityError    (model_store.cache) downloaded bytes differ from the manifest
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from model_store.runtime import MODEL_FILES, default_model_dir, read_config
+from plateveil.errors import StorageError
+
+if TYPE_CHECKING:
+    from model_store.cache import ModelCache
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+CONFIG = "model.json"
+FRAMEWORK_MXNET = "mxnet-1.9.1/gluoncv-0.10.5"
+NUDGE_CHANNEL = "plateveil:models"
+HISTORY_LIMIT = 20
+SCHEMA = 1
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+_RESERVED = {"aliases"}
+_CHUNK = 1 << 20
+
+
+class RegistryError(Exception):
+    """Base of the registry's errors."""
+
+
+class VersionNotFoundError(RegistryError):
+    pass
+
+
+class VersionConflictError(RegistryError):
+    pass
+
+
+class AliasError(RegistryError):
+    pass
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not _NAME_RE.match(value) or value in _RESERVED:
+        raise RegistryError(f"invalid {kind} {value!r}: use letters, digits and . _ + - (not 'aliases')")
+    return value
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """``git rev-parse HEAD`` of the source tree, or ``"unknown"``."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def version_sort_key(version: str) -> tuple[Any, ...]:
+    """``1.10.0`` after ``1.9.0``: digit runs compare as numbers."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", version) if p)
+
+
+def bundle_files(bundle_dir: Path) -> list[str]:
+    """The files of a bundle folder that belong in the registry (model.json first)."""
+    bundle_dir = Path(bundle_dir)
+    if not (bundle_dir / CONFIG).is_file():
+        raise RegistryError(f"{bundle_dir} is not a model bundle: {CONFIG} missing")
+    names = [CONFIG] + [n for part in MODEL_FILES.values() for n in part.values() if (bundle_dir / n).is_file()]
+    onnx = [part["onnx"] for part in MODEL_FILES.values()]
+    mx = [n for part in MODEL_FILES.values() for n in (part["symbol"], part["params"])]
+    if not (all(n in names for n in onnx) or all(n in names for n in mx)):
+        raise RegistryError(f"{bundle_dir} holds neither the onnx files ({', '.join(onnx)}) "
+                            f"nor the mxnet files ({', '.join(mx)})")
+    return names
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    sha256: str
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "size": self.size}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FileEntry:
+        return cls(path=str(d["path"]), sha256=str(d["sha256"]), size=int(d["size"]))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    files: tuple[FileEntry, ...]
+    framework: str
+    detector_input: dict[str, Any]
+    landmark_input: dict[str, Any]
+    created_at: str
+    git_commit: str
+    training: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+
+    @property
+    def digest(self) -> str:
+        """sha256 over the (path, sha256) pairs: equal digests = identical bundle bytes."""
+        text = "\n".join(f"{f.path} {f.sha256}" for f in sorted(self.files, key=lambda f: f.path))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def file(self, path: str) -> FileEntry:
+        for f in self.files:
+            if f.path == path:
+                return f
+        raise KeyError(path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "name": self.name,
+            "version": self.version,
+            "framework": self.framework,
+            "files": [f.to_dict() for f in self.files],
+            "digest": self.digest,
+            "detector_input": self.detector_input,
+            "landmark_input": self.landmark_input,
+            "training": self.training,
+            "metrics": self.metrics,
+            "created_at": self.created_at,
+            "git_commit": self.git_commit,
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True).encode()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
+        return cls(
+            name=str(d["name"]),
+            version=str(d["version"]),
+            files=tuple(FileEntry.from_dict(f) for f in d["files"]),
+            framework=str(d.get("framework", "")),
+            detector_input=dict(d.get("detector_input") or {}),
+            landmark_input=dict(d.get("landmark_input") or {}),
+            created_at=str(d.get("created_at", "")),
+            git_commit=str(d.get("git_commit", "unknown")),
+            training=d.get("training"),
+            metrics=d.get("metrics"),
+        )
+
+    @classmethod
+    def for_bundle(cls, bundle_dir: Path, name: str, version: str) -> Manifest:
+        """Hash the files of a local bundle folder."""
+        bundle_dir = Path(bundle_dir)
+        names = bundle_files(bundle_dir)
+        config = read_config(bundle_dir)
+        det, lm = config.get("detector", {}), config.get("landmarks", {})
+        has_onnx = any(n.endswith(".onnx") for n in names)
+        has_mx = any(n.endswith(".params") for n in names)
+        framework = "+".join(([FRAMEWORK_MXNET] if has_mx else []) + (["onnx"] if has_onnx else []))
+        return cls(
+            name=name,
+            version=version,
+            files=tuple(FileEntry(n, sha256_file(bundle_dir / n), (bundle_dir / n).stat().st_size) for n in names),
+            framework=framework,
+            detector_input={"long_side": det.get("long_side"), "pad_to": det.get("pad_to")},
+            landmark_input={"width": lm.get("input_w"), "height": lm.get("input_h")},
+            created_at=_now(),
+            git_commit=git_commit(),
+            training=config.get("training"),
+            metrics=config.get("metrics"),
+        )
+
+
+@dataclass(frozen=True)
+class Alias:
+    version: str
+    updated_at: str
+    previous: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "updated_at": self.updated_at, "previous": list(self.previous)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Alias:
+        return cls(version=str(d["version"]), updated_at=str(d.get("updated_at", "")),
+                   previous=tuple(str(v) for v in d.get("previous", [])))
+
+
+Notifier = Callable[[str, str, "str | None"], None]
+
+
+def redis_notifier(redis_client: Any, channel: str = NUDGE_CHANNEL) -> Notifier:
+    """A notifier that publishes ``{"name", "alias", "version"}`` on the Redis channel the
+    workers' model swappers listen to. A failed publish is logged, never raised: the workers'
+    polling picks the change up anyway."""
+
+    def notify(name: str, alias: str, version: str | None) -> None:
+        message = json.dumps({"name": name, "alias": alias, "version": version})
+        try:
+            redis_client.publish(channel, message)
+        except Exception:  # redis errors of every kind; polling covers a lost nudge
+            logger.warning("could not publish the model nudge on %s; workers will notice by polling",
+                           channel, exc_info=True)
+
+    return notify
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: Exception) -> int:
+    response = getattr(exc, "response", None) or {}
+    return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def _is_missing(exc: Exception) -> bool:
+    return _error_code(exc) in {"NoSuchKey", "404", "NotFound"} or _status(exc) == 404
+
+
+def _is_precondition(exc: Exception) -> bool:
+    return _error_code(exc) in {"PreconditionFailed", "ConditionalRequestConflict"} or _status(exc) in {409, 412}
+
+
+def _is_unsupported(exc: Exception) -> bool:
+    return _error_code(exc) in {"NotImplemented", "InvalidArgument"} or _status(exc) == 501
+
+
+class Registry:
+    """Versions and aliases of one model name in one bucket."""
+
+    def __init__(self, s3_client: Any, bucket: str, prefix: str = "models", name: str = "plateveil-plates",
+                 notify: Notifier | None = None) -> None:
+        self.s3 = s3_client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.name = _check_name("model name", name)
+        self.notify = notify
+        self._conditional = True
+
+    def __repr__(self) -> str:
+        return f"Registry(s3://{self.bucket}/{self._root})"
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    @property
+    def _root(self) -> str:
+        return f"{self.prefix}/{self.name}" if self.prefix else self.name
+
+    def key(self, version: str, filename: str) -> str:
+        return f"{self._root}/{version}/{filename}"
+
+    def alias_key(self, alias: str) -> str:
+        return f"{self._root}/aliases/{alias}.json"
+
+    # -- low-level S3 --------------------------------------------------------------------------
+
+    def _get(self, key: str) -> tuple[bytes, str] | None:
+        """(body, etag) or None when the object does not exist."""
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+            return obj["Body"].read(), str(obj.get("ETag", ""))
+        except Exception as exc:
+            if _is_missing(exc):
+                return None
+            raise StorageError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
+
+    def _put(self, key: str, body: bytes | BinaryIO, *, if_none_match: bool = False, if_match: str | None = None,
+             metadata: dict[str, str] | None = None) -> bool:
+        """Write an object; False when the condition failed (someone else wrote first)."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": body}
+        if metadata:
+            kwargs["Metadata"] = metadata
+        conditional = (if_none_match or if_match) and self._conditional
+        if conditional:
+            if if_none_match:
+                kwargs["IfNoneMatch"] = "*"
+            else:
+                kwargs["IfMatch"] = if_match
+        try:
+            self.s3.put_object(**kwargs)
+            return True
+        except Exception as exc:
+            if conditional and _is_precondition(exc):
+                return False
+            if conditional and (_is_unsupported(exc) or type(exc).__name__ == "ParamValidationError"):
+                logger.warning("the S3 server (or boto3) rejects conditional writes (%s); falling back to "
+                               "check-then-write, which a concurrent writer can race", exc)
+                self._conditional = False
+                if hasattr(body, "seek"):
+                    body.seek(0)
+                return self._put_checked(key, body, if_none_match=if_none_match, if_match=if_match,
+                                         metadata=metadata)
+            raise StorageError(f"cannot write s3://{self.bucket}/{key}: {exc}") from exc
+
+    def _put_checked(self, key: str, body: bytes | BinaryIO, *, if_none_match: bool, if_match: str | None,
+                     metadata: dict[str, str] | None) -> bool:
+        current = self._head(key)
+        if if_none_match and current is not None:
+            return False
+        if if_match is not None and (current is None or current.get("ETag") != if_match):
+            return False
+        return self._put(key, body, metadata=metadata)
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.s3.head_object(Bucket=self.bucket, Key=key))
+        except Exception as exc:
+            if _is_missing(exc):
+                return None
+            raise StorageError(f"cannot stat s3://{self.bucket}/{key}: {exc}") from exc
+
+    def _list(self, prefix: str, delimiter: str | None = None) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        try:
+            for page in self.s3.get_paginator("list_objects_v2").paginate(**kwargs):
+                yield from page.get("CommonPrefixes", [])
+                yield from page.get("Contents", [])
+        except Exception as exc:
+            raise StorageError(f"cannot list s3://{self.bucket}/{prefix}: {exc}") from exc
+
+    # -- versions ------------------------------------------------------------------------------
+
+    def publish(self, bundle_dir: str | Path, version: str | None = None) -> Manifest:
+        """Upload a bundle folder as an immutable version (``version`` defaults to model.json's).
+
+        Publishing a version that exists with the same bytes returns the stored manifest; with
+        different bytes it raises :class:`VersionConflictError`.
+        """
+        bundle_dir = Path(bundle_dir)
+        version = _check_name("version", version or str(read_config(bundle_dir).get("version", "")))
+        local = Manifest.for_bundle(bundle_dir, self.name, version)
+        existing = self.manifest_bytes(version, missing_ok=True)
+        if existing is not None:
+            return self._same_or_conflict(local, Manifest.from_dict(json.loads(existing)))
+        for entry in local.files:
+            with open(bundle_dir / entry.path, "rb") as f:
+                self._put(self.key(version, entry.path), f, metadata={"sha256": entry.sha256})
+        if not self._put(self.key(version, MANIFEST), local.to_json(), if_none_match=True):
+            stored = self.manifest_bytes(version)
+            assert stored is not None
+            return self._same_or_conflict(local, Manifest.from_dict(json.loads(stored)))
+        logger.info("published %s@%s (%d files, %.1f MB) to s3://%s/%s/%s/", self.name, version,
+                    len(local.files), local.size / 1e6, self.bucket, self._root, version)
+        return local
+
+    def _same_or_conflict(self, local: Manifest, stored: Manifest) -> Manifest:
+        if stored.digest == local.digest:
+            logger.info("%s@%s is already published with identical bytes", self.name, local.version)
+            return stored
+        ours = {f.path: f.sha256 for f in local.files}
+        theirs = {f.path: f.sha256 for f in stored.files}
+        differ = sorted(p for p in set(ours) | set(theirs) if ours.get(p) != theirs.get(p))
+        raise VersionConflictError(
+            f"{self.name}@{local.version} is already published with different bytes ({', '.join(differ)} "
+            f"differ); versions are immutable: publish under a new version")
+
+    def manifest_bytes(self, version: str, missing_ok: bool = False) -> bytes | None:
+        got = self._get(self.key(_check_name("version", version), MANIFEST))
+        if got is None:
+            if missing_ok:
+                return None
+            raise VersionNotFoundError(f"{self.name}@{version} is not in {self}; known: "
+                                       f"{', '.join(self.list_versions()) or 'none'}")
+        return got[0]
+
+    def show(self, version: str) -> Manifest:
+        data = self.manifest_bytes(version)
+        assert data is not None
+        return Manifest.from_dict(json.loads(data))
+
+    def exists(self, version: str) -> bool:
+        return self._head(self.key(_check_name("version", version), MANIFEST)) is not None
+
+    def list_versions(self) -> list[str]:
+        """Published versions (those with a manifest), oldest version number first."""
+        versions = []
+        for item in self._list(f"{self._root}/"):
+            parts = item.get("Key", "")[len(self._root) + 1:].split("/")
+            if len(parts) == 2 and parts[1] == MANIFEST and parts[0] not in _RESERVED:
+                versions.append(parts[0])
+        return sorted(versions, key=version_sort_key)
+
+    def download_file(self, version: str, filename: str, dest: BinaryIO) -> str:
+        """Stream one file of a version into ``dest``; returns the sha256 of what was written."""
+        key = self.key(version, filename)
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+            h = hashlib.sha256()
+            for chunk in iter(lambda: body.read(_CHUNK), b""):
+                h.update(chunk)
+                dest.write(chunk)
+        except Exception as exc:
+            if _is_missing(exc):
+                raise VersionNotFoundError(f"s3://{self.bucket}/{key} is missing") from exc
+            raise StorageError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
+        return h.hexdigest()
+
+    def download(self, version: str, dest_root: str | Path, cache: ModelCache | None = None) -> Path:
+        """The local folder of ``version`` (downloaded and checked by the cache under ``dest_root``)."""
+        from model_store.cache import ModelCache
+
+        return (cache or ModelCache(Path(dest_root))).fetch(self, version)
+
+    # -- aliases -------------------------------------------------------------------------------
+
+    def read_alias(self, alias: str) -> tuple[Alias | None, str | None]:
+        got = self._get(self.alias_key(_check_name("alias", alias)))
+        if got is None:
+            return None, None
+        return Alias.from_dict(json.loads(got[0])), got[1]
+
+    def resolve(self, alias: str) -> str | None:
+        current = self.read_alias(alias)[0]
+        return current.version if current is not None else None
+
+    def aliases(self) -> dict[str, Alias]:
+        out = {}
+        for item in self._list(f"{self._root}/aliases/"):
+            name = item.get("Key", "").rsplit("/", 1)[-1]
+            if name.endswith(".json"):
+                found = self.read_alias(name[:-5])[0]
+                if found is not None:
+                    out[name[:-5]] = found
+        return out
+
+    def _update_alias(self, alias: str, change: Callable[[Alias | None], Alias | None]) -> Alias | None:
+        """Read-modify-write of an alias with optimistic concurrency. ``change`` returns the new
+        alias, or None to leave it as it is."""
+        key = self.alias_key(_check_name("alias", alias))
+        for _ in range(8):
+            current, etag = self.read_alias(alias)
+            new = change(current)
+            if new is None:
+                return current
+            body = json.dumps(new.to_dict(), indent=2).encode()
+            written = (self._put(key, body, if_match=etag) if etag
+                       else self._put(key, body, if_none_match=True))
+            if written:
+                if current is None or current.version != new.version:
+                    logger.info("%s alias %s: %s -> %s", self.name, alias,
+                                current.version if current else None, new.version)
+                    if self.notify is not None:
+                        self.notify(self.name, alias, new.version)
+                return new
+        raise AliasError(f"alias {alias} of {self.name} keeps changing under us; try again")
+
+    def promote(self, version: str, alias: str = "production") -> Alias:
+        """Point ``alias`` at ``version``; the version it pointed at goes to the history."""
+        if not self.exists(version):
+            raise VersionNotFoundError(f"{self.name}@{version} is not in {self}; known: "
+                                       f"{', '.join(self.list_versions()) or 'none'}")
+
+        def change(current: Alias | None) -> Alias | None:
+            if current is not None and current.version == version:
+                return None
+            history = ((current.version,) + current.previous) if current else ()
+            return Alias(version, _now(), history[:HISTORY_LIMIT])
+
+        result = self._update_alias(alias, change)
+        assert result is not None
+        return result
+
+    def rollback(self, alias: str = "production") -> Alias:
+        """Point ``alias`` back at the version it pointed at before the last promotion."""
+
+        def change(current: Alias | None) -> Alias | None:
+            if current is None:
+                raise AliasError(f"alias {alias} of {self.name} is not set")
+            history = [v for v in current.previous if v != current.version]
+            if not history:
+                raise AliasError(f"alias {alias} of {self.name} has no earlier version to roll back to")
+            return Alias(history[0], _now(), tuple(history[1:]))
+
+        result = self._update_alias(alias, change)
+        assert result is not None
+        return result
+
+    def remove_alias(self, alias: str) -> bool:
+        """Delete an alias (e.g. end a canary). False when it was not set."""
+        key = self.alias_key(_check_name("alias", alias))
+        if self._head(key) is None:
+            return False
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise StorageError(f"cannot delete s3://{self.bucket}/{key}: {exc}") from exc
+        logger.info("%s alias %s removed", self.name, alias)
+        if self.notify is not None:
+            self.notify(self.name, alias, None)
+        return True
+
+
+def ensure_bootstrap(registry: Registry, bundle_dir: str | Path | None = None,
+                     alias: str = "production") -> str | None:
+    """On an empty registry, publish the shipped bundle and point ``alias`` at it, so a fresh
+    system runs offline. Safe to run from many workers at once. Returns the version published, or
+    None when the registry already had versions."""
+    if registry.list_versions():
+        return None
+    bundle_dir = Path(bundle_dir) if bundle_dir is not None else default_model_dir()
+    manifest = registry.publish(bundle_dir)
+
+    def change(current: Alias | None) -> Alias | None:
+        return None if current is not None else Alias(manifest.version, _now(), ())
+
+    registry._update_alias(alias, change)
+    logger.info("bootstrapped %s with the shipped bundle %s", registry, manifest.version)
+    return manifest.version
