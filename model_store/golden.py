@@ -43,7 +43,7 @@ def _draw_plate(img: np.ndarray, quad: np.ndarray, text: str) -> None:
     cv2.rectangle(plate, (1, 1), (pw - 2, ph - 2), (20, 20, 20), 3)
     cv2.rectangle(plate, (4, 4), (24, ph - 5), (160, 60, 20), -1)  # the blue country band
     cv2.putText(plate, text, (32, 43), cv2.FONT_HERSHEY_SIMPLEX, 1.15, (10, 10, 10), 3, cv2.LINE_AA)
-    src = np.float32([[0, 0], [pw, 0], [pw, ph], [0, ph]])
+    src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
     m = cv2.getPerspectiveTransform(src, quad.astype(np.float32))
     h, w = img.shape[:2]
     warped = cv2.warpPerspective(plate, m, (w, h), flags=cv2.INTER_LINEAR)

@@ -73,7 +73,7 @@ class AliasError(RegistryError):
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _check_name(kind: str, value: str) -> str:
