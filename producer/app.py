@@ -1,0 +1,61 @@
+"""The upload service: ``uvicorn producer.app:app`` (OpenAPI at /openapi.json, docs at /docs).
+
+Importing this module reads no settings and connects to nothing; the settings are read once when
+the app starts (lifespan), and a bad environment stops it with a message naming the variables.
+Tests and tools build their own app with :func:`create_app` and explicit settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+import plateveil
+from plateveil.settings import load_settings
+from producer.responses import Health
+from producer.routes import router
+from producer.services import Services
+from producer.settings import ProducerSettings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: ProducerSettings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        current = settings or load_settings(ProducerSettings)
+        app.state.services = Services.from_settings(current)
+        logger.info("upload service ready: queue=%s originals=%s output=%s storage=%s", current.queue,
+                    current.originals_bucket, current.output_bucket, current.storage)
+        try:
+            yield
+        finally:
+            app.state.services.close()
+
+    app = FastAPI(title="plateveil upload service", version=plateveil.__version__, lifespan=lifespan,
+                  description="Upload car photos; a worker hides their licence plates and writes the "
+                              "concealed photo and a JSON sidecar to the output bucket.")
+    app.include_router(router)
+
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+    async def healthz() -> JSONResponse:
+        """Readiness: Redis answers and both buckets exist (503 otherwise)."""
+        checks = await run_in_threadpool(app.state.services.health)
+        healthy = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if healthy else "down", "checks": checks},
+                            status_code=200 if healthy else 503)
+
+    @app.get("/livez")
+    async def livez() -> dict[str, str]:
+        """Liveness: the process serves requests (does not look at dependencies)."""
+        return {"status": "ok"}
+
+    return app
+
+
+app = create_app()

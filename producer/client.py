@@ -1,0 +1,76 @@
+"""A small synchronous client of the upload service (httpx)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from plateveil.schema import JobStatus
+
+
+class JobTimeoutError(TimeoutError):
+    """``wait`` gave up before the job finished."""
+
+
+class PlateveilClient:
+    def __init__(self, base_url: str, api_key: str, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
+                                 headers={"Authorization": f"Bearer {api_key}"})
+
+    def __enter__(self) -> PlateveilClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    @staticmethod
+    def _json(resp: httpx.Response) -> dict[str, Any]:
+        resp.raise_for_status()
+        return resp.json()  # type: ignore[no-any-return]
+
+    def submit_photo(self, photo: str | Path | bytes, style: str | None = None,
+                     metadata: dict[str, str] | None = None) -> dict[str, Any]:
+        """Upload a photo (path or bytes); returns the 202 body (job_id, status_url, output keys)."""
+        if isinstance(photo, bytes):
+            name, data = "photo", photo
+        else:
+            name, data = Path(photo).name, Path(photo).read_bytes()
+        form: dict[str, str] = {}
+        if style:
+            form["style"] = style
+        if metadata:
+            import json
+
+            form["metadata"] = json.dumps(metadata)
+        return self._json(self.http.post("/v1/photos", files={"file": (name, data)}, data=form))
+
+    def submit_s3_object(self, bucket: str, key: str, style: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"bucket": bucket, "key": key}
+        if style:
+            body["style"] = style
+        return self._json(self.http.post("/v1/jobs", json=body))
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        return self._json(self.http.get(f"/v1/jobs/{job_id}"))
+
+    def wait(self, job_id: str, timeout: float = 60.0, poll: float = 0.1) -> dict[str, Any]:
+        """Poll until the job is done or failed; JobTimeoutError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.status(job_id)
+            if JobStatus(job["status"]).finished:
+                return job
+            if time.monotonic() >= deadline:
+                raise JobTimeoutError(f"job {job_id} still {job['status']} after {timeout:.0f} s")
+            time.sleep(poll)
+
+    def health(self) -> dict[str, Any]:
+        resp = self.http.get("/healthz")
+        return resp.json()  # type: ignore[no-any-return]

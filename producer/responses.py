@@ -1,0 +1,65 @@
+"""Request and response bodies of the upload service (they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Accepted(BaseModel):
+    job_id: str
+    status: str = Field(description="always 'queued' on acceptance")
+    status_url: str = Field(description="GET this for the job's progress")
+    source_bucket: str
+    source_key: str
+    output_bucket: str = Field(description="bucket the concealed photo will be written to")
+    output_key: str = Field(description="key of the concealed photo (same format as the original)")
+    sidecar_key: str = Field(description="key of the JSON sidecar (plates, model version, timings)")
+    style: str
+    accepted_at: str = Field(description="ISO-8601 UTC, millisecond precision")
+
+
+class JobRequest(BaseModel):
+    bucket: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    style: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class Skipped(BaseModel):
+    bucket: str
+    key: str
+    reason: str
+
+
+class EventsAccepted(BaseModel):
+    accepted: list[Accepted]
+    skipped: list[Skipped]
+
+
+class JobView(BaseModel):
+    job_id: str
+    status: str = Field(description="queued | running | done | failed")
+    status_url: str
+    source_bucket: str
+    source_key: str
+    output_bucket: str
+    output_key: str
+    sidecar_key: str
+    style: str
+    model: str | None = Field(None, description="name@version of the model that processed the photo")
+    plate_count: int
+    plates: list[dict[str, Any]] = Field(description="polygon (4 points, pixels), score, box, det_score")
+    error: str | None = Field(None, description="why the job failed (or why it is being retried)")
+    accepted_at: str
+    started_at: str | None = None
+    completed_at: str | None = None
+    timings_ms: dict[str, float]
+    attempts: int
+    metadata: dict[str, str]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str]

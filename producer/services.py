@@ -1,0 +1,116 @@
+"""What the upload service talks to - the job store, the object store, the broker - and the one
+place that turns a photo already in storage into a queued job (:meth:`Services.accept`).
+
+The broker is reached through a bare Celery app that only *sends* tasks by name; this package
+never imports ``workers`` (nor mxnet).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from celery import Celery
+
+from plateveil.errors import BrokerError
+from plateveil.jobs import JobStore
+from plateveil.schema import (
+    TASK_CONCEAL,
+    ConcealJob,
+    JobRecord,
+    JobStatus,
+    dated_key,
+    extension_for,
+    iso_ms,
+    new_job_id,
+    utc_now,
+)
+from plateveil.storage import ObjectStore, get_store
+from producer.settings import ProducerSettings
+
+logger = logging.getLogger(__name__)
+
+
+def make_sender(settings: ProducerSettings) -> Celery:
+    """A Celery app used only to publish: JSON, short bounded publish retries, no result backend."""
+    app = Celery("plateveil-producer", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=settings.queue,
+        broker_connection_timeout=settings.enqueue_timeout_s,
+        broker_transport_options={"socket_connect_timeout": settings.enqueue_timeout_s,
+                                  "socket_timeout": settings.enqueue_timeout_s},
+        task_publish_retry=True,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5,
+                                   "interval_max": 1.0},
+    )
+    return app
+
+
+@dataclass
+class Services:
+    settings: ProducerSettings
+    store: ObjectStore
+    jobs: JobStore
+    sender: Celery
+    health_store: ObjectStore
+
+    @classmethod
+    def from_settings(cls, settings: ProducerSettings) -> Services:
+        jobs = JobStore(redis.Redis.from_url(settings.redis_url, decode_responses=True,
+                                             socket_connect_timeout=settings.health_timeout_s,
+                                             socket_timeout=settings.enqueue_timeout_s),
+                        ttl_s=settings.job_ttl_s, event_stream=settings.event_stream,
+                        event_maxlen=settings.event_stream_maxlen)
+        quick = settings.model_copy(update={"s3_connect_timeout_s": settings.health_timeout_s,
+                                            "s3_read_timeout_s": settings.health_timeout_s, "s3_max_attempts": 1})
+        return cls(settings, get_store(settings), jobs, make_sender(settings), get_store(quick))
+
+    def close(self) -> None:
+        self.jobs.client.close()
+        self.sender.close()
+
+    def new_job(self, source_bucket: str, source_key: str | None, out_fmt: str, style: str,
+                metadata: dict[str, str], source_ext: str = "img") -> ConcealJob:
+        """A job with fresh id and output keys; ``source_key=None`` means a new upload, whose key
+        in the originals bucket is ``<originals_prefix>/YYYY/MM/DD/<job_id>.<source_ext>``."""
+        now = utc_now()
+        job_id = new_job_id()
+        if source_key is None:
+            source_key = dated_key(self.settings.originals_prefix, job_id, source_ext, now)
+        return ConcealJob(job_id=job_id, source_bucket=source_bucket, source_key=source_key,
+                          output_bucket=self.settings.output_bucket,
+                          output_key=dated_key(self.settings.output_prefix, job_id, extension_for(out_fmt), now),
+                          style=style, accepted_at=iso_ms(now), metadata=metadata)
+
+    def accept(self, job: ConcealJob) -> None:
+        """Record ``queued`` first, then enqueue by task name; BrokerError if either fails."""
+        self.jobs.create(JobRecord.queued(job))
+        try:
+            self.sender.send_task(TASK_CONCEAL, args=[job.to_dict()], task_id=job.job_id,
+                                  queue=self.settings.queue)
+        except Exception as exc:  # kombu/redis raise many connection error types
+            logger.exception("could not enqueue job %s", job.job_id)
+            try:
+                self.jobs.finish(job.job_id, JobStatus.FAILED, error=f"could not enqueue: {exc}")
+            except BrokerError:
+                pass
+            raise BrokerError(f"could not enqueue job: {exc}") from exc
+        logger.info("queued job %s s3://%s/%s style=%s", job.job_id, job.source_bucket, job.source_key, job.style)
+
+    def health(self) -> dict[str, Any]:
+        checks: dict[str, str] = {}
+        try:
+            self.jobs.ping()
+            checks["redis"] = "ok"
+        except BrokerError as exc:
+            checks["redis"] = f"down: {exc}"
+        try:
+            self.health_store.check([self.settings.originals_bucket, self.settings.output_bucket])
+            checks[self.store.name] = "ok"
+        except Exception as exc:  # any failure means "not healthy"; report it
+            checks[self.store.name] = f"down: {exc}"
+        return checks

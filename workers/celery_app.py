@@ -1,0 +1,56 @@
+"""The Celery app: ``celery -A workers.celery_app worker -Q plateveil.conceal``.
+
+Settings are read once, here, at import (start-up); a bad environment stops the worker with a
+message naming the variables. The choices below are deliberate:
+
+* ``task_acks_late`` + ``task_reject_on_worker_lost``: a job is acknowledged only after it
+  finished, so a worker killed mid-job (OOM, node drain, hard time limit) does not lose it: Redis
+  redelivers it. Our job store counts deliveries and fails a job that keeps killing workers
+  (``PLATEVEIL_MAX_DELIVERIES``) instead of looping forever.
+* ``worker_prefetch_multiplier=1``: a process reserves one job at a time; photos take
+  ~0.1-1 s, so prefetching only makes queues unfair and loses more on a crash.
+* broker ``visibility_timeout`` (default 1 h) must exceed the hard time limit plus the largest
+  retry delay, or Redis would hand a still-running job to a second worker (checked at start-up).
+* soft/hard time limits (20 s / 30 s): the soft limit raises inside the task and the job fails
+  as "timed out"; the hard limit kills a stuck process. (Enforced by the prefork pool only.)
+* JSON only (no pickle): payloads are plain dicts from :mod:`plateveil.schema`.
+* no result backend: status lives in our own Redis job store (:mod:`plateveil.jobs`).
+* ``worker_cancel_long_running_tasks_on_connection_loss``: with late acks, jobs running when
+  the broker connection drops will be redelivered anyway, so they are cancelled, not duplicated.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from plateveil.settings import load_settings
+from workers.settings import WorkerSettings
+
+settings = load_settings(WorkerSettings)
+
+
+def create_celery_app(settings: WorkerSettings) -> Celery:
+    app = Celery("plateveil", broker=settings.redis_url, include=["workers.tasks"])
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_soft_time_limit=settings.soft_time_limit_s,
+        task_time_limit=settings.hard_time_limit_s,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        task_default_queue=settings.queue,
+        task_create_missing_queues=True,
+        worker_send_task_events=False,
+        worker_hijack_root_logger=True,
+    )
+    return app
+
+
+app = create_celery_app(settings)

@@ -1,0 +1,34 @@
+"""Settings of the worker (``PLATEVEIL_*``), read once when the worker starts."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from plateveil.schema import STYLES
+from plateveil.settings import CommonSettings
+
+
+class WorkerSettings(CommonSettings):
+    backend: str = Field("onnx", description="model backend: onnx (default, CPU) or mxnet")
+    model_dir: str | None = Field(None, description="model bundle folder; unset = the shipped bundle")
+    threads: int = Field(1, ge=0, description="inference threads per worker process (0 = runtime default)")
+    jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of concealed photos")
+    soft_time_limit_s: float = Field(20.0, gt=0, description="a job past this fails as 'timed out'")
+    hard_time_limit_s: float = Field(30.0, gt=0, description="the worker process is killed past this")
+    visibility_timeout_s: int = Field(3600, gt=0, description="Redis broker: an unacked job is redelivered after this")
+    max_retries: int = Field(5, ge=0, description="retries of a job after retryable (S3/Redis) errors")
+    retry_backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles each retry")
+    retry_backoff_max_s: float = Field(30.0, gt=0, description="largest retry delay")
+    max_deliveries: int = Field(3, ge=1, description="a job started this often without finishing (crashes) fails")
+    default_style: str = Field("blur", description="style used when a job names none")
+
+    @model_validator(mode="after")
+    def _check(self) -> WorkerSettings:
+        if self.hard_time_limit_s <= self.soft_time_limit_s:
+            raise ValueError("hard_time_limit_s must be larger than soft_time_limit_s")
+        if self.visibility_timeout_s <= self.hard_time_limit_s + self.retry_backoff_max_s:
+            raise ValueError("visibility_timeout_s must exceed hard_time_limit_s + retry_backoff_max_s, "
+                             "or Redis redelivers jobs that are still running")
+        if self.default_style not in STYLES:
+            raise ValueError(f"unknown default_style {self.default_style!r}; valid: {', '.join(STYLES)}")
+        return self
