@@ -37,8 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from pydantic import Field
+
 from model_store.runtime import MODEL_FILES, default_model_dir, read_config
 from plateveil.errors import StorageError
+from plateveil.settings import CommonSettings
 
 if TYPE_CHECKING:
     from model_store.cache import ModelCache
@@ -54,6 +57,45 @@ SCHEMA = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 _RESERVED = {"aliases"}
 _CHUNK = 1 << 20
+
+
+class RegistrySettings(CommonSettings):
+    """The registry part of the configuration (``PLATEVEIL_*``), shared by the workers and the
+    ``plateveil models`` commands. S3 connection fields are the services' own (CommonSettings)."""
+
+    redis_url: str | None = Field(  # type: ignore[assignment]  # optional here: only the nudge needs it
+        None, description="Redis URL for the model nudge (unset: workers only poll)")
+    registry_bucket: str | None = Field(None, description="bucket of the model registry; unset = workers serve "
+                                                          "the shipped bundle and never look at S3 for models")
+    registry_prefix: str = Field("models", description="key prefix of the model registry")
+    model_name: str = Field("plateveil-plates", description="model name in the registry")
+    model_alias: str = Field("production", description="alias the workers serve")
+    canary_alias: str = Field("canary", description="alias of the canary model")
+    canary_share: float = Field(0.0, ge=0.0, le=1.0, description="share of jobs (by job id hash) sent to the canary")
+    model_poll_seconds: float = Field(10.0, gt=0, description="how often workers check the aliases")
+    model_cache_dir: Path = Field(Path("~/.cache/plateveil/models"), description="local cache of registry versions")
+    model_backend: str = Field("onnx", description="backend the registry models are loaded with (onnx, mxnet)")
+    smoke_max_ms: float = Field(3000.0, gt=0, description="golden smoke check: slowest photo allowed, ms")
+    gate_golden_dir: Path | None = Field(None, description="labelled photos the promotion quality gate evaluates")
+    gate_format: str = Field("auto", description="format of the gate's golden set (auto, voc, yolo, corners)")
+    gate_min_recall_08: float = Field(0.85, ge=0, le=1, description="gate: minimum recall at IoU 0.8")
+    gate_max_spurious: float = Field(0.1, ge=0, description="gate: maximum spurious detections per image")
+    gate_max_excess: float = Field(0.5, ge=0, description="gate: maximum excess (concealed area beyond the plate)")
+
+
+def registry_from_settings(settings: RegistrySettings, notify: bool = True) -> Registry:
+    """The configured registry; with ``notify`` and a Redis URL, alias changes nudge the workers."""
+    if not settings.registry_bucket:
+        raise RegistryError("no model registry configured: set PLATEVEIL_REGISTRY_BUCKET")
+    from plateveil.storage.s3 import S3Store
+
+    client = S3Store.from_settings(settings).client
+    notifier = None
+    if notify and settings.redis_url:
+        import redis
+
+        notifier = redis_notifier(redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5))
+    return Registry(client, settings.registry_bucket, settings.registry_prefix, settings.model_name, notify=notifier)
 
 
 class RegistryError(Exception):
