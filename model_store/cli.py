@@ -1,0 +1,111 @@
+"""``plateveil models ...``: preview, train, build, eval (and the registry verbs from registry_cli)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from model_store.data import DEFAULT_DATA_ROOT, FORMATS
+
+logger = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    models = sub.add_parser("models", help="plate models: preview, train, build, eval, registry")
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="VERB")
+
+    p = msub.add_parser("preview", help="contact sheet of generated and real samples with labels drawn")
+    p.add_argument("--out", type=Path, default=Path("runs/preview.png"))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT, help="real photos to include (if present)")
+    p.add_argument("--n-synth", type=int, default=12)
+    p.add_argument("--n-real", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_preview)
+
+    t = msub.add_parser("train", help="train the detector or the landmark model (resumes from checkpoints)")
+    t.add_argument("part", choices=["detector", "landmarks"])
+    t.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
+    t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<part>)")
+    t.add_argument("--iterations", type=int, default=None, help="default: the shipped recipe")
+    t.add_argument("--synth-p", type=float, default=None, help="share of samples with synthetic plates")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=_train)
+
+    b = msub.add_parser("build", help="export trained params to a model bundle (MXNet symbol+params and ONNX)")
+    b.add_argument("--detector", type=Path, required=True, help="detector .params")
+    b.add_argument("--landmarks", type=Path, required=True, help="landmark .params")
+    b.add_argument("--version", required=True)
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--overrides", type=Path, default=None, help="JSON {detector: {...}, landmarks: {...}}")
+    b.set_defaults(func=_build)
+
+    e = msub.add_parser("eval", help="run the full pipeline on a labelled folder and report the metrics")
+    e.add_argument("--data", type=Path, required=True, help="folder of labelled photos (or a split name: val)")
+    e.add_argument("--format", default="auto", choices=FORMATS)
+    e.add_argument("--model-dir", type=Path, default=None, help="bundle folder (default: shipped)")
+    e.add_argument("--backend", default="onnx", choices=["onnx", "mxnet"])
+    e.add_argument("--out", type=Path, default=Path("runs/eval"), help="where the report JSON and sheet go")
+    e.set_defaults(func=_eval)
+
+    try:
+        from model_store.registry_cli import register_registry_commands
+    except ImportError:
+        pass
+    else:
+        register_registry_commands(msub)
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from model_store import synth
+    from model_store.data import load_folder
+
+    real = []
+    if args.data and Path(args.data).is_dir() and args.n_real > 0:
+        folders = [p for p in sorted(Path(args.data).iterdir()) if p.is_dir()]
+        per = max(1, args.n_real // max(1, len(folders)))
+        for folder in folders:
+            for s in load_folder(folder)[:per]:
+                real.append((s.image, s.boxes, s.corners, f"real: {s.source}/{s.path.name}"))
+    out = synth.make_preview(args.out, real_samples=real, n_synth=args.n_synth, seed=args.seed)
+    print(f"wrote {out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from model_store.recipe import train
+
+    out = args.out or Path("runs") / args.part
+    train(args.part, args.data, out, iterations=args.iterations, seed=args.seed, synth_p=args.synth_p)
+    print(f"trained {args.part}: {out} (final.params, metrics.jsonl, curves.png)")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from model_store.build import build_bundle
+
+    overrides = json.loads(args.overrides.read_text()) if args.overrides else None
+    out = build_bundle(args.detector, args.landmarks, args.out, args.version, overrides=overrides)
+    print(f"wrote bundle {out}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from model_store.data import load_folder, load_split
+    from model_store.evaluate import evaluate_samples, format_table, worst_cases_sheet
+    from model_store.runtime import load_model
+
+    model = load_model(args.model_dir, backend=args.backend)
+    if str(args.data) == "val":
+        samples = load_split(DEFAULT_DATA_ROOT)[1]
+    else:
+        samples = load_folder(args.data, args.format)
+    report = evaluate_samples(model, samples)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.json").write_text(json.dumps({"model": model.tag, **report.to_dict()}, indent=2))
+    sheet = worst_cases_sheet(report, args.out / "worst_cases.png")
+    print(f"model {model.tag} backend {args.backend}")
+    print(format_table(report))
+    print(f"report: {args.out / 'report.json'}  worst cases: {sheet}")
+    return 0
