@@ -22,9 +22,9 @@ logger = logging.getLogger(__name__)
 _SHIFT = 4  # fillPoly sub-pixel bits: coordinates are drawn at 1/16 pixel precision
 
 
-def polygon_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
-    """uint8 mask of ``shape`` (h, w), 255 inside ``polygon`` (local pixel coords), anti-aliased edges."""
-    mask = np.zeros(shape, dtype=np.uint8)
+def polygon_mask(shape: tuple[int, ...], polygon: np.ndarray) -> np.ndarray:
+    """uint8 mask of ``shape[:2]`` (h, w), 255 inside ``polygon`` (local pixel coords), anti-aliased edges."""
+    mask = np.zeros(shape[:2], dtype=np.uint8)
     # pixel centres are at integer coordinates in OpenCV drawing; polygons are in continuous
     # coordinates where pixel (0, 0) spans [0, 1): shift by half a pixel
     pts = np.round((np.asarray(polygon, dtype=np.float64) - 0.5) * (1 << _SHIFT)).astype(np.int32)
