@@ -17,11 +17,12 @@ import struct
 import warnings
 import zlib
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from plateveil.errors import BadImageError
+
+if TYPE_CHECKING:  # numpy, OpenCV and Pillow are imported where pixels are handled, so that the
+    import numpy as np  # upload service can use sniff_image / output_format without them
 
 DEFAULT_MAX_PIXELS = 50_000_000
 
@@ -115,6 +116,7 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
         raise BadImageError("truncated JPEG: no end-of-image marker after the scan data")
 
     import cv2
+    import numpy as np
 
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
@@ -127,8 +129,8 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     if image.shape[0] != height or image.shape[1] != width:
         # header and pixel data disagree (rare; multi-page TIFF): trust the pixels
         height, width = image.shape[:2]
-    image = apply_orientation(image, orientation)
-    return DecodedImage(np.ascontiguousarray(image), fmt, icc, orientation)
+    image = np.ascontiguousarray(apply_orientation(image, orientation))
+    return DecodedImage(image, fmt, icc, orientation)
 
 
 def _read_header(data: bytes, fmt: str) -> tuple[int, int, int, bytes | None]:
@@ -188,6 +190,7 @@ def _jpeg_complete(data: bytes) -> bool:
 def _to_bgr8(raw: np.ndarray) -> np.ndarray:
     """Grayscale / BGRA / 16-bit / float decodes -> 8-bit BGR (alpha composited over white)."""
     import cv2
+    import numpy as np
 
     img = raw
     if img.dtype == np.uint16:
