@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -213,3 +216,12 @@ def test_decompression_bomb_header_rejected_before_decoding():
     png[29:33] = struct.pack(">I", zlib.crc32(ihdr))
     with pytest.raises(BadImageError, match="too large"):
         imaging.decode(bytes(png))
+
+
+def test_sniffing_imports_no_image_library():
+    """The upload service uses sniff_image/output_format; importing them must stay light."""
+    code = ("import sys, plateveil.imaging as m; assert m.sniff_image(b'\\x89PNG\\r\\n\\x1a\\n') == 'png'; "
+            "print(sorted(k for k in ('numpy', 'cv2', 'PIL') if k in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(Path(__file__).resolve().parents[2]))
+    assert out.stdout.strip() == "[]"
