@@ -69,12 +69,12 @@ class Concealer:
             local = poly - (x1, y1)
             roi = out[y1:y2, x1:x2]
             mask = polygon_mask(roi.shape[:2], local)
-            ys, xs = np.nonzero(mask)
-            if ys.size == 0:
+            bx1, by1, bw, bh = cv2.boundingRect(mask)
+            if bw == 0 or bh == 0:
                 continue
             replacement = self.render(roi, local)
             # blend only the mask's bounding rectangle
-            by1, by2, bx1, bx2 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+            bx2, by2 = bx1 + bw, by1 + bh
             alpha = mask[by1:by2, bx1:bx2].astype(np.float32) * (1.0 / 255.0)
             roi[by1:by2, bx1:bx2] = cv2.blendLinear(
                 np.ascontiguousarray(replacement[by1:by2, bx1:bx2]), np.ascontiguousarray(roi[by1:by2, bx1:bx2]),
