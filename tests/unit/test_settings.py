@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+
+from plateveil.settings import SettingsError, load_settings
+from producer.settings import ProducerSettings
+from workers.settings import WorkerSettings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("PLATEVEIL_"):
+            monkeypatch.delenv(name)
+
+
+def test_missing_required_settings_are_named(monkeypatch):
+    with pytest.raises(SettingsError) as err:
+        load_settings(ProducerSettings)
+    assert "PLATEVEIL_REDIS_URL" in str(err.value) and "PLATEVEIL_API_KEYS" in str(err.value)
+
+
+def test_api_keys_are_comma_separated_and_not_shown(monkeypatch):
+    monkeypatch.setenv("PLATEVEIL_REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("PLATEVEIL_API_KEYS", " k1, k2 ,")
+    settings = load_settings(ProducerSettings)
+    assert settings.api_keys == ("k1", "k2")
+    assert "k1" not in repr(settings)
+
+
+def test_unknown_default_style_is_refused(monkeypatch):
+    monkeypatch.setenv("PLATEVEIL_REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("PLATEVEIL_API_KEYS", "k")
+    monkeypatch.setenv("PLATEVEIL_DEFAULT_STYLE", "sparkles")
+    with pytest.raises(SettingsError, match="PLATEVEIL_DEFAULT_STYLE"):
+        load_settings(ProducerSettings)
+
+
+def test_worker_time_limits_must_fit_the_visibility_timeout(monkeypatch):
+    monkeypatch.setenv("PLATEVEIL_REDIS_URL", "redis://127.0.0.1:1/0")
+    settings = load_settings(WorkerSettings)
+    assert settings.backend == "onnx" and settings.soft_time_limit_s < settings.hard_time_limit_s
+    monkeypatch.setenv("PLATEVEIL_VISIBILITY_TIMEOUT_S", "10")
+    with pytest.raises(SettingsError, match="visibility_timeout_s"):
+        load_settings(WorkerSettings)
