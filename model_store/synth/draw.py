@@ -119,22 +119,27 @@ def smooth_noise(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 def wear(rng: np.random.Generator, img: np.ndarray, strength: float) -> np.ndarray:
     """Dirt, uneven fading and speckles; returns a new uint8 image."""
     h, w = img.shape[:2]
-    f = img.astype(np.float32)
+    # gentle uneven illumination from the print/reflective film itself
+    shade = 1.0 + (smooth_noise(rng, h, w) - 0.5) * np.float32(rng.uniform(0.0, 0.15))
     if strength > 0:
         dirt = smooth_noise(rng, h, w)
         tint = np.float32(rng.uniform(0.55, 0.85, 3)) * np.float32([0.9, 1.0, 1.05])
-        amount = (dirt ** rng.uniform(1.0, 3.0)) * strength
-        f = f * (1 - amount[..., None]) + f * tint * amount[..., None]
-        n_spots = int(rng.integers(0, 6 * strength + 1))
-        for _ in range(n_spots):
-            cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-            r = rng.uniform(0.01, 0.06) * h
+        amount = cv2.pow(dirt, float(rng.uniform(1.0, 3.0))) * np.float32(strength)
+        factor = (1.0 - amount[..., None] * (1.0 - tint)) * shade[..., None]
+    else:
+        factor = np.repeat(shade[..., None], 3, axis=2)
+    out = cv2.multiply(img, factor, dtype=cv2.CV_8U)
+    if strength > 0:
+        for _ in range(int(rng.integers(0, 6 * strength + 1))):
+            r = max(int(rng.uniform(0.01, 0.06) * h), 1)
+            cx, cy = int(rng.uniform(0, w)), int(rng.uniform(0, h))
             col = tuple(float(v) for v in rng.uniform(40, 110, 3))
-            spot = np.zeros((h, w), np.uint8)
-            cv2.circle(spot, (int(cx), int(cy)), max(int(r), 1), 255, -1, cv2.LINE_AA)
-            a = spot.astype(np.float32)[..., None] * (rng.uniform(0.2, 0.6) / 255.0)
-            f = f * (1 - a) + np.float32(col) * a
-    # gentle uneven illumination from the print/reflective film itself
-    shade = 1.0 + (smooth_noise(rng, h, w) - 0.5) * rng.uniform(0.0, 0.15)
-    f *= shade[..., None]
-    return np.clip(f, 0, 255).astype(np.uint8)
+            x0, y0, x1, y1 = max(cx - r - 1, 0), max(cy - r - 1, 0), min(cx + r + 2, w), min(cy + r + 2, h)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            roi = out[y0:y1, x0:x1]
+            spot = roi.copy()
+            cv2.circle(spot, (cx - x0, cy - y0), r, col, -1, cv2.LINE_AA)
+            op = float(rng.uniform(0.2, 0.6))
+            out[y0:y1, x0:x1] = cv2.addWeighted(spot, op, roi, 1 - op, 0)
+    return out
