@@ -11,6 +11,9 @@ from model_store.synth import fonts
 
 Colour = tuple[int, int, int]
 
+CV_8U = 0  # OpenCV depth codes (the stubs lack the constants)
+CV_32F = 5
+
 
 def canvas(h: int, w: int, colour: Colour) -> np.ndarray:
     img = np.empty((h, w, 3), np.uint8)
@@ -20,7 +23,7 @@ def canvas(h: int, w: int, colour: Colour) -> np.ndarray:
 
 def vertical_gradient(h: int, w: int, top: Colour, bottom: Colour) -> np.ndarray:
     t = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
-    col = (1 - t) * np.float32(top) + t * np.float32(bottom)
+    col = (1 - t) * np.array(top, np.float32) + t * np.array(bottom, np.float32)
     return np.ascontiguousarray(np.broadcast_to(col, (h, w, 3)), dtype=np.uint8)
 
 
@@ -34,7 +37,7 @@ def blend_mask(img: np.ndarray, mask: np.ndarray, colour: Colour, x: int, y: int
         return
     m = mask[y0 - y:y1 - y, x0 - x:x1 - x].astype(np.float32) * (opacity / 255.0)
     roi = img[y0:y1, x0:x1].astype(np.float32)
-    roi += (np.float32(colour) - roi) * m[..., None]
+    roi += (np.array(colour, np.float32) - roi) * m[..., None]
     img[y0:y1, x0:x1] = roi.astype(np.uint8)
 
 
@@ -123,14 +126,14 @@ def wear(rng: np.random.Generator, img: np.ndarray, strength: float) -> np.ndarr
     shade = 1.0 + (smooth_noise(rng, h, w) - 0.5) * np.float32(rng.uniform(0.0, 0.15))
     if strength > 0:
         dirt = smooth_noise(rng, h, w)
-        tint = np.float32(rng.uniform(0.55, 0.85, 3)) * np.float32([0.9, 1.0, 1.05])
+        tint = (rng.uniform(0.55, 0.85, 3) * np.array([0.9, 1.0, 1.05])).astype(np.float32)
         amount = cv2.pow(dirt, float(rng.uniform(1.0, 3.0))) * np.float32(strength)
         factor = (1.0 - amount[..., None] * (1.0 - tint)) * shade[..., None]
     else:
         factor = np.repeat(shade[..., None], 3, axis=2)
-    out = cv2.multiply(img, factor, dtype=cv2.CV_8U)
+    out = cv2.multiply(img, factor, dtype=CV_8U)
     if strength > 0:
-        for _ in range(int(rng.integers(0, 6 * strength + 1))):
+        for _ in range(int(rng.integers(0, int(6 * strength) + 1))):
             r = max(int(rng.uniform(0.01, 0.06) * h), 1)
             cx, cy = int(rng.uniform(0, w)), int(rng.uniform(0, h))
             col = tuple(float(v) for v in rng.uniform(40, 110, 3))

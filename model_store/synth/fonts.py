@@ -49,7 +49,7 @@ def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
 def _text_mask_cached(text: str, name: str, size: int) -> np.ndarray:
     font = _font(name, size)
     left, top, right, bottom = font.getbbox(text)
-    w, h = max(right - left, 1), max(bottom - top, 1)
+    w, h = max(int(right - left), 1), max(int(bottom - top), 1)
     img = Image.new("L", (w, h), 0)
     ImageDraw.Draw(img).text((-left, -top), text, font=font, fill=255)
     mask = np.asarray(img)

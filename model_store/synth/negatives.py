@@ -8,12 +8,15 @@ BGR image plus an alpha mask (many are not rectangles).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from model_store.synth import draw, fonts
+
+T = TypeVar("T")
 
 NEGATIVE_KINDS = ("sign", "sticker", "badge", "bumper_text", "grille", "reflection", "price_tag", "phone",
                   "logo")
@@ -29,7 +32,7 @@ _LOGO = ("VW", "BMW", "KIA", "Ford", "FIAT", "SEAT", "MINI", "Opel", "Dacia", "A
 Item = tuple[np.ndarray, np.ndarray, bool]
 
 
-def _pick(rng: np.random.Generator, seq):  # type: ignore[no-untyped-def]
+def _pick(rng: np.random.Generator, seq: Sequence[T]) -> T:
     return seq[int(rng.integers(len(seq)))]
 
 

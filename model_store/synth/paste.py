@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from model_store.synth import plates
+from model_store.synth import draw, plates
 
 # An item to paste: ``prepare(rng) -> (aspect w/h, draw)``; ``draw(height_px)`` returns the item's
 # BGR image, its alpha and whether its outer edges are the rectangle's (plates) or come from alpha.
@@ -245,7 +245,7 @@ def composite(rng: np.random.Generator, img: np.ndarray, src: np.ndarray, src_al
         both = blur(cv2.merge((*cv2.split(pre), alpha)))
         pre = np.ascontiguousarray(both[..., :3])
         a3 = cv2.merge((both[..., 3],) * 3)
-    out = cv2.add(cv2.multiply(bg, 1.0 - a3, dtype=cv2.CV_32F), pre)
+    out = cv2.add(cv2.multiply(bg, 1.0 - a3, dtype=draw.CV_32F), pre)
     img[y0:y1, x0:x1] = cv2.convertScaleAbs(np.maximum(out, 0, out=out))
     return x0, y0, x1, y1
 

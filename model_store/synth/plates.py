@@ -9,10 +9,15 @@ as an annotator would place them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeVar
+
 import cv2
 import numpy as np
 
 from model_store.synth import draw, fonts
+
+T = TypeVar("T")
 
 LAYOUTS = ("eu", "ru", "us", "br_mercosur", "uk_rear", "two_line")
 
@@ -52,12 +57,12 @@ def _fill(rng: np.random.Generator, pattern: str, letters: str = _LETTERS) -> st
     return "".join(out)
 
 
-def _pick(rng: np.random.Generator, seq):  # type: ignore[no-untyped-def]
+def _pick(rng: np.random.Generator, seq: Sequence[T]) -> T:
     return seq[int(rng.integers(len(seq)))]
 
 
 def _jitter(rng: np.random.Generator, colour: tuple[int, int, int], amount: float = 10) -> tuple[int, int, int]:
-    c = np.clip(np.float32(colour) + rng.normal(0, amount, 3), 0, 255)
+    c = np.clip(np.array(colour, np.float32) + rng.normal(0, amount, 3), 0, 255)
     return (int(c[0]), int(c[1]), int(c[2]))
 
 
