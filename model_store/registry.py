@@ -307,7 +307,8 @@ def _status(exc: Exception) -> int:
 
 
 def _is_missing(exc: Exception) -> bool:
-    return _error_code(exc) in {"NoSuchKey", "404", "NotFound"} or _status(exc) == 404
+    """The object is absent (a missing bucket is a configuration error, not a missing object)."""
+    return _error_code(exc) in {"NoSuchKey", "404", "NotFound"}
 
 
 def _is_precondition(exc: Exception) -> bool:
