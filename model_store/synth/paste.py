@@ -30,6 +30,8 @@ Renderer = Callable[[np.random.Generator], tuple[float, Draw]]
 
 # share of scenes whose whole image is re-compressed (costs ~25-40 ms on 1280x720)
 FULL_JPEG_P = 0.1
+# share of plates sitting in a visible holder / recess
+FRAME_P = 0.25
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,24 @@ def composite(rng: np.random.Generator, img: np.ndarray, src: np.ndarray, src_al
     return x0, y0, x1, y1
 
 
+def _frame(rng: np.random.Generator, img: np.ndarray, quad: np.ndarray) -> None:
+    """A plate holder / recess around the plate (outside its corners: never part of the label)."""
+    fx, fy = rng.uniform(0.01, 0.05), rng.uniform(0.04, 0.2)
+    outer = _map_unit(quad, [(-fx, -fy), (1 + fx, -fy), (1 + fx, 1 + fy), (-fx, 1 + fy)])
+    g = rng.uniform(5, 70) if rng.random() < 0.75 else rng.uniform(120, 230)
+    colour = np.clip(g + rng.normal(0, 6, 3), 0, 255)
+    src = np.empty((16, 64, 3), np.uint8)
+    src[:] = colour.astype(np.uint8)
+    alpha = draw.rounded_mask(16, 64, rng.uniform(0, 4))
+    composite(rng, img, src, alpha, outer, rect_edges=True)
+
+
+def _map_unit(quad: np.ndarray, uv: list[tuple[float, float]]) -> np.ndarray:
+    unit = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
+    h = cv2.getPerspectiveTransform(unit, quad.astype(np.float32))
+    return cv2.perspectiveTransform(np.array([uv], np.float32), h)[0]
+
+
 def paste_items(rng: np.random.Generator, img: np.ndarray, count: int, render: Renderer,
                 width_range: tuple[float, float], taken: list[np.ndarray],
                 dark_map: Callable[[], np.ndarray]) -> list[Pasted]:
@@ -270,6 +290,8 @@ def paste_items(rng: np.random.Generator, img: np.ndarray, count: int, render: R
         render_h = int(np.clip(round(side_h * rng.uniform(1.0, 1.4)), 12, 96))
         src, src_alpha, rect_edges = draw_item(render_h)
         quad = quad.astype(np.float32)
+        if rect_edges and rng.random() < FRAME_P:
+            _frame(rng, img, quad)
         roi = composite(rng, img, src, src_alpha, quad, rect_edges)
         lo, hi = quad.min(axis=0), quad.max(axis=0)
         taken.append(_pad_box(np.array([lo[0], lo[1], hi[0], hi[1]]), 0.1, 3))

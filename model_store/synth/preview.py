@@ -74,15 +74,16 @@ def preview_sheet(samples: Sequence[PreviewSample], out_png: str | Path, cols: i
 
 def generated_background(rng: np.random.Generator, width: int = 1280, height: int = 720) -> np.ndarray:
     """A plain background: a colour gradient, smooth blotches, a few dark car-ish blocks and noise."""
-    top, bottom = rng.uniform(40, 220, 3), rng.uniform(20, 160, 3)
+    top = rng.uniform(60, 220) + rng.normal(0, 12, 3)
+    bottom = rng.uniform(20, 140) + rng.normal(0, 12, 3)
     t = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
     img = np.broadcast_to((1 - t) * top + t * bottom, (height, width, 3)).astype(np.float32)
-    small = rng.uniform(-40, 40, (9, 16, 3)).astype(np.float32)
+    small = (rng.uniform(-35, 35, (9, 16, 1)) + rng.normal(0, 6, (9, 16, 3))).astype(np.float32)
     img = img + cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
     for _ in range(int(rng.integers(1, 4))):
         x, y = rng.uniform(0, width * 0.8), rng.uniform(height * 0.3, height * 0.8)
         w, h = rng.uniform(0.15, 0.45) * width, rng.uniform(0.15, 0.35) * height
-        col = rng.uniform(10, 120, 3)
+        col = rng.uniform(10, 110) + rng.normal(0, 15, 3)
         cv2.rectangle(img, (int(x), int(y)), (int(x + w), int(y + h)), tuple(float(c) for c in col), -1, cv2.LINE_AA)
     img = cv2.GaussianBlur(img, (0, 0), 2.0)
     img += rng.normal(0, 4, img.shape).astype(np.float32)

@@ -94,8 +94,9 @@ def test_geometry_is_exact_area_and_centroid(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_pasted_plate_corners_land_on_the_plate(seed: int) -> None:
+def test_pasted_plate_corners_land_on_the_plate(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Real rendered plates with full realism: inside the labelled quad is plate, outside is background."""
+    monkeypatch.setattr(paste, "FRAME_P", 0.0)  # holders are drawn outside the plate on purpose
     rng = np.random.default_rng(100 + seed)
     bg = np.zeros((480, 640, 3), np.uint8)
     bg[:] = MAGENTA
