@@ -1,0 +1,67 @@
+# Everyday verbs. Every target builds .venv first (make setup) and never prompts.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.plateveil-setup
+PIP := $(PY) -m pip --disable-pip-version-check
+IMAGES ?=
+ARGS ?=
+
+.PHONY: help setup test test-unit test-integration demo up down status lint typecheck doctor clean
+
+help:
+	@echo "make setup            build .venv from requirements.lock (+ requirements-dev.lock), install plateveil -e"
+	@echo "make test             run the whole test suite (starts its own Redis + S3 + worker + API)"
+	@echo "make demo [IMAGES=d]  end-to-end demo on generated car photos (or your folder); outputs in demo-out/"
+	@echo "make up / make down   start / stop the local stack in the background (state and logs in .stack/)"
+	@echo "make status           is the background stack running?"
+	@echo "make lint             ruff"
+	@echo "make typecheck        mypy"
+	@echo "make doctor           check Python, pinned packages, the model bundle (onnx + mxnet), Redis/S3 if configured"
+	@echo "make clean            remove demo-out/ and caches (keeps .venv)"
+
+# Re-runs only when the pins or the package metadata change; quick when already done.
+setup: $(STAMP)
+
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements.lock -r requirements-dev.lock
+	$(PIP) install -q --no-deps -e .
+	@touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+test-unit: setup
+	$(PY) -m pytest -q tests/unit $(ARGS)
+
+test-integration: setup
+	$(PY) -m pytest -q tests/integration $(ARGS)
+
+demo: setup
+	$(PY) scripts/demo.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)
+
+up: setup
+	@$(PY) -m plateveil.stack up $(ARGS)
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m plateveil.stack down; else echo "no .venv: nothing to stop"; fi
+
+status: setup
+	@$(PY) -m plateveil.stack status
+
+lint: setup
+	$(PY) -m ruff check .
+
+typecheck: setup
+	$(PY) -m mypy plateveil producer workers model_store scripts
+
+doctor: setup
+	$(VENV)/bin/plateveil doctor --all-backends $(ARGS)
+
+clean:
+	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
