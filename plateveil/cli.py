@@ -18,9 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from workers.cli import register as register_conceal
     from model_store.cli import register as register_models
     from plateveil.doctor import register as register_doctor
+    from workers.cli import register as register_conceal
 
     register_conceal(sub)
     register_models(sub)

@@ -9,7 +9,8 @@ Redis errors surface as :class:`~plateveil.errors.BrokerError` (retryable).
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import redis
 
@@ -48,7 +49,7 @@ class JobStore:
 
     def create(self, record: JobRecord) -> None:
         pipe = self.client.pipeline()
-        pipe.hset(self.key(record.job_id), mapping=record.to_hash())
+        pipe.hset(self.key(record.job_id), mapping=cast(Mapping[Any, Any], record.to_hash()))
         pipe.expire(self.key(record.job_id), self.ttl_s)
         self._run("create", pipe.execute)
 
@@ -58,7 +59,7 @@ class JobStore:
 
     def _update(self, job_id: str, fields: dict[str, str], incr_attempts: bool = False) -> int:
         pipe = self.client.pipeline()
-        pipe.hset(self.key(job_id), mapping=fields)
+        pipe.hset(self.key(job_id), mapping=cast(Mapping[Any, Any], fields))
         if incr_attempts:
             pipe.hincrby(self.key(job_id), "attempts", 1)
         pipe.expire(self.key(job_id), self.ttl_s)

@@ -33,7 +33,7 @@ class PlateveilClient:
     @staticmethod
     def _json(resp: httpx.Response) -> dict[str, Any]:
         resp.raise_for_status()
-        return resp.json()  # type: ignore[no-any-return]
+        return resp.json()
 
     def submit_photo(self, photo: str | Path | bytes, style: str | None = None,
                      metadata: dict[str, str] | None = None) -> dict[str, Any]:
@@ -73,4 +73,4 @@ class PlateveilClient:
 
     def health(self) -> dict[str, Any]:
         resp = self.http.get("/healthz")
-        return resp.json()  # type: ignore[no-any-return]
+        return resp.json()

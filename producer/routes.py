@@ -30,7 +30,7 @@ _MULTIPART_OVERHEAD = 64 * 1024
 
 
 def services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+    return request.app.state.services
 
 
 ServicesDep = Annotated[Services, Depends(services)]

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 import pytest
 
 from plateveil.schema import (
-    ConcealJob,
     CompletionEvent,
+    ConcealJob,
     JobRecord,
     JobStatus,
     dated_key,

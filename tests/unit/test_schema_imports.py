@@ -11,9 +11,9 @@ import pytest
 
 @pytest.mark.parametrize("module", ["plateveil.schema", "producer.app", "producer.client"])
 def test_import_does_not_load_mxnet_or_workers(module):
-    code = ("import importlib, json, sys; importlib.import_module(%r); "
+    code = (f"import importlib, json, sys; importlib.import_module({module!r}); "
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('mxnet', 'workers', 'gluoncv', "
-            "'onnxruntime'))))" % module)
+            "'onnxruntime'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PATH": "/usr/bin:/bin"})
     assert json.loads(out.stdout) == []
