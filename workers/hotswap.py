@@ -7,8 +7,8 @@ For a new version it downloads through the verified cache, loads it, runs the go
 only then swaps the reference: one attribute assignment under a lock, between jobs. A job keeps the
 model object :meth:`ModelSwapper.pick` gave it for its whole run, so a swap never changes a model
 under a running job. On any failure the old model keeps serving, the reason is logged and shown by
-:meth:`ModelSwapper.state` (also written to the Redis hash ``plateveil:worker:<hostname>``, field
-``models``, on every poll).
+:meth:`ModelSwapper.state` (also written to the Redis hash ``plateveil:worker:<hostname>:<pid>``,
+field ``models``, on every poll; it expires when the worker stops polling).
 
 Canary: with ``canary_share`` > 0 and a ``canary`` alias set, that share of jobs (chosen by a hash
 of the job id, so a retried job stays on one model) gets the canary model.
@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -72,7 +73,7 @@ class ModelSwapper:
         self.threads = threads
         self.smoke_max_ms = smoke_max_ms
         self.redis = redis_client
-        self.status_key = STATUS_KEY_PREFIX + (hostname or socket.gethostname())
+        self.status_key = STATUS_KEY_PREFIX + (hostname or f"{socket.gethostname()}:{os.getpid()}")
         self.bootstrap = bootstrap
         self.fallback_dir = fallback_dir
         self._loader = loader

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from model_store.registry import RegistryOptions
 from plateveil.schema import STYLES
 from plateveil.settings import CommonSettings
 
 
-class WorkerSettings(CommonSettings):
+class WorkerSettings(CommonSettings, RegistryOptions):
+    """The worker's settings; the model registry ones (``registry_bucket``, ``model_alias``,
+    ``canary_share``...) come from :class:`~model_store.registry.RegistryOptions`."""
+
     backend: str = Field("onnx", description="model backend: onnx (default, CPU) or mxnet")
     model_dir: str | None = Field(None, description="model bundle folder; unset = the shipped bundle")
     threads: int = Field(1, ge=0, description="inference threads per worker process (0 = runtime default)")
