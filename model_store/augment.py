@@ -64,11 +64,40 @@ def photometric(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     return x
 
 
-def with_synthetic(rng: np.random.Generator, photo: Photo, p: float) -> Photo:
-    """Maybe paste synthetic plates (exact corners) onto a copy of ``photo``."""
-    synth = _synth()
-    if synth is None or rng.random() >= p:
+class SynthPool:
+    """Synthetic scenes cost ~20 ms each; a pool reused under fresh random crops, scales and jitter
+    (refreshing a share of it on every draw) gives the same variety at a tenth of the cost."""
+
+    def __init__(self, photos: list[Photo], size: int = 300, refresh: float = 0.1) -> None:
+        self.photos, self.size, self.refresh = photos, size, refresh
+        self.pool: list[Photo] = []
+
+    def draw(self, rng: np.random.Generator) -> Photo | None:
+        if len(self.pool) < self.size or rng.random() < self.refresh:
+            made = make_synthetic(rng, self.photos[int(rng.integers(len(self.photos)))])
+            if made is None:
+                return None
+            if len(self.pool) < self.size:
+                self.pool.append(made)
+            else:
+                self.pool[int(rng.integers(self.size))] = made
+            return made
+        return self.pool[int(rng.integers(len(self.pool)))]
+
+
+def with_synthetic(rng: np.random.Generator, photo: Photo, p: float, pool: SynthPool | None = None) -> Photo:
+    """With probability ``p``, a photo with synthetic plates (exact corners) instead of ``photo``."""
+    if rng.random() >= p:
         return photo
+    made = pool.draw(rng) if pool is not None else make_synthetic(rng, photo)
+    return made if made is not None else photo
+
+
+def make_synthetic(rng: np.random.Generator, photo: Photo) -> Photo | None:
+    """Paste synthetic plates onto a copy of ``photo``; None when the generator is unavailable."""
+    synth = _synth()
+    if synth is None:
+        return None
     try:
         img, corners = synth.synth_scene(rng, photo.image, existing_boxes=photo.boxes, max_plates=3,
                                          negatives=True)
@@ -76,7 +105,7 @@ def with_synthetic(rng: np.random.Generator, photo: Photo, p: float) -> Photo:
         _SYNTH_FAILURES["count"] += 1
         if _SYNTH_FAILURES["count"] <= 3:
             logger.exception("synthetic scene failed; using the real photo alone")
-        return photo
+        return None
     corners = np.asarray(corners, np.float32).reshape(-1, 4, 2)
     boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1) if len(corners) else np.zeros((0, 4))
     return Photo(img, np.concatenate([photo.boxes, boxes]).astype(np.float32),
@@ -92,6 +121,7 @@ class DetectorSampler:
 
         self.photos, self.cfg, self.size, self.synth_p = photos, cfg, size, synth_p
         self.rng = np.random.default_rng(seed)
+        self.pool = SynthPool(photos)
         a = anchors_for(cfg["levels"], size, size)
         self.anchors = a
         self.anchor_corners = np.stack([a[:, 0] - a[:, 2] / 2, a[:, 1] - a[:, 3] / 2,
@@ -100,7 +130,7 @@ class DetectorSampler:
     def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng, size = self.rng, self.size
         photo = self.photos[int(rng.integers(len(self.photos)))]
-        photo = with_synthetic(rng, photo, self.synth_p)
+        photo = with_synthetic(rng, photo, self.synth_p, self.pool)
         img, boxes = photo.image, photo.boxes.copy()
         h, w = img.shape[:2]
         base = self.cfg["long_side"] / max(h, w)
@@ -174,6 +204,7 @@ class LandmarkSampler:
                  seed: int = 0) -> None:
         self.photos, self.cfg, self.synth_p, self.neg_p = photos, cfg, synth_p, neg_p
         self.rng = np.random.default_rng(seed)
+        self.pool = SynthPool(photos)
         self.hard_negatives: list[tuple[int, np.ndarray]] = []  # (photo index, box) from detector FPs
 
     def _crop(self, img: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, Any]:
@@ -227,7 +258,7 @@ class LandmarkSampler:
                 return self.sample()
             crop, _ = self._crop(photo.image, box)
         else:
-            photo = with_synthetic(rng, photo, self.synth_p)
+            photo = with_synthetic(rng, photo, self.synth_p, self.pool)
             if not len(photo.boxes):
                 return self.sample()
             i = int(rng.integers(len(photo.boxes)))

@@ -57,21 +57,18 @@ def near_box(box: np.ndarray) -> np.ndarray:
     return np.array([box[0] - w / 4, box[1] - h / 2, box[2] + w / 4, box[3] + h / 2])
 
 
-def _fill_boxes(shape: tuple[int, int], boxes: np.ndarray) -> np.ndarray:
-    mask = np.zeros(shape, dtype=np.uint8)
-    h, w = shape
-    for b in boxes:
-        x1, y1 = max(int(np.floor(b[0])), 0), max(int(np.floor(b[1])), 0)
-        x2, y2 = min(int(np.ceil(b[2])), w), min(int(np.ceil(b[3])), h)
-        if x2 > x1 and y2 > y1:
-            mask[y1:y2, x1:x2] = 1
+def _fill_polygon(shape: tuple[int, int], poly: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Rasterise with the same rule for boxes and polygons, so a polygon on a box covers it exactly."""
+    mask = np.zeros(shape, dtype=np.uint8) if mask is None else mask
+    pts = np.round(np.asarray(poly, dtype=np.float64) * 16).astype(np.int32).reshape(-1, 1, 2)
+    cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=4)
     return mask
 
 
-def _fill_polygon(shape: tuple[int, int], poly: np.ndarray) -> np.ndarray:
+def _fill_boxes(shape: tuple[int, int], boxes: np.ndarray) -> np.ndarray:
     mask = np.zeros(shape, dtype=np.uint8)
-    pts = np.round(np.asarray(poly, dtype=np.float64) * 16).astype(np.int32).reshape(-1, 1, 2)
-    cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=4)
+    for b in boxes:
+        _fill_polygon(shape, np.array([[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]]]), mask)
     return mask
 
 

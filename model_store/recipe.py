@@ -15,9 +15,9 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 RECIPE: dict[str, dict[str, Any]] = {
-    "detector": {"iterations": 4000, "batch_size": 16, "lr": 2e-3, "checkpoint_every": 200, "synth_p": 0.3,
+    "detector": {"iterations": 2400, "batch_size": 16, "lr": 2e-3, "checkpoint_every": 200, "synth_p": 0.3,
                  "crop": 320},
-    "landmarks": {"iterations": 5000, "batch_size": 64, "lr": 2e-3, "checkpoint_every": 250, "synth_p": 0.6},
+    "landmarks": {"iterations": 2000, "batch_size": 64, "lr": 2e-3, "checkpoint_every": 250, "synth_p": 0.6},
 }
 
 
