@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -84,6 +83,6 @@ def test_expectations_are_optional() -> None:
         smoke_check(FakeModel(lambda img: []), min_found=1)  # type: ignore[arg-type]
 
 
-def test_the_shipped_bundle_passes(tmp_path: Path) -> None:
+def test_the_shipped_bundle_passes() -> None:
     report = smoke_check(load_model(threads=1))
     assert report["photos"] == 3
