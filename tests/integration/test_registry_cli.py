@@ -1,0 +1,179 @@
+"""``plateveil models publish|list|show|promote|rollback|unalias`` against moto_server and Redis,
+and the promotion quality gate (with an injected evaluation, and once with the real one)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+
+from model_store.golden import golden_photos
+from model_store.registry import NUDGE_CHANNEL, Registry, redis_notifier
+from model_store.registry_cli import EXIT_OK, EXIT_REFUSED, GateThresholds, promote_with_gate
+from plateveil.cli import main
+
+try:  # tests/integration on sys.path (pytest's default rootdir import mode)
+    from registry_fixtures import (  # noqa: F401
+        bucket,
+        bundle_factory,
+        redis_client,
+        registry,
+        registry_env,
+        registry_moto_url,
+        registry_redis_url,
+        s3,
+    )
+except ImportError:  # tests laid out as packages
+    from tests.integration.registry_fixtures import (  # noqa: F401
+        bucket,
+        bundle_factory,
+        redis_client,
+        registry,
+        registry_env,
+        registry_moto_url,
+        registry_redis_url,
+        s3,
+    )
+
+pytestmark = pytest.mark.integration
+
+GOOD = {"recall_08": 0.93, "recall_05": 0.98, "spurious_per_image": 0.02, "excess": 0.2, "p50_ms": 30.0,
+        "p95_ms": 45.0, "n_images": 50, "n_plates": 55}
+POOR = dict(GOOD, recall_08=0.61, spurious_per_image=0.3)
+
+
+@pytest.fixture
+def cli_env(bucket: str, registry_moto_url: str, registry_redis_url: str, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "PLATEVEIL_REGISTRY_BUCKET": bucket, "PLATEVEIL_S3_ENDPOINT_URL": registry_moto_url,
+        "PLATEVEIL_S3_REGION": "us-east-1", "PLATEVEIL_S3_ACCESS_KEY_ID": "testing",
+        "PLATEVEIL_S3_SECRET_ACCESS_KEY": "testing", "PLATEVEIL_REDIS_URL": registry_redis_url,
+        "PLATEVEIL_MODEL_CACHE_DIR": str(tmp_path / "cache"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PLATEVEIL_GATE_GOLDEN_DIR", raising=False)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(["models", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_cli_round_trip(cli_env: None, registry: Registry, bundle_factory: Any, redis_client: Any,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(NUDGE_CHANNEL)
+    code, out = run(capsys, "publish", str(bundle_factory("1.0.0")))
+    assert code == EXIT_OK and "plateveil-plates@1.0.0: 3 files" in out
+    assert run(capsys, "publish", str(bundle_factory("1.0.0")))[0] == EXIT_OK  # same bytes: fine
+    changed = bundle_factory("other")
+    (changed / "landmarks.onnx").write_bytes(b"different")
+    code, out = run(capsys, "publish", str(changed), "--version", "1.0.0")
+    assert code == 2 and "already published with different bytes" in out
+    assert run(capsys, "publish", str(bundle_factory("1.1.0")))[0] == EXIT_OK
+
+    code, out = run(capsys, "show", "1.1.0")
+    assert code == EXIT_OK and json.loads(out)["version"] == "1.1.0"
+    assert run(capsys, "show", "7.7.7")[0] == 2
+
+    code, out = run(capsys, "promote", "1.0.0")  # no golden set configured: refused...
+    assert code == EXIT_REFUSED and "no golden set" in out and registry.resolve("production") is None
+    code, out = run(capsys, "promote", "1.0.0", "--force")  # ...unless forced
+    assert code == EXIT_OK and "production -> 1.0.0" in out
+    assert run(capsys, "promote", "1.1.0", "--force")[0] == EXIT_OK
+    assert run(capsys, "promote", "1.1.0", "--force", "--alias", "canary")[0] == EXIT_OK
+
+    code, out = run(capsys, "list")
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("1.0.0") and lines[1].startswith("1.1.0")
+    assert lines[1].rstrip().endswith("canary,production")
+
+    code, out = run(capsys, "rollback")
+    assert code == EXIT_OK and registry.resolve("production") == "1.0.0"
+    assert run(capsys, "rollback")[0] == 2  # nothing earlier
+    assert run(capsys, "unalias", "canary")[0] == EXIT_OK and registry.resolve("canary") is None
+
+    nudges = []
+    for _ in range(50):
+        message = pubsub.get_message(timeout=0.1)
+        if message:
+            nudges.append(json.loads(message["data"]))
+        elif len(nudges) >= 5:
+            break
+    assert [(n["alias"], n["version"]) for n in nudges] == [
+        ("production", "1.0.0"), ("production", "1.1.0"), ("canary", "1.1.0"), ("production", "1.0.0"),
+        ("canary", None)]
+    pubsub.close()
+
+
+def test_missing_bucket_setting_is_a_clear_error(cli_env: None, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("PLATEVEIL_REGISTRY_BUCKET")
+    code, out = run(capsys, "list")
+    assert code == 2 and "PLATEVEIL_REGISTRY_BUCKET" in out
+
+
+class FakeEvaluation:
+    """Metrics per model version; records what it evaluated."""
+
+    def __init__(self, by_version: dict[str, dict[str, Any]]) -> None:
+        self.by_version = by_version
+        self.calls: list[tuple[str, Path, str]] = []
+
+    def __call__(self, model: Any, data_dir: Path, fmt: str = "auto") -> dict[str, Any]:
+        self.calls.append((model.version, data_dir, fmt))
+        return self.by_version[model.version]
+
+
+def test_quality_gate_refuses_and_force_overrides(registry: Registry, bundle_factory: Any, redis_client: Any,
+                                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for v in ("1.0.0", "1.1.0", "1.2.0"):
+        registry.publish(bundle_factory(v))
+    registry.promote("1.0.0")
+    registry.notify = redis_notifier(redis_client)
+    evaluate = FakeEvaluation({"1.0.0": GOOD, "1.1.0": POOR, "1.2.0": GOOD})
+    golden = tmp_path / "golden"
+    kwargs: dict[str, Any] = dict(golden_dir=golden, fmt="corners", cache_dir=tmp_path / "cache",
+                                  evaluate=evaluate, thresholds=GateThresholds())
+
+    assert promote_with_gate(registry, "1.1.0", **kwargs) == EXIT_REFUSED
+    out = capsys.readouterr().out
+    assert "candidate 1.1.0" in out and "production 1.0.0" in out
+    assert "refused" in out and "recall@0.8 0.610 < 0.85" in out and "spurious/img 0.300 > 0.1" in out
+    assert registry.resolve("production") == "1.0.0"
+    assert sorted(evaluate.calls) == [("1.0.0", golden, "corners"), ("1.1.0", golden, "corners")]
+
+    assert promote_with_gate(registry, "1.1.0", force=True, **kwargs) == EXIT_OK
+    assert "promoted anyway (--force)" in capsys.readouterr().out
+    assert registry.resolve("production") == "1.1.0"
+
+    assert promote_with_gate(registry, "1.2.0", **kwargs) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "refused" not in out and "production -> 1.2.0 (was 1.1.0)" in out
+    assert registry.resolve("production") == "1.2.0"
+
+    stricter = dict(kwargs, thresholds=GateThresholds(min_recall_08=0.95))
+    assert promote_with_gate(registry, "1.0.0", alias="canary", **stricter) == EXIT_REFUSED
+    assert registry.resolve("canary") is None
+
+
+def test_gate_with_the_real_evaluation(cli_env: None, registry: Registry, bundle_factory: Any, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The random-weight placeholder finds no plate on the golden photos: the gate says no."""
+    golden = tmp_path / "golden"
+    (golden / "images").mkdir(parents=True)
+    (golden / "corners").mkdir()
+    for photo in golden_photos()[:2]:
+        cv2.imwrite(str(golden / "images" / f"{photo.name}.jpg"), photo.image)
+        (golden / "corners" / f"{photo.name}.json").write_text(
+            json.dumps({"plates": [[list(p) for p in plate] for plate in photo.plates]}))
+    registry.publish(bundle_factory("1.0.0"))
+    code, out = run(capsys, "promote", "1.0.0", "--golden", str(golden), "--format", "corners")
+    assert code == EXIT_REFUSED, out
+    assert "candidate 1.0.0" in out and "(2 images, 2 plates)" in out and "recall@0.8" in out
+    assert registry.resolve("production") is None
