@@ -28,8 +28,9 @@ from model_store.synth import draw, plates
 Draw = Callable[[int], tuple[np.ndarray, np.ndarray, bool]]
 Renderer = Callable[[np.random.Generator], tuple[float, Draw]]
 
-# share of scenes whose whole image is re-compressed (costs ~25-40 ms on 1280x720)
-FULL_JPEG_P = 0.1
+# share of scenes whose whole image is re-compressed (costs ~25-40 ms on 1280x720); the rest
+# re-compress block-aligned windows around what was pasted
+FULL_JPEG_P = 0.05
 # share of plates sitting in a visible holder / recess
 FRAME_P = 0.25
 
@@ -54,7 +55,7 @@ def random_pose_quad(rng: np.random.Generator, aspect: float) -> np.ndarray:
     """
     yaw = math.radians(45.0 * rng.uniform(-1, 1) * rng.uniform(0.3, 1.0))
     pitch = math.radians(20.0 * rng.uniform(-1, 1) * rng.uniform(0.3, 1.0))
-    roll = math.radians(float(np.clip(rng.normal(0, 4.0), -10, 10)))
+    roll = math.radians(min(max(float(rng.normal(0, 4.0)), -10.0), 10.0))
     dist = 1.2 + 9.0 * rng.random() ** 2
     hw, hh = 0.5, 0.5 / aspect
     pts = np.array([[-hw, -hh, 0], [hw, -hh, 0], [hw, hh, 0], [-hw, hh, 0]], np.float64)
@@ -81,7 +82,8 @@ def _coverage(quad: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.ndarray:
         d = (ex * (ys[:, None] - p[1]) - ey * (xs[None, :] - p[0])) / n
         cov = d if cov is None else np.minimum(cov, d)
     assert cov is not None
-    return np.clip(cov + 0.5, 0.0, 1.0)
+    cov += 0.5
+    return np.minimum(np.maximum(cov, 0.0, out=cov), 1.0, out=cov)
 
 
 @functools.lru_cache(maxsize=1)
@@ -124,44 +126,56 @@ def _blur(rng: np.random.Generator, size_px: float) -> tuple[Callable[[np.ndarra
     return motion, length // 2 + 1
 
 
-def _photometric(rng: np.random.Generator, fg: np.ndarray, bg: np.ndarray, quad_roi: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class _Light:
+    """Photometric change of one item: per-channel gain, optional per-pixel shade and additive term."""
+
+    gain: np.ndarray  # (3,) float32
+    shade: np.ndarray | None  # (h, w) float32 multiplier
+    add: np.ndarray | None  # (h, w, 3) float32, before alpha
+
+
+def _photometric(rng: np.random.Generator, fg: np.ndarray, bg: np.ndarray, quad_roi: np.ndarray) -> _Light:
     """Lighting gain and colour cast loosely matched to the background, shadows, glare, noise.
 
-    ``fg`` and ``bg`` are uint8 ROIs of the same size; returns the float32 foreground.
+    ``fg`` and ``bg`` are uint8 ROIs of the same size.
     """
     bg_mean = np.array(cv2.mean(bg)[:3]) + 1.0
     fg_mean = np.array(cv2.mean(fg)[:3]) + 1.0
     bg_gray, fg_gray = float(bg_mean.mean()), float(fg_mean.mean())
     if rng.random() < 0.75:
         k = rng.uniform(0.1, 0.8)
-        gain = float(np.clip((bg_gray / fg_gray) ** k, 0.3, 1.4))
+        gain = min(max((bg_gray / fg_gray) ** k, 0.3), 1.4)
     else:
         gain = float(rng.uniform(0.35, 1.25))
-    cast = np.clip((bg_mean / bg_gray) ** rng.uniform(0.0, 0.6), 0.75, 1.3)
-    out = fg.astype(np.float32)
-    out *= (gain * cast).astype(np.float32)
+    cast = np.minimum(np.maximum((bg_mean / bg_gray) ** rng.uniform(0.0, 0.6), 0.75), 1.3)
     h, w = fg.shape[:2]
+    shade = add = None
     if rng.random() < 0.3:  # shadow edge crossing the plate
         c = quad_roi.mean(axis=0)
         ang = rng.uniform(0, 2 * math.pi)
         nx, ny = math.cos(ang), math.sin(ang)
         off = rng.uniform(-0.3, 0.3) * (quad_roi[:, 0].max() - quad_roi[:, 0].min())
         soft = rng.uniform(0.5, 4.0)
-        xs = np.arange(w, dtype=np.float32)[None, :] + 0.5 - c[0]
-        ys = np.arange(h, dtype=np.float32)[:, None] + 0.5 - c[1]
-        side = np.clip((xs * nx + ys * ny - off) / soft + 0.5, 0, 1)
+        xs = (np.arange(w, dtype=np.float32)[None, :] + np.float32(0.5 - c[0])) * np.float32(nx / soft)
+        ys = (np.arange(h, dtype=np.float32)[:, None] + np.float32(0.5 - c[1])) * np.float32(ny / soft)
+        side = xs + ys
+        side += np.float32(0.5 - off / soft)
+        np.minimum(np.maximum(side, 0, out=side), 1, out=side)
         dark = rng.uniform(0.3, 0.75)
-        out *= (1 - (1 - dark) * side)[..., None]
+        shade = 1 - np.float32(1 - dark) * side
     if rng.random() < 0.12:  # specular glare blob
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
         sig = rng.uniform(0.1, 0.5) * max(w, h)
-        xs = (np.arange(w, dtype=np.float32)[None, :] - cx) ** 2
-        ys = (np.arange(h, dtype=np.float32)[:, None] - cy) ** 2
-        out += (np.exp(-(xs + ys) / (2 * sig * sig)) * rng.uniform(40, 160))[..., None]
+        xs = (np.arange(w, dtype=np.float32)[None, :] - np.float32(cx)) ** 2
+        ys = (np.arange(h, dtype=np.float32)[:, None] - np.float32(cy)) ** 2
+        blob = np.exp((xs + ys) * np.float32(-1 / (2 * sig * sig))) * np.float32(rng.uniform(40, 160))
+        add = cv2.merge((blob, blob, blob))
     sigma = rng.uniform(0, 7) * rng.random()
     if sigma > 0.5:
-        out += _noise(rng, h, w) * np.float32(sigma)
-    return out
+        noise = _noise(rng, h, w) * np.float32(sigma)
+        add = noise if add is None else add + noise
+    return _Light((gain * cast).astype(np.float32), shade, add)
 
 
 def _place(rng: np.random.Generator, shape: tuple[int, int], quad0: np.ndarray, taken: list[np.ndarray],
@@ -238,15 +252,19 @@ def composite(rng: np.random.Generator, img: np.ndarray, src: np.ndarray, src_al
         alpha *= _coverage(quad, x0, y0, rw, rh)
     bg = img[y0:y1, x0:x1]
     if realism:
-        fgf = _photometric(rng, fg, bg, quad - np.array([x0, y0], np.float32))
+        light = _photometric(rng, fg, bg, quad - np.array([x0, y0], np.float32))
+        a_lit = alpha if light.shade is None else alpha * light.shade
+        a3s = cv2.merge([a_lit * g for g in light.gain])
+        pre = cv2.multiply(fg, a3s, dtype=draw.CV_32F)
+        if light.add is not None:
+            pre += light.add * alpha[..., None]
     else:
-        fgf = fg.astype(np.float32)
-    a3 = cv2.merge((alpha, alpha, alpha))
-    pre = cv2.multiply(fgf, a3)
+        pre = cv2.multiply(fg, cv2.merge((alpha, alpha, alpha)), dtype=draw.CV_32F)
     if blur is not None:
         both = blur(cv2.merge((*cv2.split(pre), alpha)))
         pre = np.ascontiguousarray(both[..., :3])
-        a3 = cv2.merge((both[..., 3],) * 3)
+        alpha = np.ascontiguousarray(both[..., 3])
+    a3 = cv2.merge((alpha, alpha, alpha))
     out = cv2.add(cv2.multiply(bg, 1.0 - a3, dtype=draw.CV_32F), pre)
     img[y0:y1, x0:x1] = cv2.convertScaleAbs(np.maximum(out, 0, out=out))
     return x0, y0, x1, y1
@@ -257,7 +275,7 @@ def _frame(rng: np.random.Generator, img: np.ndarray, quad: np.ndarray) -> None:
     fx, fy = rng.uniform(0.01, 0.05), rng.uniform(0.04, 0.2)
     outer = _map_unit(quad, [(-fx, -fy), (1 + fx, -fy), (1 + fx, 1 + fy), (-fx, 1 + fy)])
     g = rng.uniform(5, 70) if rng.random() < 0.75 else rng.uniform(120, 230)
-    colour = np.clip(g + rng.normal(0, 6, 3), 0, 255)
+    colour = np.minimum(np.maximum(g + rng.normal(0, 6, 3), 0), 255)
     src = np.empty((16, 64, 3), np.uint8)
     src[:] = colour.astype(np.uint8)
     alpha = draw.rounded_mask(16, 64, rng.uniform(0, 4))
@@ -287,7 +305,7 @@ def paste_items(rng: np.random.Generator, img: np.ndarray, count: int, render: R
             continue
         # render at about the on-screen size: sharp enough, and no aliasing from big downscales
         side_h = max(np.linalg.norm(quad[3] - quad[0]), np.linalg.norm(quad[2] - quad[1]))
-        render_h = int(np.clip(round(side_h * rng.uniform(1.0, 1.4)), 12, 96))
+        render_h = min(max(int(round(side_h * rng.uniform(1.0, 1.4))), 12), 96)
         src, src_alpha, rect_edges = draw_item(render_h)
         quad = quad.astype(np.float32)
         if rect_edges and rng.random() < FRAME_P:
@@ -329,7 +347,7 @@ def recompress(rng: np.random.Generator, img: np.ndarray, rois: Sequence[tuple[i
         return cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else img
     H, W = img.shape[:2]
     for x0, y0, x1, y1 in rois:
-        m = 16 + int(0.2 * max(x1 - x0, y1 - y0))
+        m = 16
         a0, b0 = max((x0 - m) // 16 * 16, 0), max((y0 - m) // 16 * 16, 0)
         a1, b1 = min(-(-(x1 + m) // 16) * 16, W), min(-(-(y1 + m) // 16) * 16, H)
         ok, buf = cv2.imencode(".jpg", img[b0:b1, a0:a1], params)

@@ -62,14 +62,14 @@ def _pick(rng: np.random.Generator, seq: Sequence[T]) -> T:
 
 
 def _jitter(rng: np.random.Generator, colour: tuple[int, int, int], amount: float = 10) -> tuple[int, int, int]:
-    c = np.clip(np.array(colour, np.float32) + rng.normal(0, amount, 3), 0, 255)
-    return (int(c[0]), int(c[1]), int(c[2]))
+    n = rng.normal(0, amount, 3)
+    return tuple(min(max(int(c + d), 0), 255) for c, d in zip(colour, n, strict=True))  # type: ignore[return-value]
 
 
 def _off_white(rng: np.random.Generator) -> tuple[int, int, int]:
     v = float(rng.uniform(215, 252))
     warm = float(rng.uniform(-8, 4))
-    return (int(np.clip(v + warm, 0, 255)), int(v), int(np.clip(v - warm * 0.3, 0, 255)))
+    return (min(max(int(v + warm), 0), 255), int(v), min(max(int(v - warm * 0.3), 0), 255))
 
 
 def _bolts(rng: np.random.Generator, img: np.ndarray, y: float, xs: tuple[float, float]) -> None:
