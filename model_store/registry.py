@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model_store.runtime import MODEL_FILES, default_model_dir, read_config
 from plateveil.errors import StorageError
-from plateveil.settings import CommonSettings
+from plateveil.settings import ENV_PREFIX, CommonSettings
 
 if TYPE_CHECKING:
     from model_store.cache import ModelCache
@@ -59,28 +59,37 @@ _RESERVED = {"aliases"}
 _CHUNK = 1 << 20
 
 
-class RegistrySettings(CommonSettings):
-    """The registry part of the configuration (``PLATEVEIL_*``), shared by the workers and the
-    ``plateveil models`` commands. S3 connection fields are the services' own (CommonSettings)."""
+class RegistryOptions(BaseSettings):
+    """The model registry's settings (``PLATEVEIL_*``). A mixin: the worker's settings and
+    :class:`RegistrySettings` (the ``plateveil models`` commands) both include it."""
 
-    redis_url: str | None = Field(  # type: ignore[assignment]  # optional here: only the nudge needs it
-        None, description="Redis URL for the model nudge (unset: workers only poll)")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
     registry_bucket: str | None = Field(None, description="bucket of the model registry; unset = workers serve "
-                                                          "the shipped bundle and never look at S3 for models")
+                                                          "the bundle of model_dir (the shipped one) and never "
+                                                          "look at S3 for models")
     registry_prefix: str = Field("models", description="key prefix of the model registry")
     model_name: str = Field("plateveil-plates", description="model name in the registry")
     model_alias: str = Field("production", description="alias the workers serve")
     canary_alias: str = Field("canary", description="alias of the canary model")
     canary_share: float = Field(0.0, ge=0.0, le=1.0, description="share of jobs (by job id hash) sent to the canary")
-    model_poll_seconds: float = Field(10.0, gt=0, description="how often workers check the aliases")
+    model_poll_seconds: float = Field(10.0, gt=0, description="how often workers check the registry's aliases")
     model_cache_dir: Path = Field(Path("~/.cache/plateveil/models"), description="local cache of registry versions")
-    model_backend: str = Field("onnx", description="backend the registry models are loaded with (onnx, mxnet)")
     smoke_max_ms: float = Field(3000.0, gt=0, description="golden smoke check: slowest photo allowed, ms")
     gate_golden_dir: Path | None = Field(None, description="labelled photos the promotion quality gate evaluates")
     gate_format: str = Field("auto", description="format of the gate's golden set (auto, voc, yolo, corners)")
     gate_min_recall_08: float = Field(0.85, ge=0, le=1, description="gate: minimum recall at IoU 0.8")
     gate_max_spurious: float = Field(0.1, ge=0, description="gate: maximum spurious detections per image")
     gate_max_excess: float = Field(0.5, ge=0, description="gate: maximum excess (concealed area beyond the plate)")
+
+
+class RegistrySettings(CommonSettings, RegistryOptions):
+    """Settings of the ``plateveil models`` registry commands: the registry options plus the
+    services' S3 connection; Redis is optional (only the nudge needs it)."""
+
+    redis_url: str | None = Field(  # type: ignore[assignment]
+        None, description="Redis URL for the model nudge (unset: workers notice by polling)")
+    backend: str = Field("onnx", description="backend the quality gate evaluates with (onnx, mxnet)")
 
 
 def registry_from_settings(settings: RegistrySettings, notify: bool = True) -> Registry:
@@ -149,6 +158,8 @@ def version_sort_key(version: str) -> tuple[Any, ...]:
 
 def bundle_files(bundle_dir: Path) -> list[str]:
     """The files of a bundle folder that belong in the registry (model.json first)."""
+    from model_store.runtime import MODEL_FILES
+
     bundle_dir = Path(bundle_dir)
     if not (bundle_dir / CONFIG).is_file():
         raise RegistryError(f"{bundle_dir} is not a model bundle: {CONFIG} missing")
@@ -241,6 +252,8 @@ class Manifest:
     @classmethod
     def for_bundle(cls, bundle_dir: Path, name: str, version: str) -> Manifest:
         """Hash the files of a local bundle folder."""
+        from model_store.runtime import read_config
+
         bundle_dir = Path(bundle_dir)
         names = bundle_files(bundle_dir)
         config = read_config(bundle_dir)
@@ -422,6 +435,8 @@ class Registry:
         Publishing a version that exists with the same bytes returns the stored manifest; with
         different bytes it raises :class:`VersionConflictError`.
         """
+        from model_store.runtime import read_config
+
         bundle_dir = Path(bundle_dir)
         version = _check_name("version", version or str(read_config(bundle_dir).get("version", "")))
         local = Manifest.for_bundle(bundle_dir, self.name, version)
@@ -591,6 +606,8 @@ def ensure_bootstrap(registry: Registry, bundle_dir: str | Path | None = None,
     """On an empty registry, publish the shipped bundle and point ``alias`` at it, so a fresh
     system runs offline. Safe to run from many workers at once. Returns the version published, or
     None when the registry already had versions."""
+    from model_store.runtime import default_model_dir
+
     if registry.list_versions():
         return None
     bundle_dir = Path(bundle_dir) if bundle_dir is not None else default_model_dir()

@@ -202,7 +202,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         registry, args.version, alias=args.alias, force=args.force,
         golden_dir=args.golden or settings.gate_golden_dir, fmt=args.format or settings.gate_format,
         thresholds=GateThresholds.from_settings(settings), cache_dir=settings.model_cache_dir,
-        backend=args.backend or settings.model_backend, production_alias=settings.model_alias)
+        backend=args.backend or settings.backend, production_alias=settings.model_alias)
 
 
 @_run
@@ -242,7 +242,7 @@ def register_registry_commands(models_subparsers: Any) -> None:
     p.add_argument("--force", action="store_true", help="promote even below the gate or without a golden set")
     p.add_argument("--golden", type=Path, help="labelled photos for the gate (default PLATEVEIL_GATE_GOLDEN_DIR)")
     p.add_argument("--format", help="format of the golden set (auto, voc, yolo, corners)")
-    p.add_argument("--backend", help="backend to evaluate with (default PLATEVEIL_MODEL_BACKEND)")
+    p.add_argument("--backend", help="backend to evaluate with (default PLATEVEIL_BACKEND)")
     p.set_defaults(func=cmd_promote)
 
     p = sub.add_parser("rollback", help="point an alias back at its previous version")
