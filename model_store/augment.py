@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 _SYNTH_FAILURES = {"count": 0}
 
 
-def _synth():  # type: ignore[no-untyped-def]
+def _synth():
     try:
         from model_store import synth
     except Exception:  # the generator is optional: real-only training goes on without it
@@ -209,7 +209,7 @@ class LandmarkSampler:
 
     def _crop(self, img: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, Any]:
         cfg = self.cfg
-        win = crop_windows([tuple(float(v) for v in box)], cfg)[0]
+        win = crop_windows([cast(tuple[float, float, float, float], tuple(float(v) for v in box))], cfg)[0]
         m = crop_transform(win, cfg["input_w"], cfg["input_h"])
         crop = cv2.warpAffine(img, m, (cfg["input_w"], cfg["input_h"]), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)

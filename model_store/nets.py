@@ -78,7 +78,7 @@ class SSDFPN(HybridBlock):
                 self.cls_heads.add(nn.Conv2D(a, 3, 1, 1))
                 self.box_heads.add(nn.Conv2D(4 * a, 3, 1, 1))
 
-    def hybrid_forward(self, F, x):  # type: ignore[no-untyped-def,override]
+    def hybrid_forward(self, F, x):
         c3 = self.stage3(x)
         c4 = self.stage4(c3)
         c5 = self.stage5(c4)
@@ -115,7 +115,7 @@ class LandmarkCNN(HybridBlock):
             self.corners = nn.Dense(8)
             self.plate = nn.Dense(2)
 
-    def hybrid_forward(self, F, x):  # type: ignore[no-untyped-def,override]
+    def hybrid_forward(self, F, x):
         h = self.fc(self.body(x))
         return self.corners(h), self.plate(h)
 

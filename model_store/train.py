@@ -165,7 +165,7 @@ def run_training(net: gluon.HybridBlock, step: Callable[[int], dict[str, float]]
 # Detector
 
 
-def focal_loss(F, logits, target, alpha: float = 0.25, gamma: float = 2.0):  # type: ignore[no-untyped-def]
+def focal_loss(F, logits, target, alpha: float = 0.25, gamma: float = 2.0):
     """Sigmoid focal loss summed over anchors whose target is 0 or 1 (-1 = ignore)."""
     valid = target >= 0
     t = F.clip(target, 0, 1)
@@ -176,7 +176,7 @@ def focal_loss(F, logits, target, alpha: float = 0.25, gamma: float = 2.0):  # t
     return F.sum(w * ce * valid)
 
 
-def flatten_levels(F, outputs, num_levels: int):  # type: ignore[no-untyped-def]
+def flatten_levels(F, outputs, num_levels: int):
     """Same order as runtime.flatten_outputs, batched: (B, K) logits and (B, K, 4) offsets."""
     cls_parts, box_parts = [], []
     for i in range(num_levels):

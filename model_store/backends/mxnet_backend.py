@@ -11,7 +11,7 @@ from model_store.backends.base import Backend, Graph
 
 
 class _MxGraph(Graph):
-    def __init__(self, block) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, block) -> None:
         self.block = block
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
