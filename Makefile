@@ -10,12 +10,13 @@ PIP := $(PY) -m pip --disable-pip-version-check
 IMAGES ?=
 ARGS ?=
 
-.PHONY: help setup test test-unit test-integration demo up down status lint typecheck doctor clean
+.PHONY: help setup test test-unit test-integration demo bench up down status lint typecheck doctor clean
 
 help:
 	@echo "make setup            build .venv from requirements.lock (+ requirements-dev.lock), install plateveil -e"
 	@echo "make test             run the whole test suite (starts its own Redis + S3 + worker + API)"
 	@echo "make demo [IMAGES=d]  end-to-end demo on generated car photos (or your folder); outputs in demo-out/"
+	@echo "make bench [IMAGES=d] per-stage latency p50/p95/max in one process (ARGS='--n 50 --compare-backends')"
 	@echo "make up / make down   start / stop the local stack in the background (state and logs in .stack/)"
 	@echo "make status           is the background stack running?"
 	@echo "make lint             ruff"
@@ -43,6 +44,9 @@ test-integration: setup
 
 demo: setup
 	$(PY) scripts/demo.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)
+
+bench: setup
+	$(PY) scripts/bench.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)
 
 up: setup
 	@$(PY) -m plateveil.stack up $(ARGS)
