@@ -4,10 +4,12 @@ Layout under ``s3://<bucket>/<prefix>/<name>/``::
 
     <version>/model.json, detector.onnx, detector-symbol.json, detector-0000.params, landmarks...
     <version>/manifest.json        written LAST, only if absent: a version is immutable
+    <version>/.publishing.json     while an upload runs: who claimed the version (digest, start)
     aliases/<alias>.json           {"version", "updated_at", "previous": [newest first]}
 
 A version exists once its manifest exists; files without a manifest are an unfinished upload and
-are never served. Every file is named in the manifest with its sha256 and size, and the local cache
+are never served. An upload first claims its version (``.publishing.json``, conditional write), so
+two publishers with different bytes for one version cannot mix their files. Every file is named in the manifest with its sha256 and size, and the local cache
 (:mod:`model_store.cache`) refuses a download whose bytes differ.
 
 Writes are conditional where the S3 server supports it (``If-None-Match: *`` for a new version or
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+CLAIM = ".publishing.json"
+CLAIM_STALE_S = 600.0
 CONFIG = "model.json"
 FRAMEWORK_MXNET = "mxnet-1.9.1/gluoncv-0.10.5"
 NUDGE_CHANNEL = "plateveil:models"
@@ -443,6 +447,7 @@ class Registry:
         existing = self.manifest_bytes(version, missing_ok=True)
         if existing is not None:
             return self._same_or_conflict(local, Manifest.from_dict(json.loads(existing)))
+        self._claim(version, local.digest)
         for entry in local.files:
             with open(bundle_dir / entry.path, "rb") as f:
                 self._put(self.key(version, entry.path), f, metadata={"sha256": entry.sha256})
@@ -450,9 +455,45 @@ class Registry:
             stored = self.manifest_bytes(version)
             assert stored is not None
             return self._same_or_conflict(local, Manifest.from_dict(json.loads(stored)))
+        self._release(version)
         logger.info("published %s@%s (%d files, %.1f MB) to s3://%s/%s/%s/", self.name, version,
                     len(local.files), local.size / 1e6, self.bucket, self._root, version)
         return local
+
+    def _claim(self, version: str, digest: str) -> None:
+        """Claim an unpublished version before uploading its files, so that two publishers with
+        different bytes cannot both write them (identical bytes may upload side by side). A claim
+        older than :data:`CLAIM_STALE_S` is a crashed upload and is taken over."""
+        key = self.key(version, CLAIM)
+        body = json.dumps({"digest": digest, "started_at": _now()}).encode()
+        for _ in range(4):
+            if self._put(key, body, if_none_match=True):
+                return
+            got = self._get(key)
+            if got is None:
+                continue  # released meanwhile: try again
+            claim = json.loads(got[0])
+            if claim.get("digest") == digest:
+                return
+            try:
+                age = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(str(claim["started_at"]))).total_seconds()
+            except (KeyError, ValueError, TypeError):
+                age = float("inf")
+            if age < CLAIM_STALE_S:
+                raise VersionConflictError(
+                    f"{self.name}@{version} is being published right now with different bytes (since "
+                    f"{claim.get('started_at')}); versions are immutable: publish under a new version")
+            logger.warning("taking over the stale upload of %s@%s started %s", self.name, version,
+                           claim.get("started_at"))
+            if self._put(key, body, if_match=got[1]):
+                return
+        raise VersionConflictError(f"{self.name}@{version} is being published concurrently; try again")
+
+    def _release(self, version: str) -> None:
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=self.key(version, CLAIM))
+        except Exception:  # a leftover claim is harmless once the manifest exists
+            logger.warning("could not remove the upload claim of %s@%s", self.name, version, exc_info=True)
 
     def _same_or_conflict(self, local: Manifest, stored: Manifest) -> Manifest:
         if stored.digest == local.digest:

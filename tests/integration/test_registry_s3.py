@@ -16,6 +16,7 @@ from model_store.registry import (
     Registry,
     VersionConflictError,
     VersionNotFoundError,
+    _now,
     ensure_bootstrap,
     sha256_file,
 )
@@ -227,3 +228,42 @@ def test_bootstrap_publishes_the_shipped_bundle_once(registry: Registry, s3: Any
     assert registry.resolve("production") == shipped
     assert ensure_bootstrap(registry) is None  # not empty any more
     assert len(registry.show(shipped).files) == 7
+
+
+def test_racing_publishers_with_different_bytes(registry: Registry, bundle_factory: Any, s3: Any, bucket: str,
+                                                tmp_path: Path) -> None:
+    """One wins, the other is refused, and the stored version is entirely the winner's."""
+    a = bundle_factory("4.0.0")
+    b = bundle_factory("4.0.0-b")
+    (b / "detector.onnx").write_bytes((a / "detector.onnx").read_bytes() + b"\0")
+    outcomes: list[Any] = []
+
+    def go(folder: Path) -> None:
+        try:
+            outcomes.append(Registry(s3, bucket, name="plateveil-plates").publish(folder, version="4.0.0"))
+        except VersionConflictError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=go, args=(f,)) for f in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(isinstance(o, VersionConflictError) for o in outcomes) == 1
+    winner = next(o for o in outcomes if not isinstance(o, Exception))
+    assert registry.show("4.0.0").digest == winner.digest
+    path = ModelCache(tmp_path / "cache").fetch(registry, "4.0.0")
+    assert ModelCache(tmp_path / "cache").verify(path, full=True)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="models/")["Contents"]]
+    assert not any(k.endswith(".publishing.json") for k in keys)
+
+
+def test_stale_claim_is_taken_over(registry: Registry, bundle_factory: Any, s3: Any, bucket: str) -> None:
+    claim = "models/plateveil-plates/5.0.0/.publishing.json"
+    s3.put_object(Bucket=bucket, Key=claim, Body=json.dumps({"digest": "other", "started_at": _now()}))
+    with pytest.raises(VersionConflictError, match="being published right now"):
+        registry.publish(bundle_factory("5.0.0"))
+    s3.put_object(Bucket=bucket, Key=claim,
+                  Body=json.dumps({"digest": "other", "started_at": "2020-01-01T00:00:00+00:00"}))
+    assert registry.publish(bundle_factory("5.0.0")).version == "5.0.0"
+    assert registry.list_versions() == ["5.0.0"]
