@@ -5,7 +5,8 @@ into a temporary folder beside its final place; every file's sha256 and size are
 manifest, then the folder is renamed into place in one step. A half-written or corrupt download is
 never visible under the version's name. A cached version is reused after a cheap check: its
 manifest.json has the same sha256 as the registry's and every file has the manifest's size (pass
-``full=True`` to :meth:`ModelCache.verify` to re-hash every byte).
+``full=True`` to :meth:`ModelCache.verify` to re-hash every byte). :meth:`ModelCache.prune` removes
+versions nobody fetched for a while.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,6 +81,7 @@ class ModelCache:
         assert manifest_bytes is not None
         target = self.path(registry.name, version)
         if self.verify(target, manifest_bytes):
+            self._touch(target)
             return target
         with self._lock(registry.name, version):
             if self.verify(target, manifest_bytes):  # another process finished it while we waited
@@ -126,13 +129,30 @@ class ModelCache:
             return []
         return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
-    def prune(self, name: str, keep: set[str]) -> list[str]:
-        """Delete cached versions of ``name`` not in ``keep``; returns what was removed."""
+    @staticmethod
+    def _touch(folder: Path) -> None:
+        """Mark a cached version as used now (what :meth:`prune` goes by)."""
+        try:
+            os.utime(folder / MANIFEST)
+        except OSError:
+            logger.debug("cannot touch %s", folder, exc_info=True)
+
+    def prune(self, name: str, keep: set[str], min_idle_s: float = 0.0) -> list[str]:
+        """Delete cached versions of ``name`` that are not in ``keep`` and were not fetched for
+        ``min_idle_s`` seconds (another worker process may still be loading a recent one).
+        Returns what was removed."""
         removed = []
+        now = time.time()
         for version in self.cached_versions(name):
             if version in keep:
                 continue
+            folder = self.path(name, version)
+            manifest = folder / MANIFEST
+            if manifest.is_file() and now - manifest.stat().st_mtime < min_idle_s:
+                continue
             with self._lock(name, version):
-                shutil.rmtree(self.path(name, version), ignore_errors=True)
+                shutil.rmtree(folder, ignore_errors=True)
             removed.append(version)
+        if removed:
+            logger.info("pruned cached %s versions %s", name, ", ".join(removed))
         return removed

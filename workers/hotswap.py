@@ -58,8 +58,8 @@ class ModelSwapper:
                  canary_alias: str = "canary", canary_share: float = 0.0, poll_seconds: float = 10.0,
                  backend: str = "onnx", threads: int = 0, smoke_max_ms: float = DEFAULT_MAX_MS,
                  redis_client: Any = None, hostname: str | None = None, bootstrap: bool = True,
-                 fallback_dir: Path | None = None, loader: Loader = load_model, check: Checker = smoke_check
-                 ) -> None:
+                 fallback_dir: Path | None = None, loader: Loader = load_model, check: Checker = smoke_check,
+                 cache_idle_s: float = 3600.0) -> None:
         if not 0.0 <= canary_share <= 1.0:
             raise ValueError(f"canary_share must be within 0..1, got {canary_share}")
         if poll_seconds <= 0:
@@ -78,6 +78,8 @@ class ModelSwapper:
         self.fallback_dir = fallback_dir
         self._loader = loader
         self._check = check
+        self.cache_idle_s = cache_idle_s
+        self._previous_production: str | None = None
         self._lock = threading.Lock()  # guards the model references and the state below
         self._load_lock = threading.Lock()  # one load at a time
         self._models: dict[str, PlateModel | None] = dict.fromkeys(SLOTS)
@@ -240,10 +242,26 @@ class ModelSwapper:
 
     def _swap(self, slot: str, model: PlateModel | None) -> None:
         with self._lock:
+            old = self._models[slot]
             self._models[slot] = model
             if slot == "production":
+                if old is not None and self._source == "registry":
+                    self._previous_production = old.version
                 self._source = "registry"
             self._swaps += 1
+        self._prune_cache()
+
+    def _prune_cache(self) -> None:
+        """Keep the cached versions in use and the previous production one (a rollback is then
+        instant); drop the others once idle for ``cache_idle_s``."""
+        with self._lock:
+            keep = {m.version for m in self._models.values() if m is not None}
+            if self._previous_production:
+                keep.add(self._previous_production)
+        try:
+            self.cache.prune(self.registry.name, keep, min_idle_s=self.cache_idle_s)
+        except OSError:
+            logger.warning("cannot prune the model cache %s", self.cache.root, exc_info=True)
 
     def _fail(self, message: str) -> None:
         with self._lock:

@@ -105,6 +105,19 @@ def test_promotion_is_served_within_the_poll_interval(published: Registry,
     wait_for(lambda: swapper.pick("a").version == "1.0.0")
 
 
+def test_cache_keeps_what_is_served_and_the_previous_version(published: Registry, bundle_factory: Any,
+                                                             tmp_path: Path,
+                                                             make_swapper: Callable[..., ModelSwapper]) -> None:
+    published.publish(bundle_factory("1.2.0"))
+    swapper = make_swapper(published, cache_idle_s=0)
+    for version in ("1.1.0", "1.2.0"):
+        published.promote(version)
+        wait_for(lambda v=version: swapper.pick("a").version == v)  # type: ignore[misc]
+    assert swapper.cache.cached_versions("plateveil-plates") == ["1.1.0", "1.2.0"]
+    published.rollback()  # the previous version is still on disk
+    wait_for(lambda: swapper.pick("a").version == "1.1.0")
+
+
 def test_redis_nudge_beats_a_long_poll(published: Registry, redis_client: Any,
                                        make_swapper: Callable[..., ModelSwapper]) -> None:
     swapper = make_swapper(published, poll_seconds=60, redis_client=redis_client, hostname="worker-a")

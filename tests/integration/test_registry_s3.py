@@ -187,6 +187,10 @@ def test_download_verifies_and_reuses(registry: Registry, bundle_factory: Any, t
     assert cache.fetch(registry, "1.0.0") == path
     assert sha256_file(path / "landmarks.onnx") == sha256_file(folder / "landmarks.onnx")
     assert cache.cached_versions("plateveil-plates") == ["1.0.0"]
+    assert cache.prune("plateveil-plates", keep=set(), min_idle_s=3600) == []  # just used
+    assert cache.prune("plateveil-plates", keep={"1.0.0"}) == []
+    assert cache.prune("plateveil-plates", keep=set()) == ["1.0.0"]
+    assert cache.cached_versions("plateveil-plates") == [] and not path.exists()
 
 
 def test_corrupt_upload_is_refused_and_leaves_nothing(registry: Registry, bundle_factory: Any, s3: Any,
