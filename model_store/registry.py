@@ -56,6 +56,7 @@ CLAIM_STALE_S = 600.0
 CONFIG = "model.json"
 FRAMEWORK_MXNET = "mxnet-1.9.1/gluoncv-0.10.5"
 NUDGE_CHANNEL = "plateveil:models"
+WORKER_STATUS_PREFIX = "plateveil:worker:"  # + "<hostname>:<pid>": a hash, field "models" = JSON state
 HISTORY_LIMIT = 20
 SCHEMA = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")

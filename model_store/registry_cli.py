@@ -1,4 +1,4 @@
-"""``plateveil models publish|list|show|promote|rollback|unalias``: the model registry from the shell.
+"""``plateveil models publish|list|show|promote|rollback|unalias|workers``: the model registry from the shell.
 
 The S3 connection and bucket come from the same ``PLATEVEIL_*`` variables as the workers
 (:class:`~model_store.registry.RegistrySettings`). ``promote`` runs a quality gate first: the
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from model_store.registry import (
+    WORKER_STATUS_PREFIX,
     Registry,
     RegistryError,
     RegistrySettings,
@@ -221,6 +222,45 @@ def cmd_unalias(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def worker_states(redis_client: Any) -> dict[str, dict[str, Any]]:
+    """What each running worker process serves, from the hashes its model swapper refreshes."""
+    states = {}
+    for key in sorted(redis_client.scan_iter(match=WORKER_STATUS_PREFIX + "*", count=500)):
+        key = key.decode() if isinstance(key, bytes) else key
+        raw = redis_client.hget(key, "models")
+        if raw:
+            states[key[len(WORKER_STATUS_PREFIX):]] = json.loads(raw)
+    return states
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    settings = load_settings(RegistrySettings)
+    if not settings.redis_url:
+        print("error: set PLATEVEIL_REDIS_URL to see the workers", file=sys.stderr)
+        return EXIT_ERROR
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=3,
+                                  socket_timeout=5)
+    try:
+        states = worker_states(client)
+    except redis.RedisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(json.dumps(states, indent=2, sort_keys=True))
+        return EXIT_OK
+    if not states:
+        print("no worker has reported a model state (workers without a registry do not)")
+        return EXIT_OK
+    for worker, s in states.items():
+        canary = f"  canary {s.get('canary')} ({s.get('canary_share', 0):.0%})" if s.get("canary") else ""
+        error = f"  last error: {s['last_error']}" if s.get("last_error") else ""
+        print(f"{worker:<32} {s.get('production')} [{s.get('source')}]{canary}  checked {s.get('last_check')}"
+              f"{'  LOADING' if s.get('loading') else ''}{error}")
+    return EXIT_OK
+
+
 def register_registry_commands(models_subparsers: Any) -> None:
     """Add the registry commands to the ``plateveil models`` sub-parsers."""
     sub = models_subparsers
@@ -252,3 +292,7 @@ def register_registry_commands(models_subparsers: Any) -> None:
     p = sub.add_parser("unalias", help="remove an alias (e.g. end a canary)")
     p.add_argument("alias")
     p.set_defaults(func=cmd_unalias)
+
+    p = sub.add_parser("workers", help="which model version each running worker serves (from Redis)")
+    p.add_argument("--json", action="store_true", help="the full state of each worker as JSON")
+    p.set_defaults(func=cmd_workers)

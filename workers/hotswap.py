@@ -29,13 +29,19 @@ from typing import Any
 
 from model_store.cache import ModelCache
 from model_store.golden import DEFAULT_MAX_MS, smoke_check
-from model_store.registry import NUDGE_CHANNEL, Registry, RegistryError, ensure_bootstrap
+from model_store.registry import (
+    NUDGE_CHANNEL,
+    WORKER_STATUS_PREFIX,
+    Registry,
+    RegistryError,
+    ensure_bootstrap,
+)
 from model_store.runtime import ModelLoadError, PlateModel, default_model_dir, load_model
 from plateveil.errors import StorageError
 
 logger = logging.getLogger(__name__)
 
-STATUS_KEY_PREFIX = "plateveil:worker:"
+STATUS_KEY_PREFIX = WORKER_STATUS_PREFIX
 SLOTS = ("production", "canary")
 
 Loader = Callable[..., PlateModel]

@@ -130,6 +130,21 @@ def test_redis_nudge_beats_a_long_poll(published: Registry, redis_client: Any,
     assert 0 < redis_client.ttl("plateveil:worker:worker-a") <= 180
 
 
+def test_models_workers_command(published: Registry, redis_client: Any, registry_redis_url: str,
+                                make_swapper: Callable[..., ModelSwapper], monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    from plateveil.cli import main
+
+    make_swapper(published, redis_client=redis_client, hostname="worker-c:42")
+    monkeypatch.setenv("PLATEVEIL_REDIS_URL", registry_redis_url)
+    assert main(["models", "workers", "--json"]) == 0
+    states = json.loads(capsys.readouterr().out)
+    assert states["worker-c:42"]["production"] == "1.0.0"
+    assert main(["models", "workers"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("worker-c:42"))
+    assert "1.0.0 [registry]" in line
+
+
 def test_jobs_keep_flowing_during_a_swap(published: Registry, make_swapper: Callable[..., ModelSwapper]) -> None:
     swapper = make_swapper(published)
     image = np.full((120, 160, 3), 90, np.uint8)
