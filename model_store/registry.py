@@ -32,8 +32,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -435,7 +437,8 @@ class Registry:
     # -- versions ------------------------------------------------------------------------------
 
     def publish(self, bundle_dir: str | Path, version: str | None = None) -> Manifest:
-        """Upload a bundle folder as an immutable version (``version`` defaults to model.json's).
+        """Upload a bundle folder as an immutable version (``version`` defaults to model.json's;
+        another one is written into the stored model.json).
 
         Publishing a version that exists with the same bytes returns the stored manifest; with
         different bytes it raises :class:`VersionConflictError`.
@@ -443,7 +446,22 @@ class Registry:
         from model_store.runtime import read_config
 
         bundle_dir = Path(bundle_dir)
-        version = _check_name("version", version or str(read_config(bundle_dir).get("version", "")))
+        config = read_config(bundle_dir)
+        version = _check_name("version", version or str(config.get("version", "")))
+        if str(config.get("version")) != version:
+            # the stored bundle must name the version it is stored under (workers check it)
+            with tempfile.TemporaryDirectory(prefix="plateveil-publish-") as tmp:
+                staged = Path(tmp)
+                for name in bundle_files(bundle_dir):
+                    if name != CONFIG:
+                        os.symlink((bundle_dir / name).resolve(), staged / name)
+                (staged / CONFIG).write_text(json.dumps(dict(config, version=version), indent=2, sort_keys=True))
+                logger.info("publishing %s as version %s (model.json says %s)", bundle_dir, version,
+                            config.get("version"))
+                return self._publish(staged, version)
+        return self._publish(bundle_dir, version)
+
+    def _publish(self, bundle_dir: Path, version: str) -> Manifest:
         local = Manifest.for_bundle(bundle_dir, self.name, version)
         existing = self.manifest_bytes(version, missing_ok=True)
         if existing is not None:

@@ -183,14 +183,11 @@ class ModelSwapper:
         Never raises: failures are logged and kept in :meth:`state`."""
         swapped = False
         with self._load_lock:
-            with self._lock:
-                self._loading = True
             try:
                 for slot in SLOTS:
                     swapped |= self._refresh_slot(slot)
             finally:
                 with self._lock:
-                    self._loading = False
                     self._last_check = _now()
         self._publish_state()
         return swapped
@@ -240,8 +237,20 @@ class ModelSwapper:
         return True
 
     def _load(self, version: str) -> PlateModel:
+        with self._lock:
+            self._loading = True
+        self._publish_state()
+        try:
+            return self._load_checked(version)
+        finally:
+            with self._lock:
+                self._loading = False
+
+    def _load_checked(self, version: str) -> PlateModel:
         folder = self.cache.fetch(self.registry, version)
         model = self._loader(folder, backend=self.backend, threads=self.threads)
+        if model.version != version:
+            raise ModelLoadError(f"{self.registry.name}@{version} holds a model.json of version {model.version}")
         report = self._check(model, max_ms=self.smoke_max_ms)
         logger.info("smoke check of %s passed: %s", model.tag, report)
         return model

@@ -271,3 +271,14 @@ def test_stale_claim_is_taken_over(registry: Registry, bundle_factory: Any, s3: 
                   Body=json.dumps({"digest": "other", "started_at": "2020-01-01T00:00:00+00:00"}))
     assert registry.publish(bundle_factory("5.0.0")).version == "5.0.0"
     assert registry.list_versions() == ["5.0.0"]
+
+
+def test_publish_under_another_version_rewrites_model_json(registry: Registry, bundle_factory: Any,
+                                                          tmp_path: Path) -> None:
+    folder = bundle_factory("1.0.0")
+    manifest = registry.publish(folder, version="7.0.0")
+    assert registry.publish(folder, version="7.0.0").digest == manifest.digest  # deterministic: a no-op
+    path = registry.download("7.0.0", tmp_path / "cache")
+    assert read_config(path)["version"] == "7.0.0"
+    assert read_config(folder)["version"] == "1.0.0"  # the source folder is untouched
+    assert load_model(path).tag == "plateveil-plates@7.0.0"
