@@ -256,6 +256,8 @@ def cmd_workers(args: argparse.Namespace) -> int:
     for worker, s in states.items():
         canary = f"  canary {s.get('canary')} ({s.get('canary_share', 0):.0%})" if s.get("canary") else ""
         error = f"  last error: {s['last_error']}" if s.get("last_error") else ""
+        if not s.get("in_sync", True):
+            error = f"  OUT OF SYNC (aliases: {s.get('targets')})" + error
         print(f"{worker:<32} {s.get('production')} [{s.get('source')}]{canary}  checked {s.get('last_check')}"
               f"{'  LOADING' if s.get('loading') else ''}{error}")
     return EXIT_OK

@@ -95,6 +95,7 @@ class ModelSwapper:
         self._last_error: str | None = None
         self._last_error_at: str | None = None
         self._rejected: dict[str, str] = {}
+        self._targets: dict[str, str | None] = dict.fromkeys(SLOTS)  # what the aliases said last time
         self._swaps = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -126,6 +127,10 @@ class ModelSwapper:
                 "production_tag": production.tag if production else None,
                 "canary": canary.version if canary else None,
                 "canary_share": self.canary_share,
+                "targets": dict(self._targets),
+                "in_sync": self._source == "registry" and all(
+                    (m.version if m is not None else None) == self._targets[slot]
+                    for slot, m in self._models.items() if slot == "production" or self.canary_share > 0),
                 "aliases": dict(self.aliases),
                 "registry": repr(self.registry),
                 "loading": self._loading,
@@ -202,6 +207,8 @@ class ModelSwapper:
             self._fail(f"cannot read alias {alias} from {self.registry}: {exc}")
             logger.warning("cannot read alias %s from %s; keeping the current model: %s", alias, self.registry, exc)
             return False
+        with self._lock:
+            self._targets[slot] = version
         current = self.current(slot)
         if version is None:
             if slot == "canary" and current is not None:

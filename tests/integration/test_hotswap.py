@@ -100,6 +100,7 @@ def test_promotion_is_served_within_the_poll_interval(published: Registry,
     assert took < POLL + 5.0  # a poll, then download + load + smoke check
     state = swapper.state()
     assert state["production"] == "1.1.0" and state["last_error"] is None and not state["loading"]
+    assert state["in_sync"]
 
     published.rollback()
     wait_for(lambda: swapper.pick("a").version == "1.0.0")
@@ -198,6 +199,7 @@ def test_corrupt_upload_is_refused_and_the_old_model_keeps_serving(
     published.promote("1.1.0")
     wait_for(lambda: "1.1.0" in swapper.state()["rejected"])
     state = swapper.state()
+    assert not state["in_sync"] and state["targets"]["production"] == "1.1.0"
     assert "ModelIntegrityError" in state["rejected"]["1.1.0"]
     assert "1.1.0" in state["last_error"]
     assert swapper.pick("x").version == "1.0.0"
