@@ -116,6 +116,9 @@ def promote_with_gate(registry: Registry, version: str, *, alias: str = "product
                   f"--force promotes {version} without it", file=out)
             return EXIT_REFUSED
         print("no golden set: quality gate skipped (--force)", file=out)
+    elif not Path(golden_dir).is_dir():
+        print(f"error: the golden set {golden_dir} is not a folder", file=out)
+        return EXIT_ERROR
     else:
         cache = ModelCache(cache_dir or Path("~/.cache/plateveil/models"))
 

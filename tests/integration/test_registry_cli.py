@@ -138,6 +138,9 @@ def test_quality_gate_refuses_and_force_overrides(registry: Registry, bundle_fac
     registry.notify = redis_notifier(redis_client)
     evaluate = FakeEvaluation({"1.0.0": GOOD, "1.1.0": POOR, "1.2.0": GOOD})
     golden = tmp_path / "golden"
+    assert promote_with_gate(registry, "1.2.0", golden_dir=golden, evaluate=evaluate) == 2  # no such folder
+    assert "is not a folder" in capsys.readouterr().out
+    golden.mkdir()
     kwargs: dict[str, Any] = dict(golden_dir=golden, fmt="corners", cache_dir=tmp_path / "cache",
                                   evaluate=evaluate, thresholds=GateThresholds())
 
