@@ -167,16 +167,27 @@ def test_quality_gate_refuses_and_force_overrides(registry: Registry, bundle_fac
 
 def test_gate_with_the_real_evaluation(cli_env: None, registry: Registry, bundle_factory: Any, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """The random-weight placeholder finds no plate on the golden photos: the gate says no."""
-    golden = tmp_path / "golden"
-    (golden / "images").mkdir(parents=True)
-    (golden / "corners").mkdir()
-    for photo in golden_photos()[:2]:
-        cv2.imwrite(str(golden / "images" / f"{photo.name}.jpg"), photo.image)
-        (golden / "corners" / f"{photo.name}.json").write_text(
-            json.dumps({"plates": [[list(p) for p in plate] for plate in photo.plates]}))
+    """The real evaluation behind the gate: a golden set with a labelled plate where there is none (so the
+    model misses a third of the plates) is refused; the true golden set lets the shipped model through."""
+
+    def golden_set(folder: Path, phantom: bool) -> Path:
+        (folder / "images").mkdir(parents=True)
+        (folder / "corners").mkdir()
+        for i, photo in enumerate(golden_photos()[:2]):
+            cv2.imwrite(str(folder / "images" / f"{photo.name}.jpg"), photo.image)
+            plates = [[list(p) for p in plate] for plate in photo.plates]
+            if phantom and i == 0:
+                plates.append([[5, 5], [60, 5], [60, 20], [5, 20]])
+            (folder / "corners" / f"{photo.name}.json").write_text(json.dumps({"plates": plates}))
+        return folder
+
     registry.publish(bundle_factory("1.0.0"))
-    code, out = run(capsys, "promote", "1.0.0", "--golden", str(golden), "--format", "corners")
+    code, out = run(capsys, "promote", "1.0.0", "--golden", str(golden_set(tmp_path / "phantom", True)),
+                    "--format", "corners")
     assert code == EXIT_REFUSED, out
-    assert "candidate 1.0.0" in out and "(2 images, 2 plates)" in out and "recall@0.8" in out
+    assert "candidate 1.0.0" in out and "(2 images, 3 plates)" in out and "recall@0.8" in out
     assert registry.resolve("production") is None
+    code, out = run(capsys, "promote", "1.0.0", "--golden", str(golden_set(tmp_path / "true", False)),
+                    "--format", "corners")
+    assert code == EXIT_OK, out
+    assert registry.resolve("production") == "1.0.0"
