@@ -114,7 +114,8 @@ def test_cache_keeps_what_is_served_and_the_previous_version(published: Registry
     for version in ("1.1.0", "1.2.0"):
         published.promote(version)
         wait_for(lambda v=version: swapper.pick("a").version == v)  # type: ignore[misc]
-    assert swapper.cache.cached_versions("plateveil-plates") == ["1.1.0", "1.2.0"]
+    # pruning runs in the loader thread right after the swap: wait for it rather than race it
+    wait_for(lambda: swapper.cache.cached_versions("plateveil-plates") == ["1.1.0", "1.2.0"])
     published.rollback()  # the previous version is still on disk
     wait_for(lambda: swapper.pick("a").version == "1.1.0")
 
