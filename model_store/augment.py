@@ -201,11 +201,12 @@ class LandmarkSampler:
     """Expanded crops around jittered plate boxes (positives with corners) and non-plates."""
 
     def __init__(self, photos: list[Photo], cfg: dict[str, Any], synth_p: float = 0.6, neg_p: float = 0.4,
-                 seed: int = 0) -> None:
+                 seed: int = 0, hard_p: float = 0.5) -> None:
         self.photos, self.cfg, self.synth_p, self.neg_p = photos, cfg, synth_p, neg_p
         self.rng = np.random.default_rng(seed)
         self.pool = SynthPool(photos)
         self.hard_negatives: list[tuple[int, np.ndarray]] = []  # (photo index, box) from detector FPs
+        self.hard_p = hard_p  # share of negatives drawn from hard_negatives when there are any
 
     def _crop(self, img: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, Any]:
         cfg = self.cfg
@@ -226,8 +227,6 @@ class LandmarkSampler:
 
     def _negative_box(self, photo: Photo) -> np.ndarray | None:
         rng = self.rng
-        if self.hard_negatives and rng.random() < 0.5:
-            return self.hard_negatives[int(rng.integers(len(self.hard_negatives)))][1]
         h, w = photo.image.shape[:2]
         for _ in range(10):
             bw = float(np.exp(rng.uniform(np.log(12), np.log(max(13, w * 0.5)))))
@@ -247,13 +246,18 @@ class LandmarkSampler:
     def sample(self) -> tuple[np.ndarray, np.ndarray, float, float]:
         """(crop CHW float, corners (8,) normalised, label, corner weight)."""
         rng = self.rng
-        idx = int(rng.integers(len(self.photos)))
-        photo = self.photos[idx]
-        hn = [b for i, b in self.hard_negatives if i == idx]
+        photo = self.photos[int(rng.integers(len(self.photos)))]
         corners = np.zeros(8, dtype=np.float32)
         weight, label = 0.0, 0.0
         if rng.random() < self.neg_p:
-            box = hn[int(rng.integers(len(hn)))] if hn and rng.random() < 0.5 else self._negative_box(photo)
+            box: np.ndarray | None
+            if self.hard_negatives and rng.random() < self.hard_p:
+                # a detector false positive, on the photo it was found in, jittered like a detection
+                j, hbox = self.hard_negatives[int(rng.integers(len(self.hard_negatives)))]
+                photo = self.photos[j]
+                box = self._jitter(hbox)
+            else:
+                box = self._negative_box(photo)
             if box is None:
                 return self.sample()
             crop, _ = self._crop(photo.image, box)

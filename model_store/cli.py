@@ -24,14 +24,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_preview)
 
-    t = msub.add_parser("train", help="train the detector or the landmark model (resumes from checkpoints)")
-    t.add_argument("part", choices=["detector", "landmarks"])
+    t = msub.add_parser("train", help="train one stage of the shipped recipe (resumes from checkpoints)")
+    t.add_argument("part", choices=["detector", "detector-ft", "landmarks", "landmarks-ft"],
+                   help="recipe stage (model_store/recipe.py); *-ft stages start from their sibling folder")
     t.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
-    t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<part>)")
+    t.add_argument("--out", type=Path, default=None, help="run folder (default runs/train/<stage>)")
     t.add_argument("--iterations", type=int, default=None, help="default: the shipped recipe")
     t.add_argument("--synth-p", type=float, default=None, help="share of samples with synthetic plates")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=None, help="default: the recipe's")
     t.set_defaults(func=_train)
+
+    m = msub.add_parser("mine", help="detector false positives on the training photos (for landmarks-ft)")
+    m.add_argument("--model-dir", type=Path, required=True, help="bundle whose detector is mined")
+    m.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
+    m.add_argument("--min-score", type=float, default=0.15)
+    m.add_argument("--out", type=Path, default=Path("runs/train/hard_negatives.json"))
+    m.set_defaults(func=_mine)
+
+    u = msub.add_parser("tune", help="choose post-processing thresholds on the validation split")
+    u.add_argument("--model-dir", type=Path, required=True, help="bundle to tune (its thresholds are ignored)")
+    u.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
+    u.add_argument("--max-spurious", type=float, default=0.05)
+    u.add_argument("--max-excess", type=float, default=0.3)
+    u.add_argument("--out", type=Path, default=Path("runs/tune"),
+                   help="writes sweep.json (every setting) and overrides.json (for `models build --overrides`)")
+    u.set_defaults(func=_tune)
 
     b = msub.add_parser("build", help="export trained params to a model bundle (MXNet symbol+params and ONNX)")
     b.add_argument("--detector", type=Path, required=True, help="detector .params")
@@ -76,9 +93,40 @@ def _preview(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from model_store.recipe import train
 
-    out = args.out or Path("runs") / args.part
+    out = args.out or Path("runs/train") / args.part
     train(args.part, args.data, out, iterations=args.iterations, seed=args.seed, synth_p=args.synth_p)
     print(f"trained {args.part}: {out} (final.params, metrics.jsonl, curves.png)")
+    return 0
+
+
+def _mine(args: argparse.Namespace) -> int:
+    from model_store import mine
+    from model_store.augment import load_photos
+    from model_store.data import load_split
+    from model_store.runtime import load_model
+
+    model = load_model(args.model_dir, backend="onnx")
+    photos = load_photos(load_split(args.data)[0])
+    rows = mine.mine_hard_negatives(model, photos, min_score=args.min_score)
+    mine.save(rows, args.out)
+    print(f"{len(rows)} hard negatives on {len({r['photo'] for r in rows})} of {len(photos)} training photos "
+          f"(detector {model.tag}, score >= {args.min_score}): {args.out}")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from model_store.data import load_split
+    from model_store.runtime import load_model
+    from model_store.tune import collect, overrides_for, sweep
+
+    model = load_model(args.model_dir, backend="onnx")
+    collected = collect(model, load_split(args.data)[1])
+    best, rows = sweep(collected, args.max_spurious, args.max_excess)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "sweep.json").write_text(json.dumps({"model": model.tag, "best": best, "rows": rows}, indent=1))
+    (args.out / "overrides.json").write_text(json.dumps(overrides_for(best), indent=2))
+    print(f"best setting for {model.tag}: " + ", ".join(f"{k}={v:.3g}" for k, v in best.items()))
+    print(f"wrote {args.out / 'sweep.json'} and {args.out / 'overrides.json'}")
     return 0
 
 

@@ -60,6 +60,7 @@ class TrainOptions:
     checkpoint_every: int = 200
     seed: int = 0
     threads: int = 0
+    init_from: Path | None = None   # warm start: weights to begin from when there is no checkpoint yet
 
 
 def _lr_at(it: int, opts: TrainOptions) -> float:
@@ -134,6 +135,9 @@ def run_training(net: gluon.HybridBlock, step: Callable[[int], dict[str, float]]
     out.mkdir(parents=True, exist_ok=True)
     (out / "options.json").write_text(json.dumps({k: str(v) for k, v in asdict(opts).items()}, indent=2))
     start = _load_checkpoint(net, trainer, out)
+    if start == 0 and opts.init_from is not None:
+        net.load_parameters(str(opts.init_from), ctx=mx.cpu())
+        logger.info("warm start of %s from %s", out, opts.init_from)
     log_path = out / "metrics.jsonl"
     acc: dict[str, list[float]] = {}
     t0, seen = time.time(), 0

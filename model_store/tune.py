@@ -94,3 +94,10 @@ def objective(r: dict[str, float], max_spurious: float, max_excess: float) -> tu
     penalty = 0.1 * max(0.0, r["spurious_per_image"] - max_spurious) + 0.05 * max(0.0, r["excess"] - max_excess)
     return (round(r["recall_08"] - penalty, 3), -r["spurious_per_image"])
 
+
+
+def overrides_for(best: dict[str, float]) -> dict[str, dict[str, float]]:
+    """The bundle config overrides (``models build --overrides``) of a sweep row."""
+    return {"detector": {"score_threshold": best["score_threshold"]},
+            "landmarks": {"score_threshold": best["lm_threshold"], "keep_detector_above": best["keep_detector_above"],
+                          "margin_x": best["margin_x"], "margin_y": best["margin_y"]}}

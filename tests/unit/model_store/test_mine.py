@@ -1,0 +1,76 @@
+"""Hard-negative mining keeps the detector's mistakes and only those; the sampler crops them from their own photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_store import mine
+from model_store.augment import LandmarkSampler, Photo
+from model_store.runtime import Detection
+from model_store.train import default_config
+
+
+class FixedDetector:
+    """Stands in for the detector: returns the same detections for every photo (filtered by score)."""
+
+    def __init__(self, detections: list[Detection]) -> None:
+        self.detections = detections
+
+    def detect(self, image: np.ndarray, score_threshold: float | None = None) -> list[Detection]:
+        return [d for d in self.detections if d.score >= (score_threshold or 0.0)]
+
+
+def _photo(boxes: list[list[float]], value: int = 90) -> Photo:
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return Photo(np.full((300, 400, 3), value, np.uint8), b, np.full((len(b), 4, 2), np.nan, np.float32), "t")
+
+
+def test_mining_keeps_only_detections_away_from_plates() -> None:
+    plate = [100, 100, 180, 120]
+    dets = [Detection((102, 101, 178, 121), 0.9),   # the plate itself
+            Detection((175, 95, 215, 125), 0.5),    # mostly inside the plate's "near" region (x pad 20, y pad 10)
+            Detection((300, 200, 360, 215), 0.4),   # far away: a false positive
+            Detection((10, 10, 50, 20), 0.1)]       # far away but under the score floor
+    rows = mine.mine_hard_negatives(FixedDetector(dets), [_photo([plate]), _photo([])], min_score=0.15,
+                                    progress=False)
+    assert [(r["photo"], r["box"]) for r in rows] == [
+        (0, [300.0, 200.0, 360.0, 215.0]),
+        (1, [102.0, 101.0, 178.0, 121.0]), (1, [175.0, 95.0, 215.0, 125.0]), (1, [300.0, 200.0, 360.0, 215.0]),
+    ]
+
+
+def test_mining_caps_per_photo_and_round_trips(tmp_path: Path) -> None:
+    dets = [Detection((10.0 * i, 5, 10.0 * i + 30, 15), 0.2 + 0.01 * i) for i in range(20)]
+    rows = mine.mine_hard_negatives(FixedDetector(dets), [_photo([])], max_per_photo=5, progress=False)
+    assert len(rows) == 5
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)  # the strongest first
+    loaded = mine.load(mine.save(rows, tmp_path / "hn.json"))
+    assert [i for i, _ in loaded] == [0] * 5
+    np.testing.assert_allclose(loaded[0][1], rows[0]["box"])
+    assert mine.load(tmp_path / "missing.json") == []
+
+
+def test_sampler_crops_a_hard_negative_from_its_own_photo() -> None:
+    # photo 0 is dark and holds the false positive; photo 1 is bright. Every negative is a hard one,
+    # so every negative crop must be dark: the box is cut from the photo it was mined on.
+    photos = [_photo([[20, 20, 80, 40]], value=20), _photo([[20, 20, 80, 40]], value=235)]
+    sampler = LandmarkSampler(photos, default_config()["landmarks"], synth_p=0.0, neg_p=1.0, seed=3, hard_p=1.0)
+    sampler.hard_negatives = [(0, np.array([200, 150, 260, 165], np.float32))]
+    for _ in range(12):
+        x, corners, label, weight = sampler.sample()
+        assert label == 0.0 and weight == 0.0
+        std = np.asarray(sampler.cfg["std"], np.float32)[:, None, None]
+        mean = np.asarray(sampler.cfg["mean"], np.float32)[:, None, None]
+        pixels = (x[::-1] * std[::-1] + mean[::-1]) * 255  # back to BGR 0-255 (approximately, photometric jitter)
+        assert pixels.mean() < 90  # dark photo: at most 20 * 1.4 + 30; the bright one: at least 235 * 0.6 - 30
+
+
+@pytest.mark.parametrize("stage", ["detector-ft", "landmarks-ft"])
+def test_recipe_stage_refuses_without_its_inputs(tmp_path: Path, stage: str) -> None:
+    from model_store.recipe import train
+
+    with pytest.raises(FileNotFoundError, match="train that stage first|hard_negatives"):
+        train(stage, tmp_path / "no-data", tmp_path / stage)
