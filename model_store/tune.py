@@ -75,15 +75,31 @@ def _shape(s: Sample) -> tuple[int, int]:
     return _SHAPES[key]
 
 
+DET_THRESHOLDS = [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]
+LM_THRESHOLDS = [0.3, 0.5, 0.7, 0.85, 0.92, 0.97]
+KEEP_ABOVE = [0.7, 0.85, 1.01]            # 1.01: the landmark model always has the last word
+MARGINS = [(0.02, 0.08), (0.02, 0.15), (0.05, 0.08), (0.05, 0.15), (0.08, 0.2)]
+
+
 def sweep(collected: list[tuple[Sample, list[Candidate]]], max_spurious: float = 0.05, max_excess: float = 0.3
           ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    grid = itertools.product([0.2, 0.3, 0.4, 0.5], [0.3, 0.5, 0.7, 0.85], [0.7, 0.85, 1.01],
-                             [0.02, 0.05], [0.08, 0.15])
+    """Two passes: thresholds at a middle margin, then margins at the best thresholds (margins barely move
+    which boxes survive, so the passes hardly interact, and it is ~4x cheaper than the full product)."""
     rows = []
-    for det_thr, lm_thr, keep, mx_, my_ in tqdm(list(grid), desc="sweep", mininterval=2.0):
+
+    def run(det_thr: float, lm_thr: float, keep: float, mx_: float, my_: float) -> dict[str, Any]:
         m = score_setting(collected, det_thr, lm_thr, keep, mx_, my_)
-        rows.append({"score_threshold": det_thr, "lm_threshold": lm_thr, "keep_detector_above": keep,
-                     "margin_x": mx_, "margin_y": my_, **m})
+        row = {"score_threshold": det_thr, "lm_threshold": lm_thr, "keep_detector_above": keep,
+               "margin_x": mx_, "margin_y": my_, **m}
+        rows.append(row)
+        return row
+
+    grid = [(d, lm, k) for d, lm, k in itertools.product(DET_THRESHOLDS, LM_THRESHOLDS, KEEP_ABOVE)
+            if k > lm or k == KEEP_ABOVE[-1]]
+    first = [run(d, lm, k, *MARGINS[1]) for d, lm, k in tqdm(grid, desc="sweep thresholds", mininterval=2.0)]
+    b = max(first, key=lambda r: objective(r, max_spurious, max_excess))
+    for mx_, my_ in tqdm([m for m in MARGINS if m != MARGINS[1]], desc="sweep margins", mininterval=2.0):
+        run(b["score_threshold"], b["lm_threshold"], b["keep_detector_above"], mx_, my_)
     best = max(rows, key=lambda r: objective(r, max_spurious, max_excess))
     return best, rows
 
