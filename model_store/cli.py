@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_preview)
 
     t = msub.add_parser("train", help="train one stage of the shipped recipe (resumes from checkpoints)")
-    t.add_argument("part", choices=["detector", "detector-ft", "landmarks", "landmarks-ft"],
+    t.add_argument("part", choices=["detector", "detector-ft", "landmarks", "landmarks-ft", "landmarks-ft2"],
                    help="recipe stage (model_store/recipe.py); *-ft stages start from their sibling folder")
     t.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
     t.add_argument("--out", type=Path, default=None, help="run folder (default runs/train/<stage>)")

@@ -1,14 +1,16 @@
 """The shipped training recipe: ``plateveil models train STAGE`` and ``make train``.
 
-Four stages, each a run folder under one root (``runs/train`` for ``make train``):
+Five stages, each a run folder under one root (``runs/train`` for ``make train``):
 
 1. ``detector``: the SSD from scratch on real + synthetic crops;
 2. ``detector-ft``: a second cosine cycle warm-started from (1) with a new seed (the detector was still
    improving when the first cycle's learning rate ran out);
 3. ``landmarks``: the corner/score CNN from scratch, negatives from random crops;
 4. ``landmarks-ft``: warm-started from (3) with the detector's own false positives on the training photos
-   (``plateveil models mine`` writes ``<root>/hard_negatives.json``), so that the score learns to reject
-   what the detector actually confuses with plates.
+   (``plateveil models mine`` with a bundle of (1) + (3) writes ``<root>/hard_negatives.json``), so that the
+   score learns to reject what the detector actually confuses with plates;
+5. ``landmarks-ft2``: warm-started from (4) with those plus the false positives of the bundle (2) + (4)
+   (``<root>/hard_negatives-ft.json``): the shipped detector's own mistakes.
 
 Measured on the 2-core development machine: see MODEL_CARD.md.
 """
@@ -29,9 +31,13 @@ RECIPE: dict[str, dict[str, Any]] = {
                     "warmup": 100, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320, "seed": 1},
     "landmarks": {"model": "landmarks", "iterations": 2000, "batch_size": 64, "lr": 2e-3, "warmup": 200,
                   "checkpoint_every": 250, "synth_p": 0.6, "seed": 0},
-    "landmarks-ft": {"model": "landmarks", "init_from": "landmarks", "hard_negatives": True, "iterations": 1200,
-                     "batch_size": 64, "lr": 1e-3, "warmup": 50, "checkpoint_every": 200, "synth_p": 0.6,
-                     "seed": 1},
+    "landmarks-ft": {"model": "landmarks", "init_from": "landmarks", "hard_negatives": ["hard_negatives.json"],
+                     "iterations": 1200, "batch_size": 64, "lr": 1e-3, "warmup": 50, "checkpoint_every": 200,
+                     "synth_p": 0.6, "seed": 1},
+    "landmarks-ft2": {"model": "landmarks", "init_from": "landmarks-ft",
+                      "hard_negatives": ["hard_negatives.json", "hard_negatives-ft.json"], "iterations": 800,
+                      "batch_size": 64, "lr": 5e-4, "warmup": 50, "checkpoint_every": 200, "synth_p": 0.6,
+                      "seed": 2},
 }
 
 
@@ -60,12 +66,13 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
             raise FileNotFoundError(f"stage {part!r} starts from {r['init_from']!r}, but {init_from} does not exist: "
                                     f"train that stage first (into {out_dir.parent / r['init_from']})")
     hard: list = []
-    if r.get("hard_negatives"):
-        hn_path = out_dir.parent / "hard_negatives.json"
-        hard = mine.load(hn_path)
-        if not hard:
+    for name in r.get("hard_negatives", []):
+        hn_path = out_dir.parent / name
+        rows = mine.load(hn_path)
+        if not rows:
             raise FileNotFoundError(f"stage {part!r} needs detector false positives in {hn_path}: run "
                                     f"`plateveil models mine --out {hn_path}` with a bundle of the earlier stages")
+        hard += rows
     train_samples, _ = load_split(data_root)
     photos = load_photos(train_samples)
     logger.info("training %s on %d photos (%d plates) from %s", part, len(photos),

@@ -78,7 +78,7 @@ def _shape(s: Sample) -> tuple[int, int]:
 DET_THRESHOLDS = [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]
 LM_THRESHOLDS = [0.3, 0.5, 0.7, 0.85, 0.92, 0.97]
 KEEP_ABOVE = [0.7, 0.85, 1.01]            # 1.01: the landmark model always has the last word
-MARGINS = [(0.02, 0.08), (0.02, 0.15), (0.05, 0.08), (0.05, 0.15), (0.08, 0.2)]
+MARGINS = [(0.02, 0.08), (0.02, 0.15), (0.05, 0.08), (0.05, 0.15), (0.08, 0.2), (0.1, 0.3)]
 
 
 def sweep(collected: list[tuple[Sample, list[Candidate]]], max_spurious: float = 0.05, max_excess: float = 0.3
