@@ -128,20 +128,28 @@ def letterbox_shape(height: int, width: int, long_side: int, pad_to: int) -> tup
     return scale, ph, pw
 
 
+def _normalise_blob(bgr: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+    """(1, 3, H, W) float32 of ``(rgb / 255 - mean) / std``: OpenCV's blob (one C++ pass for the cast, the
+    channel swap and the layout) then two in-place broadcasts; ~6x faster than the numpy expression."""
+    blob = cv2.dnn.blobFromImage(bgr, scalefactor=1.0 / 255.0, swapRB=True, crop=False)
+    blob -= np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
+    blob *= (1.0 / np.asarray(std, np.float32)).reshape(1, 3, 1, 1)
+    return blob
+
+
 def preprocess(image_bgr: np.ndarray, long_side: int, pad_to: int, mean: list[float], std: list[float]
                ) -> tuple[np.ndarray, float]:
+    """Resize so the long side is ``long_side``, normalise, pad bottom/right to ``pad_to`` with 0 (the mean)."""
     h, w = image_bgr.shape[:2]
     scale, ph, pw = letterbox_shape(h, w, long_side, pad_to)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image_bgr, (nw, nh), interpolation=interp)
-    canvas = np.zeros((ph, pw, 3), dtype=np.float32)
-    canvas[:nh, :nw] = resized[:, :, ::-1]
-    canvas = (canvas / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    # padding stays at the normalised value of black... set it to 0 (the mean) instead
-    canvas[nh:, :, :] = 0.0
-    canvas[:, nw:, :] = 0.0
-    return canvas.transpose(2, 0, 1)[None].astype(np.float32), scale
+    blob = _normalise_blob(cv2.resize(image_bgr, (nw, nh), interpolation=interp), mean, std)
+    if (nh, nw) == (ph, pw):
+        return blob, scale
+    out = np.zeros((1, 3, ph, pw), dtype=np.float32)
+    out[:, :, :nh, :nw] = blob
+    return out, scale
 
 
 @lru_cache(maxsize=64)
@@ -232,13 +240,11 @@ def crop_windows(boxes: list[tuple[float, float, float, float]], cfg: dict[str, 
 def extract_crops(image_bgr: np.ndarray, windows: list[CropWindow], cfg: dict[str, Any]) -> np.ndarray:
     """(N, 3, crop_h, crop_w) float32 network input for the landmark model."""
     cw, ch = cfg["input_w"], cfg["input_h"]
-    mean, std = np.asarray(cfg["mean"], np.float32), np.asarray(cfg["std"], np.float32)
     batch = np.zeros((len(windows), 3, ch, cw), dtype=np.float32)
     for i, win in enumerate(windows):
         m = crop_transform(win, cw, ch)
         crop = cv2.warpAffine(image_bgr, m, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        x = (crop[:, :, ::-1].astype(np.float32) / 255.0 - mean) / std
-        batch[i] = x.transpose(2, 0, 1)
+        batch[i] = _normalise_blob(crop, cfg["mean"], cfg["std"])[0]
     return batch
 
 
