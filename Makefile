@@ -15,7 +15,7 @@ ARGS ?=
 help:
 	@echo "make setup            build .venv from requirements.lock (+ requirements-dev.lock), install plateveil -e"
 	@echo "make test             run the whole test suite (starts its own Redis + S3 + worker + API)"
-	@echo "make demo [IMAGES=d]  end-to-end demo on generated car photos (or your folder); outputs in demo-out/"
+	@echo "make demo [IMAGES=d]  end-to-end demo on real held-out photos (generated ones without ../shared/data, or your folder); outputs in demo-out/"
 	@echo "make bench [IMAGES=d] per-stage latency p50/p95/max in one process (ARGS='--n 50 --compare-backends')"
 	@echo "make train            the shipped training recipe (detector, then landmarks; resumes) into runs/train/"
 	@echo "make eval             the shipped model on the validation split of ../shared/data (runs/eval/)"

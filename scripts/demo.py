@@ -1,11 +1,12 @@
 """``make demo``: the whole system on this machine, end to end.
 
 Starts a local stack (Redis, moto S3, a worker, the upload service), uploads a folder of photos
-through the HTTP API (default: generated car scenes), waits for every job, downloads the concealed
+through the HTTP API (default: real held-out photos from ``../shared/data`` when it is there, else
+generated car scenes), waits for every job, downloads the concealed
 photos and sidecars into ``demo-out/`` with a before/after contact sheet, prints per-job results and
 latency percentiles, and stops everything it started - also on Ctrl-C or an error.
 
-    python scripts/demo.py [--images DIR] [--count 12] [--out demo-out] [--style blur]
+    python scripts/demo.py [--images DIR | --generated] [--count 12] [--out demo-out] [--style blur]
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import signal
 import sys
 import time
@@ -22,6 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from model_store.data import DEFAULT_DATA_ROOT, load_split
 from plateveil.samples import write_samples
 from plateveil.schema import JobStatus, parse_iso
 from plateveil.stack import Stack, StackError
@@ -57,6 +60,34 @@ def contact_sheet(pairs: list[tuple[str, bytes, bytes | None]], path: Path, thum
     cv2.imwrite(str(path), sheet)
 
 
+def real_photos(dest: Path, count: int) -> list[Path]:
+    """Copy ``count`` photos of the validation split (never trained on), taken in turn from each data set,
+    into ``dest``; [] when the shared data is not on this machine."""
+    if not DEFAULT_DATA_ROOT.is_dir():
+        return []
+    try:
+        _, val = load_split(DEFAULT_DATA_ROOT)
+    except Exception as exc:  # a broken data folder must not stop the demo: it falls back to scenes
+        print(f"cannot read {DEFAULT_DATA_ROOT} ({exc}); using generated scenes", file=sys.stderr)
+        return []
+    by_source: dict[str, list[Any]] = {}
+    for sample in val:
+        by_source.setdefault(sample.source, []).append(sample)
+    queues = [sorted(v, key=lambda x: x.path.name) for _, v in sorted(by_source.items())]
+    picked = []
+    while len(picked) < count and any(queues):
+        for q in queues:
+            if q and len(picked) < count:
+                picked.append(q.pop(len(q) // 2))
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for sample in picked:
+        target = dest / f"{sample.source.replace('/', '-')}-{sample.path.name}"
+        shutil.copyfile(sample.path, target)
+        out.append(target)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
         if not photos:
             print(f"no photos ({', '.join(sorted(IMAGE_SUFFIXES))}) in {args.images}", file=sys.stderr)
             return 2
+    elif not args.generated and (real := real_photos(out / "input", args.count)):
+        photos = real
+        print(f"{len(photos)} real held-out photos (validation split of {DEFAULT_DATA_ROOT}) in {out / 'input'}")
     else:
         photos = write_samples(out / "input", args.count, seed=args.seed)
         print(f"generated {len(photos)} sample photos in {out / 'input'}")
@@ -126,7 +160,8 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", help="folder of your own photos (default: generated car scenes)")
-    parser.add_argument("--count", type=int, default=12, help="how many photos to generate")
+    parser.add_argument("--generated", action="store_true", help="use generated scenes even when real photos exist")
+    parser.add_argument("--count", type=int, default=12, help="how many photos to take or generate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="demo-out")
     parser.add_argument("--style", default=None, help="blur | pixelate | solid | overlay (default: the service's)")
