@@ -74,7 +74,7 @@ def real_photos(dest: Path, count: int) -> list[Path]:
     for sample in val:
         by_source.setdefault(sample.source, []).append(sample)
     queues = [sorted(v, key=lambda x: x.path.name) for _, v in sorted(by_source.items())]
-    picked = []
+    picked: list[Any] = []
     while len(picked) < count and any(queues):
         for q in queues:
             if q and len(picked) < count:
