@@ -21,29 +21,6 @@ from workers.hotswap import job_bucket
 from workers.models import ModelProvider
 from workers.settings import WorkerSettings
 
-try:  # tests/integration on sys.path (pytest's default rootdir import mode)
-    from registry_fixtures import (  # noqa: F401
-        bucket,
-        bundle_factory,
-        redis_client,
-        registry,
-        registry_env,
-        registry_moto_url,
-        registry_redis_url,
-        s3,
-    )
-except ImportError:  # tests laid out as packages
-    from tests.integration.registry_fixtures import (  # noqa: F401
-        bucket,
-        bundle_factory,
-        redis_client,
-        registry,
-        registry_env,
-        registry_moto_url,
-        registry_redis_url,
-        s3,
-    )
-
 pytestmark = pytest.mark.integration
 
 

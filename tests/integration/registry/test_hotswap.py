@@ -18,29 +18,6 @@ from model_store.registry import Registry, redis_notifier
 from model_store.runtime import default_model_dir, read_config
 from workers.hotswap import ModelSwapper, job_bucket
 
-try:  # tests/integration on sys.path (pytest's default rootdir import mode)
-    from registry_fixtures import (  # noqa: F401
-        bucket,
-        bundle_factory,
-        redis_client,
-        registry,
-        registry_env,
-        registry_moto_url,
-        registry_redis_url,
-        s3,
-    )
-except ImportError:  # tests laid out as packages
-    from tests.integration.registry_fixtures import (  # noqa: F401
-        bucket,
-        bundle_factory,
-        redis_client,
-        registry,
-        registry_env,
-        registry_moto_url,
-        registry_redis_url,
-        s3,
-    )
-
 pytestmark = pytest.mark.integration
 
 POLL = 0.2

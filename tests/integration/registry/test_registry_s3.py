@@ -22,18 +22,6 @@ from model_store.registry import (
 )
 from model_store.runtime import default_model_dir, load_model, read_config
 
-try:  # tests/integration on sys.path (pytest's default rootdir import mode)
-    from registry_fixtures import bucket, bundle_factory, registry, registry_env, registry_moto_url, s3  # noqa: F401
-except ImportError:  # tests laid out as packages
-    from tests.integration.registry_fixtures import (  # noqa: F401
-        bucket,
-        bundle_factory,
-        registry,
-        registry_env,
-        registry_moto_url,
-        s3,
-    )
-
 pytestmark = pytest.mark.integration
 
 
