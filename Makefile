@@ -17,7 +17,7 @@ help:
 	@echo "make test             run the whole test suite (starts its own Redis + S3 + worker + API)"
 	@echo "make demo [IMAGES=d]  end-to-end demo on real held-out photos (generated ones without ../shared/data, or your folder); outputs in demo-out/"
 	@echo "make bench [IMAGES=d] per-stage latency p50/p95/max in one process (ARGS='--n 50 --compare-backends')"
-	@echo "make train            the shipped training recipe (detector, then landmarks; resumes) into runs/train/"
+	@echo "make train            the shipped training recipe (7 stages, mining, tuning, bundle; resumes) into runs/train/"
 	@echo "make eval             the shipped model on the validation split of ../shared/data (runs/eval/)"
 	@echo "make preview          contact sheet of synthetic + real samples with labels (runs/preview.png)"
 	@echo "make up / make down   start / stop the local stack in the background (state and logs in .stack/)"
@@ -51,21 +51,13 @@ demo: setup
 bench: setup
 	$(PY) scripts/bench.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)
 
-# The shipped recipe (model_store/recipe.py) on 2 CPU cores, machine idle: detector ~35 min, detector-ft ~30 min,
-# landmarks ~30 min, landmarks-ft ~10 min, mining/tuning ~3 min. Every stage resumes from its checkpoint.
+# The shipped recipe (model_store/recipe.py: 7 training stages, 3 mining steps, the threshold sweep, the bundle)
+# on 2 CPU cores, machine idle: about 2.5 h, see MODEL_CARD.md. A rerun resumes where it stopped.
 TRAIN_DIR ?= runs/train
 VERSION ?= 0.0.0-dev
 train: setup
-	$(PY) -m plateveil.cli models train detector --out $(TRAIN_DIR)/detector $(ARGS)
-	$(PY) -m plateveil.cli models train detector-ft --out $(TRAIN_DIR)/detector-ft $(ARGS)
-	$(PY) -m plateveil.cli models train landmarks --out $(TRAIN_DIR)/landmarks $(ARGS)
-	$(PY) -m plateveil.cli models build --detector $(TRAIN_DIR)/detector/final.params --landmarks $(TRAIN_DIR)/landmarks/final.params --version $(VERSION)-stage1 --out $(TRAIN_DIR)/bundle-stage1
-	$(PY) -m plateveil.cli models mine --model-dir $(TRAIN_DIR)/bundle-stage1 --out $(TRAIN_DIR)/hard_negatives.json
-	$(PY) -m plateveil.cli models train landmarks-ft --out $(TRAIN_DIR)/landmarks-ft $(ARGS)
-	$(PY) -m plateveil.cli models build --detector $(TRAIN_DIR)/detector-ft/final.params --landmarks $(TRAIN_DIR)/landmarks-ft/final.params --version $(VERSION)-untuned --out $(TRAIN_DIR)/bundle-untuned
-	$(PY) -m plateveil.cli models tune --model-dir $(TRAIN_DIR)/bundle-untuned --out $(TRAIN_DIR)/tune
-	$(PY) -m plateveil.cli models build --detector $(TRAIN_DIR)/detector-ft/final.params --landmarks $(TRAIN_DIR)/landmarks-ft/final.params --version $(VERSION) --overrides $(TRAIN_DIR)/tune/overrides.json --out $(TRAIN_DIR)/bundle
-	@echo "bundle: $(TRAIN_DIR)/bundle  (evaluate: make eval ARGS='--model-dir $(TRAIN_DIR)/bundle')"
+	$(PY) -m plateveil.cli models train all --out $(TRAIN_DIR) --version $(VERSION) $(ARGS)
+	@echo "evaluate: make eval ARGS='--model-dir $(TRAIN_DIR)/bundle'"
 
 eval: setup
 	$(PY) -m plateveil.cli models eval --data val $(ARGS)

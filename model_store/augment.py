@@ -64,6 +64,25 @@ def photometric(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     return x
 
 
+def low_resolution(rng: np.random.Generator, crop: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
+    """The crop as a distant plate yields it: a plate of 8-40 px, JPEG-compressed, upsampled to the input.
+
+    Small plates in small photos reach the landmark model as a few upsampled pixels; without this the score
+    learns "sharp means plate" from the mostly sharp training plates and rejects them. Applied to negatives as
+    often as to positives, so blur says nothing about the class."""
+    plate_w = cfg["input_w"] / (1.0 + 2.0 * cfg["expand_x"])       # the plate's width inside the crop
+    scale = float(np.exp(rng.uniform(np.log(8.0), np.log(40.0)))) / plate_w
+    if scale >= 1.0:
+        return crop
+    h, w = crop.shape[:2]
+    small = cv2.resize(crop, (max(2, round(w * scale)), max(2, round(h * scale))), interpolation=cv2.INTER_AREA)
+    if rng.random() < 0.5:
+        ok, enc = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 90))])
+        if ok:
+            small = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 class SynthPool:
     """Synthetic scenes cost ~20 ms each; a pool reused under fresh random crops, scales and jitter
     (refreshing a share of it on every draw) gives the same variety at a tenth of the cost."""
@@ -201,8 +220,9 @@ class LandmarkSampler:
     """Expanded crops around jittered plate boxes (positives with corners) and non-plates."""
 
     def __init__(self, photos: list[Photo], cfg: dict[str, Any], synth_p: float = 0.6, neg_p: float = 0.4,
-                 seed: int = 0, hard_p: float = 0.5) -> None:
+                 seed: int = 0, hard_p: float = 0.5, lowres_p: float = 0.0) -> None:
         self.photos, self.cfg, self.synth_p, self.neg_p = photos, cfg, synth_p, neg_p
+        self.lowres_p = lowres_p  # share of crops (either class) resampled as if the plate were 8-40 px wide
         self.rng = np.random.default_rng(seed)
         self.pool = SynthPool(photos)
         self.hard_negatives: list[tuple[int, np.ndarray]] = []  # (photo index, box) from detector FPs
@@ -278,6 +298,8 @@ class LandmarkSampler:
                 weight = 1.0
             corners = to_crop_norm(quad, win).reshape(-1).astype(np.float32)
             label = 1.0
+        if rng.random() < self.lowres_p:
+            crop = low_resolution(rng, crop, self.cfg)
         crop = photometric(rng, crop)
         x = (crop[:, :, ::-1].astype(np.float32) / 255.0 - np.asarray(self.cfg["mean"], np.float32)) \
             / np.asarray(self.cfg["std"], np.float32)

@@ -24,9 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_preview)
 
-    t = msub.add_parser("train", help="train one stage of the shipped recipe (resumes from checkpoints)")
-    t.add_argument("part", choices=["detector", "detector-ft", "landmarks", "landmarks-ft", "landmarks-ft2"],
-                   help="recipe stage (model_store/recipe.py); *-ft stages start from their sibling folder")
+    from model_store.recipe import RECIPE
+
+    t = msub.add_parser("train", help="train one stage of the shipped recipe, or all of it (resumes)")
+    t.add_argument("part", choices=[*RECIPE, "all"],
+                   help="recipe stage (model_store/recipe.py; *-ft stages start from their sibling folder), or "
+                        "`all`: every stage, the mining steps, the threshold sweep and the bundle under --out")
+    t.add_argument("--version", default="0.0.0-dev", help="bundle version (`all` only)")
     t.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
     t.add_argument("--out", type=Path, default=None, help="run folder (default runs/train/<stage>)")
     t.add_argument("--iterations", type=int, default=None, help="default: the shipped recipe")
@@ -91,8 +95,12 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from model_store.recipe import train
+    from model_store.recipe import run_all, train
 
+    if args.part == "all":
+        bundle = run_all(args.data, args.out or Path("runs/train"), args.version)
+        print(f"recipe done: {bundle}  (evaluate: make eval ARGS='--model-dir {bundle}')")
+        return 0
     out = args.out or Path("runs/train") / args.part
     train(args.part, args.data, out, iterations=args.iterations, seed=args.seed, synth_p=args.synth_p)
     print(f"trained {args.part}: {out} (final.params, metrics.jsonl, curves.png)")

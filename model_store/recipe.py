@@ -1,17 +1,21 @@
 """The shipped training recipe: ``plateveil models train STAGE`` and ``make train``.
 
-Five stages, each a run folder under one root (``runs/train`` for ``make train``):
+Seven stages, each a run folder under one root (``runs/train`` for ``make train``):
 
 1. ``detector``: the SSD from scratch on real + synthetic crops;
-2. ``detector-ft``: a second cosine cycle warm-started from (1) with a new seed (the detector was still
-   improving when the first cycle's learning rate ran out);
-3. ``landmarks``: the corner/score CNN from scratch, negatives from random crops;
-4. ``landmarks-ft``: warm-started from (3) with the detector's own false positives on the training photos
-   (``plateveil models mine`` with a bundle of (1) + (3) writes ``<root>/hard_negatives.json``), so that the
+2. ``detector-ft``, 3. ``detector-ft2``: two more cosine cycles, each warm-started from the one before with a
+   new seed (the detector's loss was still falling when each cycle's learning rate ran out);
+4. ``landmarks``: the corner/score CNN from scratch, negatives from random crops;
+5. ``landmarks-ft``: warm-started from (4) with the detector's own false positives on the training photos
+   (``plateveil models mine`` with a bundle of (1) + (4) writes ``<root>/hard_negatives.json``), so that the
    score learns to reject what the detector actually confuses with plates;
-5. ``landmarks-ft2``: warm-started from (4) with those plus the false positives of the bundle (2) + (4)
-   (``<root>/hard_negatives-ft.json``): the shipped detector's own mistakes.
+6. ``landmarks-ft2``: from (5), adding the false positives of the bundle (2) + (5) (``hard_negatives-ft.json``);
+7. ``landmarks-ft3``: from (6), adding those of (3) + (6) (``hard_negatives-ft2.json``: the shipped detector's
+   own mistakes), and with 30% of the crops of both classes degraded to the look of an 8-40 px plate
+   (``augment.low_resolution``): small plates in small photos were the misses the score rejected.
 
+``run_all`` (``plateveil models train all``, ``make train``) runs the stages and mining steps in order
+(``PIPELINE``), then the threshold sweep (``model_store.tune``) and builds the bundle of (3) + (7).
 Measured on the 2-core development machine: see MODEL_CARD.md.
 """
 
@@ -29,6 +33,8 @@ RECIPE: dict[str, dict[str, Any]] = {
                  "checkpoint_every": 200, "synth_p": 0.3, "crop": 320, "seed": 0},
     "detector-ft": {"model": "detector", "init_from": "detector", "iterations": 3000, "batch_size": 16, "lr": 2e-3,
                     "warmup": 100, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320, "seed": 1},
+    "detector-ft2": {"model": "detector", "init_from": "detector-ft", "iterations": 2000, "batch_size": 16,
+                     "lr": 2e-3, "warmup": 100, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320, "seed": 2},
     "landmarks": {"model": "landmarks", "iterations": 2000, "batch_size": 64, "lr": 2e-3, "warmup": 200,
                   "checkpoint_every": 250, "synth_p": 0.6, "seed": 0},
     "landmarks-ft": {"model": "landmarks", "init_from": "landmarks", "hard_negatives": ["hard_negatives.json"],
@@ -38,6 +44,11 @@ RECIPE: dict[str, dict[str, Any]] = {
                       "hard_negatives": ["hard_negatives.json", "hard_negatives-ft.json"], "iterations": 800,
                       "batch_size": 64, "lr": 5e-4, "warmup": 50, "checkpoint_every": 200, "synth_p": 0.6,
                       "seed": 2},
+    "landmarks-ft3": {"model": "landmarks", "init_from": "landmarks-ft2",
+                      "hard_negatives": ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json"],
+                      "iterations": 1500,
+                      "batch_size": 64, "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "synth_p": 0.6,
+                      "lowres_p": 0.3, "seed": 3},
 }
 
 
@@ -92,5 +103,59 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
     if r["model"] == "detector":
         train_detector(photos, config, opts, synth_p=sp, crop=r["crop"])
     else:
-        train_landmarks(photos, config, opts, synth_p=sp, hard_negatives=hard)
+        train_landmarks(photos, config, opts, synth_p=sp, hard_negatives=hard, lowres_p=r.get("lowres_p", 0.0))
     return out_dir
+
+
+# The whole recipe in order: ("train", stage) or ("mine", detector stage, landmark stage, output file). Each
+# mining step runs the bundle of those two stages over the training photos (``model_store.mine``).
+PIPELINE: list[tuple[str, ...]] = [
+    ("train", "detector"), ("train", "detector-ft"), ("train", "detector-ft2"), ("train", "landmarks"),
+    ("mine", "detector", "landmarks", "hard_negatives.json"),
+    ("train", "landmarks-ft"),
+    ("mine", "detector-ft", "landmarks-ft", "hard_negatives-ft.json"),
+    ("train", "landmarks-ft2"),
+    ("mine", "detector-ft2", "landmarks-ft2", "hard_negatives-ft2.json"),
+    ("train", "landmarks-ft3"),
+]
+SHIPPED = ("detector-ft2", "landmarks-ft3")   # the stages the shipped bundle is built from
+
+
+def run_all(data_root: Path, root: Path, version: str) -> Path:
+    """Every stage, mining step, the threshold sweep and the final bundle, into ``root``; what is already
+    there (a stage's final.params, a mined file, the sweep) is kept, so a rerun after an interruption goes on
+    where it stopped (an interrupted stage resumes from its checkpoint)."""
+    from model_store import mine
+    from model_store.augment import load_photos
+    from model_store.build import build_bundle
+    from model_store.data import load_split
+    from model_store.runtime import load_model
+    from model_store.tune import collect, overrides_for, sweep
+
+    root = Path(root)
+    for step in PIPELINE:
+        if step[0] == "train":
+            if (root / step[1] / "final.params").is_file():
+                logger.info("recipe: %s already trained", step[1])
+                continue
+            train(step[1], data_root, root / step[1])
+        else:
+            _, det, lm, name = step
+            if (root / name).is_file():
+                logger.info("recipe: %s already mined", name)
+                continue
+            bundle = build_bundle(stage_weights(root / det), stage_weights(root / lm), root / f"bundle-{lm}",
+                                  f"{version}-{lm}")
+            rows = mine.mine_hard_negatives(load_model(bundle), load_photos(load_split(data_root)[0]))
+            mine.save(rows, root / name)
+    det_params, lm_params = (stage_weights(root / s) for s in SHIPPED)
+    tune_dir = root / "tune"
+    if not (tune_dir / "overrides.json").is_file():
+        untuned = build_bundle(det_params, lm_params, root / "bundle-untuned", f"{version}-untuned")
+        model = load_model(untuned)
+        best, rows = sweep(collect(model, load_split(data_root)[1]))
+        tune_dir.mkdir(parents=True, exist_ok=True)
+        (tune_dir / "sweep.json").write_text(json.dumps({"model": model.tag, "best": best, "rows": rows}, indent=1))
+        (tune_dir / "overrides.json").write_text(json.dumps(overrides_for(best), indent=2))
+    overrides = json.loads((tune_dir / "overrides.json").read_text())
+    return build_bundle(det_params, lm_params, root / "bundle", version, overrides=overrides)

@@ -233,7 +233,8 @@ def train_detector(photos: list[Any], config: dict[str, Any], opts: TrainOptions
 
 
 def train_landmarks(photos: list[Any], config: dict[str, Any], opts: TrainOptions, synth_p: float = 0.6,
-                    hard_negatives: list[tuple[int, np.ndarray]] | None = None) -> gluon.HybridBlock:
+                    hard_negatives: list[tuple[int, np.ndarray]] | None = None, lowres_p: float = 0.0
+                    ) -> gluon.HybridBlock:
     from model_store.augment import LandmarkSampler
 
     mx.random.seed(opts.seed)
@@ -243,7 +244,7 @@ def train_landmarks(photos: list[Any], config: dict[str, Any], opts: TrainOption
     net.hybridize(static_alloc=True)
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": opts.lr, "wd": opts.wd,
                                                            "clip_gradient": 5.0})
-    sampler = LandmarkSampler(photos, cfg, synth_p=synth_p, seed=opts.seed)
+    sampler = LandmarkSampler(photos, cfg, synth_p=synth_p, seed=opts.seed, lowres_p=lowres_p)
     sampler.hard_negatives = list(hard_negatives or [])
     next_batch = _prefetch(lambda: sampler.batch(opts.batch_size))
     ce = gluon.loss.SoftmaxCrossEntropyLoss()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -74,3 +76,75 @@ def test_recipe_stage_refuses_without_its_inputs(tmp_path: Path, stage: str) -> 
 
     with pytest.raises(FileNotFoundError, match="train that stage first|hard_negatives"):
         train(stage, tmp_path / "no-data", tmp_path / stage)
+
+
+def test_low_resolution_keeps_the_crop_shape_and_removes_fine_detail() -> None:
+    from model_store.augment import low_resolution
+
+    cfg = default_config()["landmarks"]
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:cfg["input_h"], 0:cfg["input_w"]]
+    sharp = np.repeat((((yy // 2 + xx // 2) % 2) * 255).astype(np.uint8)[:, :, None], 3, axis=2)  # 2-px checks
+    for _ in range(10):
+        out = low_resolution(rng, sharp, cfg)
+        assert out.shape == sharp.shape and out.dtype == np.uint8
+        # a plate of at most 40 px cannot hold 2-px checks: they average out to mid grey
+        assert cv2.Laplacian(out, cv2.CV_64F).var() < 0.1 * cv2.Laplacian(sharp, cv2.CV_64F).var()
+
+
+def test_sampler_degrades_both_classes_alike() -> None:
+    photos = [_photo([[150, 120, 250, 150]], value=60)]
+    photos[0].image[125:145, 160:240] = 230   # a bright "plate" so positives differ from the background
+    for neg_p, label in [(0.0, 1.0), (1.0, 0.0)]:
+        sampler = LandmarkSampler(photos, default_config()["landmarks"], synth_p=0.0, neg_p=neg_p, seed=1,
+                                  lowres_p=1.0)
+        for _ in range(5):
+            assert sampler.sample()[2] == label
+
+
+def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recipe driver: every step once, in PIPELINE order; a rerun repeats nothing that finished."""
+    import json
+
+    from model_store import build, recipe, runtime, tune
+
+    calls: list[str] = []
+
+    def fake_train(part: str, data_root: Path, out_dir: Path, **_: object) -> Path:
+        calls.append(part)
+        out_dir.mkdir(parents=True)
+        (out_dir / "final.params").write_text(part)
+        return out_dir
+
+    def fake_build(det: Path, lm: Path, out: Path, version: str, overrides: dict | None = None, **_: object) -> Path:
+        calls.append(f"build {det.parent.name}+{lm.parent.name} {version}" + (" tuned" if overrides else ""))
+        return out
+
+    def fake_mine(model: object, photos: object, **_: object) -> list[dict]:
+        return [{"photo": 0, "box": [1.0, 2.0, 3.0, 4.0], "score": 0.5}]
+
+    monkeypatch.setattr(recipe, "train", fake_train)
+    monkeypatch.setattr(build, "build_bundle", fake_build)
+    monkeypatch.setattr(runtime, "load_model", lambda path: SimpleNamespace(tag=str(path)))
+    monkeypatch.setattr(mine, "mine_hard_negatives", fake_mine)
+    monkeypatch.setattr("model_store.augment.load_photos", lambda samples: [])
+    monkeypatch.setattr("model_store.data.load_split", lambda root: ([], []))
+    monkeypatch.setattr(tune, "collect", lambda model, samples: [])
+    best = {"score_threshold": 0.3, "lm_threshold": 0.9, "keep_detector_above": 1.01, "margin_x": 0.05,
+            "margin_y": 0.1, "recall_08": 1.0}
+    monkeypatch.setattr(tune, "sweep", lambda collected: (best, [best]))
+
+    recipe.run_all(tmp_path / "data", tmp_path / "run", "9.9.9")
+    trained = [c for c in calls if not c.startswith("build")]
+    assert trained == [s[1] for s in recipe.PIPELINE if s[0] == "train"] == list(recipe.RECIPE)
+    # each mining bundle is built after both of its stages and before the stage that learns from it
+    assert calls.index("landmarks-ft2") < calls.index("build detector-ft2+landmarks-ft2 9.9.9-landmarks-ft2") \
+        < calls.index("landmarks-ft3")
+    for name in ("hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json"):
+        assert mine.load(tmp_path / "run" / name)[0][0] == 0
+    assert json.loads((tmp_path / "run" / "tune" / "overrides.json").read_text()) == tune.overrides_for(best)
+    assert calls[-1] == "build detector-ft2+landmarks-ft3 9.9.9 tuned"
+
+    calls.clear()
+    recipe.run_all(tmp_path / "data", tmp_path / "run", "9.9.9")
+    assert calls == ["build detector-ft2+landmarks-ft3 9.9.9 tuned"]   # only the final bundle is rebuilt
