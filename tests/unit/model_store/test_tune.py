@@ -47,6 +47,14 @@ def test_sweep_prefers_full_recall_without_spurious_regions(tmp_path: Path) -> N
 
 
 def test_objective_never_rewards_hiding_nothing() -> None:
-    quiet = {"recall_08": 0.0, "spurious_per_image": 0.0, "excess": 0.0}
-    noisy = {"recall_08": 0.9, "spurious_per_image": 1.0, "excess": 1.0}
+    quiet = {"recall_08": 0.0, "recall_05": 0.0, "spurious_per_image": 0.0, "excess": 0.0}
+    noisy = {"recall_08": 0.9, "recall_05": 0.9, "spurious_per_image": 1.0, "excess": 1.0}
     assert objective(noisy, 0.05, 0.3) > objective(quiet, 0.05, 0.3)
+
+
+def test_objective_breaks_a_recall_tie_towards_more_hidden_plates() -> None:
+    tight = {"recall_08": 0.8, "recall_05": 0.8, "spurious_per_image": 0.2, "excess": 0.1}
+    wide = {"recall_08": 0.8, "recall_05": 0.82, "spurious_per_image": 0.2, "excess": 0.25}   # within the excess limit
+    quieter = {"recall_08": 0.8, "recall_05": 0.8, "spurious_per_image": 0.15, "excess": 0.1}
+    assert objective(wide, 0.05, 0.3) > objective(tight, 0.05, 0.3)
+    assert objective(quieter, 0.05, 0.3) > objective(tight, 0.05, 0.3)
