@@ -108,32 +108,19 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _mine(args: argparse.Namespace) -> int:
-    from model_store import mine
-    from model_store.augment import load_photos
-    from model_store.data import load_split
-    from model_store.runtime import load_model
+    from model_store.mine import mine_bundle
 
-    model = load_model(args.model_dir, backend="onnx")
-    photos = load_photos(load_split(args.data)[0])
-    rows = mine.mine_hard_negatives(model, photos, min_score=args.min_score)
-    mine.save(rows, args.out)
-    print(f"{len(rows)} hard negatives on {len({r['photo'] for r in rows})} of {len(photos)} training photos "
-          f"(detector {model.tag}, score >= {args.min_score}): {args.out}")
+    tag, n_photos, rows = mine_bundle(args.model_dir, args.data, args.out, min_score=args.min_score)
+    print(f"{len(rows)} hard negatives on {len({r['photo'] for r in rows})} of {n_photos} training photos "
+          f"(detector {tag}, score >= {args.min_score}): {args.out}")
     return 0
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from model_store.data import load_split
-    from model_store.runtime import load_model
-    from model_store.tune import collect, overrides_for, sweep
+    from model_store.tune import tune_bundle
 
-    model = load_model(args.model_dir, backend="onnx")
-    collected = collect(model, load_split(args.data)[1])
-    best, rows = sweep(collected, args.max_spurious, args.max_excess)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sweep.json").write_text(json.dumps({"model": model.tag, "best": best, "rows": rows}, indent=1))
-    (args.out / "overrides.json").write_text(json.dumps(overrides_for(best), indent=2))
-    print(f"best setting for {model.tag}: " + ", ".join(f"{k}={v:.3g}" for k, v in best.items()))
+    tag, best = tune_bundle(args.model_dir, args.data, args.out, args.max_spurious, args.max_excess)
+    print(f"best setting for {tag}: " + ", ".join(f"{k}={v:.3g}" for k, v in best.items()))
     print(f"wrote {args.out / 'sweep.json'} and {args.out / 'overrides.json'}")
     return 0
 

@@ -57,6 +57,20 @@ def mine_hard_negatives(model: Any, photos: list[Any], min_score: float = 0.15, 
     return rows
 
 
+def mine_bundle(model_dir: Path, data_root: Path, out: Path, min_score: float = 0.15) -> tuple[str, int, list]:
+    """``plateveil models mine``: a bundle's detector over the training photos of ``data_root``, saved to
+    ``out``; returns (model tag, number of photos, rows)."""
+    from model_store.augment import load_photos
+    from model_store.data import load_split
+    from model_store.runtime import load_model
+
+    model = load_model(model_dir, backend="onnx")
+    photos = load_photos(load_split(data_root)[0])
+    rows = mine_hard_negatives(model, photos, min_score=min_score)
+    save(rows, out)
+    return model.tag, len(photos), rows
+
+
 def save(rows: list[dict[str, Any]], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows))

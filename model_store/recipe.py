@@ -46,8 +46,7 @@ RECIPE: dict[str, dict[str, Any]] = {
                       "seed": 2},
     "landmarks-ft3": {"model": "landmarks", "init_from": "landmarks-ft2",
                       "hard_negatives": ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json"],
-                      "iterations": 1500,
-                      "batch_size": 64, "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "synth_p": 0.6,
+                      "iterations": 1500, "batch_size": 64, "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "synth_p": 0.6,
                       "lowres_p": 0.3, "seed": 3},
 }
 
@@ -125,12 +124,9 @@ def run_all(data_root: Path, root: Path, version: str) -> Path:
     """Every stage, mining step, the threshold sweep and the final bundle, into ``root``; what is already
     there (a stage's final.params, a mined file, the sweep) is kept, so a rerun after an interruption goes on
     where it stopped (an interrupted stage resumes from its checkpoint)."""
-    from model_store import mine
-    from model_store.augment import load_photos
     from model_store.build import build_bundle
-    from model_store.data import load_split
-    from model_store.runtime import load_model
-    from model_store.tune import collect, overrides_for, sweep
+    from model_store.mine import mine_bundle
+    from model_store.tune import tune_bundle
 
     root = Path(root)
     for step in PIPELINE:
@@ -146,16 +142,11 @@ def run_all(data_root: Path, root: Path, version: str) -> Path:
                 continue
             bundle = build_bundle(stage_weights(root / det), stage_weights(root / lm), root / f"bundle-{lm}",
                                   f"{version}-{lm}")
-            rows = mine.mine_hard_negatives(load_model(bundle), load_photos(load_split(data_root)[0]))
-            mine.save(rows, root / name)
+            mine_bundle(bundle, data_root, root / name)
     det_params, lm_params = (stage_weights(root / s) for s in SHIPPED)
     tune_dir = root / "tune"
     if not (tune_dir / "overrides.json").is_file():
         untuned = build_bundle(det_params, lm_params, root / "bundle-untuned", f"{version}-untuned")
-        model = load_model(untuned)
-        best, rows = sweep(collect(model, load_split(data_root)[1]))
-        tune_dir.mkdir(parents=True, exist_ok=True)
-        (tune_dir / "sweep.json").write_text(json.dumps({"model": model.tag, "best": best, "rows": rows}, indent=1))
-        (tune_dir / "overrides.json").write_text(json.dumps(overrides_for(best), indent=2))
+        tune_bundle(untuned, data_root, tune_dir)
     overrides = json.loads((tune_dir / "overrides.json").read_text())
     return build_bundle(det_params, lm_params, root / "bundle", version, overrides=overrides)

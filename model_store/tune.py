@@ -8,8 +8,10 @@ scored in numpy with the evaluation's own metrics. The rule favours privacy (see
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -112,6 +114,21 @@ def objective(r: dict[str, float], max_spurious: float, max_excess: float) -> tu
     penalty = 0.1 * max(0.0, r["spurious_per_image"] - max_spurious) + 0.05 * max(0.0, r["excess"] - max_excess)
     return (round(r["recall_08"] - penalty, 3), round(r["recall_05"], 3), -r["spurious_per_image"])
 
+
+
+def tune_bundle(model_dir: Path, data_root: Path, out_dir: Path, max_spurious: float = 0.05,
+                max_excess: float = 0.3) -> tuple[str, dict[str, float]]:
+    """``plateveil models tune``: sweep a bundle on the validation split of ``data_root``; writes
+    ``out_dir/sweep.json`` (every setting) and ``out_dir/overrides.json``; returns (model tag, best row)."""
+    from model_store.data import load_split
+    from model_store.runtime import load_model
+
+    model = load_model(model_dir, backend="onnx")
+    best, rows = sweep(collect(model, load_split(data_root)[1]), max_spurious, max_excess)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "sweep.json").write_text(json.dumps({"model": model.tag, "best": best, "rows": rows}, indent=1))
+    (out_dir / "overrides.json").write_text(json.dumps(overrides_for(best), indent=2))
+    return model.tag, best
 
 
 def overrides_for(best: dict[str, float]) -> dict[str, dict[str, float]]:

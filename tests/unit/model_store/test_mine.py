@@ -125,14 +125,14 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(recipe, "train", fake_train)
     monkeypatch.setattr(build, "build_bundle", fake_build)
-    monkeypatch.setattr(runtime, "load_model", lambda path: SimpleNamespace(tag=str(path)))
+    monkeypatch.setattr(runtime, "load_model", lambda path, **_: SimpleNamespace(tag=str(path)))
     monkeypatch.setattr(mine, "mine_hard_negatives", fake_mine)
     monkeypatch.setattr("model_store.augment.load_photos", lambda samples: [])
     monkeypatch.setattr("model_store.data.load_split", lambda root: ([], []))
     monkeypatch.setattr(tune, "collect", lambda model, samples: [])
     best = {"score_threshold": 0.3, "lm_threshold": 0.9, "keep_detector_above": 1.01, "margin_x": 0.05,
             "margin_y": 0.1, "recall_08": 1.0}
-    monkeypatch.setattr(tune, "sweep", lambda collected: (best, [best]))
+    monkeypatch.setattr(tune, "sweep", lambda collected, *limits: (best, [best]))
 
     recipe.run_all(tmp_path / "data", tmp_path / "run", "9.9.9")
     trained = [c for c in calls if not c.startswith("build")]
