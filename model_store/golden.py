@@ -5,9 +5,10 @@ background with a white plate carrying black characters, one of them seen at an 
 deterministic, so a check that passes once passes always for the same model.
 
 The smoke check asks: does the model run on each photo without an error, are its outputs finite,
-are its polygons inside (or just around) the photo, is it fast enough; and, only when asked
+are its polygons inside (or just around) the photo, is it fast enough; and, when asked
 (``min_found``), does it find the drawn plates. A random-weight placeholder passes the first
-four, which is what a hot swap needs: a broken bundle must not replace a working one.
+four; the hot swap also asks for ``PLATEVEIL_SMOKE_MIN_FOUND`` (default 1) of the 3 plates, so a
+bundle that loads and runs but is blind (wrong weights, a threshold typo) does not replace a working one.
 """
 
 from __future__ import annotations

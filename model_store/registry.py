@@ -83,6 +83,8 @@ class RegistryOptions(BaseSettings):
     model_poll_seconds: float = Field(10.0, gt=0, description="how often workers check the registry's aliases")
     model_cache_dir: Path = Field(Path("~/.cache/plateveil/models"), description="local cache of registry versions")
     smoke_max_ms: float = Field(3000.0, gt=0, description="golden smoke check: slowest photo allowed, ms")
+    smoke_min_found: int = Field(1, ge=0, le=3, description="golden smoke check: how many of its 3 drawn plates a "
+                                                             "model must find to be served (0: not checked)")
     gate_golden_dir: Path | None = Field(None, description="labelled photos the promotion quality gate evaluates")
     gate_format: str = Field("auto", description="format of the gate's golden set (auto, voc, yolo, corners)")
     gate_min_recall_08: float = Field(0.85, ge=0, le=1, description="gate: minimum recall at IoU 0.8")

@@ -63,6 +63,7 @@ class ModelSwapper:
     def __init__(self, registry: Registry, cache: ModelCache, *, alias: str = "production",
                  canary_alias: str = "canary", canary_share: float = 0.0, poll_seconds: float = 10.0,
                  backend: str = "onnx", threads: int = 0, smoke_max_ms: float = DEFAULT_MAX_MS,
+                 smoke_min_found: int = 1,
                  redis_client: Any = None, hostname: str | None = None, bootstrap: bool = True,
                  fallback_dir: Path | None = None, loader: Loader = load_model, check: Checker = smoke_check,
                  cache_idle_s: float = 3600.0) -> None:
@@ -78,6 +79,7 @@ class ModelSwapper:
         self.backend = backend
         self.threads = threads
         self.smoke_max_ms = smoke_max_ms
+        self.smoke_min_found = smoke_min_found  # a model blind to the golden plates is broken, however it loads
         self.redis = redis_client
         self.status_key = STATUS_KEY_PREFIX + (hostname or f"{socket.gethostname()}:{os.getpid()}")
         self.bootstrap = bootstrap
@@ -258,7 +260,7 @@ class ModelSwapper:
         model = self._loader(folder, backend=self.backend, threads=self.threads)
         if model.version != version:
             raise ModelLoadError(f"{self.registry.name}@{version} holds a model.json of version {model.version}")
-        report = self._check(model, max_ms=self.smoke_max_ms)
+        report = self._check(model, max_ms=self.smoke_max_ms, min_found=self.smoke_min_found or None)
         logger.info("smoke check of %s passed: %s", model.tag, report)
         return model
 

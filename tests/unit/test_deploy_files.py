@@ -46,3 +46,36 @@ def test_dockerfiles_start_the_right_programs():
     worker = (ROOT / "deploy" / "Dockerfile.worker").read_text()
     assert "workers.celery_app" in worker and DEFAULT_QUEUE in worker
     assert TASK_CONCEAL.startswith("plateveil.")
+
+
+def _setting_names() -> set[str]:
+    from plateveil.settings import ENV_PREFIX
+    from producer.settings import ProducerSettings
+    from workers.settings import WorkerSettings
+
+    return {ENV_PREFIX + name.upper() for cls in (ProducerSettings, WorkerSettings) for name in cls.model_fields}
+
+
+def test_every_variable_in_the_deploy_files_is_a_setting():
+    """The settings ignore unknown variables, so a misspelt one in a deploy file would be silently dropped."""
+    names = _setting_names()
+    compose = _docs(ROOT / "docker-compose.yml")[0]
+    used = {k for svc in compose["services"].values() for k in (svc.get("environment") or {})
+            if k.startswith("PLATEVEIL_")}
+    config = next(d for d in _docs(ROOT / "deploy" / "k8s" / "configmap.yaml") if d["kind"] == "ConfigMap")
+    used |= set(config["data"])
+    assert used - names == set()
+
+
+def test_workers_serve_the_registry_whose_bucket_is_created():
+    compose = _docs(ROOT / "docker-compose.yml")[0]
+    worker_env = compose["services"]["worker"]["environment"]
+    assert worker_env["PLATEVEIL_REGISTRY_BUCKET"] == "${PLATEVEIL_REGISTRY_BUCKET:-plateveil-models}"
+    init = compose["services"]["minio-init"]
+    assert init["environment"]["MODELS"] == worker_env["PLATEVEIL_REGISTRY_BUCKET"]
+    assert '"local/$$MODELS"' in init["command"][0].split("&&")[1]
+    config = next(d for d in _docs(ROOT / "deploy" / "k8s" / "configmap.yaml") if d["kind"] == "ConfigMap")
+    worker = next(d for d in _docs(ROOT / "deploy" / "k8s" / "worker.yaml") if d["kind"] == "Deployment")
+    mounts = worker["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert config["data"]["PLATEVEIL_REGISTRY_BUCKET"]
+    assert config["data"]["PLATEVEIL_MODEL_CACHE_DIR"] in {m["mountPath"] for m in mounts}  # writable as non-root

@@ -187,7 +187,7 @@ def test_corrupt_upload_is_refused_and_the_old_model_keeps_serving(
     assert "1.1.0" in status["rejected"]
 
 
-@pytest.mark.parametrize("breakage", ["garbage-onnx", "config-without-detector"])
+@pytest.mark.parametrize("breakage", ["garbage-onnx", "config-without-detector", "blind"])
 def test_broken_model_is_refused(breakage: str, published: Registry, bundle_factory: Any,
                                  make_swapper: Callable[..., ModelSwapper]) -> None:
     folder = bundle_factory("2.0.0")
@@ -195,7 +195,10 @@ def test_broken_model_is_refused(breakage: str, published: Registry, bundle_fact
         (folder / "detector.onnx").write_bytes(b"this is not an onnx graph")
     else:
         config = json.loads((folder / "model.json").read_text())
-        del config["detector"]
+        if breakage == "blind":  # loads and runs cleanly, but finds none of the golden plates
+            config["detector"]["score_threshold"] = 1.01
+        else:
+            del config["detector"]
         (folder / "model.json").write_text(json.dumps(config))
     published.publish(folder)
     swapper = make_swapper(published)
@@ -204,6 +207,8 @@ def test_broken_model_is_refused(breakage: str, published: Registry, bundle_fact
     assert swapper.pick("x").version == "1.0.0"
     reason = swapper.state()["rejected"]["2.0.0"]
     assert ("ModelLoadError" if breakage == "garbage-onnx" else "SmokeCheckError") in reason
+    if breakage == "blind":
+        assert "finds 0 of the 3 golden plates" in reason
 
     published.promote("1.1.0")  # the next good version is taken as usual
     wait_for(lambda: swapper.pick("x").version == "1.1.0")
