@@ -51,7 +51,7 @@ demo: setup
 bench: setup
 	$(PY) scripts/bench.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)
 
-# The shipped recipe (model_store/recipe.py: 7 training stages, 3 mining steps, the threshold sweep, the bundle)
+# The shipped recipe (model_store/recipe.py: 9 training stages, 4 mining steps, the threshold sweep, the bundle)
 # on 2 CPU cores, machine idle: about 2.5 h, see MODEL_CARD.md. A rerun resumes where it stopped.
 TRAIN_DIR ?= runs/train
 VERSION ?= 0.0.0-dev

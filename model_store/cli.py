@@ -98,6 +98,11 @@ def _train(args: argparse.Namespace) -> int:
     from model_store.recipe import run_all, train
 
     if args.part == "all":
+        one_stage = [flag for flag, value in (("--iterations", args.iterations), ("--seed", args.seed),
+                                              ("--synth-p", args.synth_p)) if value is not None]
+        if one_stage:
+            raise SystemExit(f"plateveil models train all: {', '.join(one_stage)} apply to one stage; `all` trains "
+                             f"every stage as model_store/recipe.py sets it (change RECIPE there, or train one stage)")
         bundle = run_all(args.data, args.out or Path("runs/train"), args.version)
         print(f"recipe done: {bundle}  (evaluate: make eval ARGS='--model-dir {bundle}')")
         return 0

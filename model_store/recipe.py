@@ -1,21 +1,23 @@
 """The shipped training recipe: ``plateveil models train STAGE`` and ``make train``.
 
-Seven stages, each a run folder under one root (``runs/train`` for ``make train``):
+Nine stages, each a run folder under one root (``runs/train`` for ``make train``):
 
 1. ``detector``: the SSD from scratch on real + synthetic crops;
-2. ``detector-ft``, 3. ``detector-ft2``: two more cosine cycles, each warm-started from the one before with a
-   new seed (the detector's loss was still falling when each cycle's learning rate ran out);
-4. ``landmarks``: the corner/score CNN from scratch, negatives from random crops;
-5. ``landmarks-ft``: warm-started from (4) with the detector's own false positives on the training photos
+2. ``detector-ft``, 3. ``detector-ft2``, 4. ``detector-ft3``: three more cosine cycles, each warm-started from
+   the one before with a new seed (the detector's loss was still falling when each cycle's learning rate ran out);
+5. ``landmarks``: the corner/score CNN from scratch, negatives from random crops;
+6. ``landmarks-ft``: warm-started from (4) with the detector's own false positives on the training photos
    (``plateveil models mine`` with a bundle of (1) + (4) writes ``<root>/hard_negatives.json``), so that the
    score learns to reject what the detector actually confuses with plates;
-6. ``landmarks-ft2``: from (5), adding the false positives of the bundle (2) + (5) (``hard_negatives-ft.json``);
-7. ``landmarks-ft3``: from (6), adding those of (3) + (6) (``hard_negatives-ft2.json``: the shipped detector's
-   own mistakes), and with 30% of the crops of both classes degraded to the look of an 8-40 px plate
-   (``augment.low_resolution``): small plates in small photos were the misses the score rejected.
+7. ``landmarks-ft2``: from (6), adding the false positives of the bundle (2) + (6) (``hard_negatives-ft.json``);
+8. ``landmarks-ft3``: from (7), adding those of (3) + (7) (``hard_negatives-ft2.json``), and with 30% of the
+   crops of both classes degraded to the look of an 8-40 px plate (``augment.low_resolution``): small plates
+   in small photos were the misses the score rejected;
+9. ``landmarks-ft4``: from (8), adding those of (4) + (8) (``hard_negatives-ft3.json``: the shipped detector's
+   own mistakes).
 
 ``run_all`` (``plateveil models train all``, ``make train``) runs the stages and mining steps in order
-(``PIPELINE``), then the threshold sweep (``model_store.tune``) and builds the bundle of (3) + (7).
+(``PIPELINE``), then the threshold sweep (``model_store.tune``) and builds the bundle of (4) + (9).
 Measured on the 2-core development machine: see MODEL_CARD.md.
 """
 
@@ -35,6 +37,8 @@ RECIPE: dict[str, dict[str, Any]] = {
                     "warmup": 100, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320, "seed": 1},
     "detector-ft2": {"model": "detector", "init_from": "detector-ft", "iterations": 2000, "batch_size": 16,
                      "lr": 2e-3, "warmup": 100, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320, "seed": 2},
+    "detector-ft3": {"model": "detector", "init_from": "detector-ft2", "iterations": 2000, "batch_size": 16,
+                     "lr": 2e-3, "warmup": 100, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320, "seed": 4},
     "landmarks": {"model": "landmarks", "iterations": 2000, "batch_size": 64, "lr": 2e-3, "warmup": 200,
                   "checkpoint_every": 250, "synth_p": 0.6, "seed": 0},
     "landmarks-ft": {"model": "landmarks", "init_from": "landmarks", "hard_negatives": ["hard_negatives.json"],
@@ -48,6 +52,11 @@ RECIPE: dict[str, dict[str, Any]] = {
                       "hard_negatives": ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json"],
                       "iterations": 1500, "batch_size": 64, "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "synth_p": 0.6,
                       "lowres_p": 0.3, "seed": 3},
+    "landmarks-ft4": {"model": "landmarks", "init_from": "landmarks-ft3",
+                      "hard_negatives": ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json",
+                                         "hard_negatives-ft3.json"],
+                      "iterations": 1500, "batch_size": 64, "lr": 5e-4, "warmup": 50, "checkpoint_every": 250,
+                      "synth_p": 0.6, "lowres_p": 0.3, "seed": 5},
 }
 
 
@@ -109,15 +118,18 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
 # The whole recipe in order: ("train", stage) or ("mine", detector stage, landmark stage, output file). Each
 # mining step runs the bundle of those two stages over the training photos (``model_store.mine``).
 PIPELINE: list[tuple[str, ...]] = [
-    ("train", "detector"), ("train", "detector-ft"), ("train", "detector-ft2"), ("train", "landmarks"),
+    ("train", "detector"), ("train", "detector-ft"), ("train", "detector-ft2"), ("train", "detector-ft3"),
+    ("train", "landmarks"),
     ("mine", "detector", "landmarks", "hard_negatives.json"),
     ("train", "landmarks-ft"),
     ("mine", "detector-ft", "landmarks-ft", "hard_negatives-ft.json"),
     ("train", "landmarks-ft2"),
     ("mine", "detector-ft2", "landmarks-ft2", "hard_negatives-ft2.json"),
     ("train", "landmarks-ft3"),
+    ("mine", "detector-ft3", "landmarks-ft3", "hard_negatives-ft3.json"),
+    ("train", "landmarks-ft4"),
 ]
-SHIPPED = ("detector-ft2", "landmarks-ft3")   # the stages the shipped bundle is built from
+SHIPPED = ("detector-ft3", "landmarks-ft4")   # the stages the shipped bundle is built from
 
 
 def run_all(data_root: Path, root: Path, version: str) -> Path:

@@ -140,11 +140,24 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
     # each mining bundle is built after both of its stages and before the stage that learns from it
     assert calls.index("landmarks-ft2") < calls.index("build detector-ft2+landmarks-ft2 9.9.9-landmarks-ft2") \
         < calls.index("landmarks-ft3")
-    for name in ("hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json"):
+    assert calls.index("landmarks-ft3") < calls.index("build detector-ft3+landmarks-ft3 9.9.9-landmarks-ft3") \
+        < calls.index("landmarks-ft4")
+    for name in ("hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json", "hard_negatives-ft3.json"):
         assert mine.load(tmp_path / "run" / name)[0][0] == 0
     assert json.loads((tmp_path / "run" / "tune" / "overrides.json").read_text()) == tune.overrides_for(best)
-    assert calls[-1] == "build detector-ft2+landmarks-ft3 9.9.9 tuned"
+    assert calls[-1] == "build detector-ft3+landmarks-ft4 9.9.9 tuned"
 
     calls.clear()
     recipe.run_all(tmp_path / "data", tmp_path / "run", "9.9.9")
-    assert calls == ["build detector-ft2+landmarks-ft3 9.9.9 tuned"]   # only the final bundle is rebuilt
+    assert calls == ["build detector-ft3+landmarks-ft4 9.9.9 tuned"]   # only the final bundle is rebuilt
+
+
+@pytest.mark.parametrize("flag", [["--iterations", "5"], ["--seed", "1"], ["--synth-p", "0.1"]])
+def test_train_all_refuses_one_stage_flags(flag: list[str], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_store import recipe
+    from plateveil.cli import main
+
+    monkeypatch.setattr(recipe, "run_all", lambda *a, **k: pytest.fail("must not start training"))
+    with pytest.raises(SystemExit, match=f"{flag[0]} apply to one stage"):
+        main(["models", "train", "all", "--out", str(tmp_path), *flag])
