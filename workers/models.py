@@ -94,7 +94,8 @@ def _start_swapper(settings: WorkerSettings) -> ModelSwapper:
         registry, ModelCache(settings.model_cache_dir), alias=settings.model_alias,
         canary_alias=settings.canary_alias, canary_share=settings.canary_share,
         poll_seconds=settings.model_poll_seconds, backend=settings.backend, threads=settings.threads,
-        smoke_max_ms=settings.smoke_max_ms, smoke_min_found=settings.smoke_min_found, fallback_dir=Path(settings.model_dir) if settings.model_dir else None,
+        smoke_max_ms=settings.smoke_max_ms, smoke_min_found=settings.smoke_min_found,
+        fallback_dir=Path(settings.model_dir) if settings.model_dir else None,
         redis_client=redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10,
                                           health_check_interval=30))
     swapper.start()
