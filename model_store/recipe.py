@@ -6,8 +6,8 @@ Nine stages, each a run folder under one root (``runs/train`` for ``make train``
 2. ``detector-ft``, 3. ``detector-ft2``, 4. ``detector-ft3``: three more cosine cycles, each warm-started from
    the one before with a new seed (the detector's loss was still falling when each cycle's learning rate ran out);
 5. ``landmarks``: the corner/score CNN from scratch, negatives from random crops;
-6. ``landmarks-ft``: warm-started from (4) with the detector's own false positives on the training photos
-   (``plateveil models mine`` with a bundle of (1) + (4) writes ``<root>/hard_negatives.json``), so that the
+6. ``landmarks-ft``: warm-started from (5) with the detector's own false positives on the training photos
+   (``plateveil models mine`` with a bundle of (1) + (5) writes ``<root>/hard_negatives.json``), so that the
    score learns to reject what the detector actually confuses with plates;
 7. ``landmarks-ft2``: from (6), adding the false positives of the bundle (2) + (6) (``hard_negatives-ft.json``);
 8. ``landmarks-ft3``: from (7), adding those of (3) + (7) (``hard_negatives-ft2.json``), and with 30% of the
@@ -30,33 +30,25 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+_DETECTOR = {"model": "detector", "batch_size": 16, "lr": 2e-3, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320}
+_LANDMARKS = {"model": "landmarks", "batch_size": 64, "synth_p": 0.6}
+# the mining steps' outputs, in PIPELINE order; each landmark fine-tune learns from all those before it
+MINED = ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json", "hard_negatives-ft3.json"]
+
 RECIPE: dict[str, dict[str, Any]] = {
-    "detector": {"model": "detector", "iterations": 2400, "batch_size": 16, "lr": 2e-3, "warmup": 200,
-                 "checkpoint_every": 200, "synth_p": 0.3, "crop": 320, "seed": 0},
-    "detector-ft": {"model": "detector", "init_from": "detector", "iterations": 3000, "batch_size": 16, "lr": 2e-3,
-                    "warmup": 100, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320, "seed": 1},
-    "detector-ft2": {"model": "detector", "init_from": "detector-ft", "iterations": 2000, "batch_size": 16,
-                     "lr": 2e-3, "warmup": 100, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320, "seed": 2},
-    "detector-ft3": {"model": "detector", "init_from": "detector-ft2", "iterations": 2000, "batch_size": 16,
-                     "lr": 2e-3, "warmup": 100, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320, "seed": 4},
-    "landmarks": {"model": "landmarks", "iterations": 2000, "batch_size": 64, "lr": 2e-3, "warmup": 200,
-                  "checkpoint_every": 250, "synth_p": 0.6, "seed": 0},
-    "landmarks-ft": {"model": "landmarks", "init_from": "landmarks", "hard_negatives": ["hard_negatives.json"],
-                     "iterations": 1200, "batch_size": 64, "lr": 1e-3, "warmup": 50, "checkpoint_every": 200,
-                     "synth_p": 0.6, "seed": 1},
-    "landmarks-ft2": {"model": "landmarks", "init_from": "landmarks-ft",
-                      "hard_negatives": ["hard_negatives.json", "hard_negatives-ft.json"], "iterations": 800,
-                      "batch_size": 64, "lr": 5e-4, "warmup": 50, "checkpoint_every": 200, "synth_p": 0.6,
-                      "seed": 2},
-    "landmarks-ft3": {"model": "landmarks", "init_from": "landmarks-ft2",
-                      "hard_negatives": ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json"],
-                      "iterations": 1500, "batch_size": 64, "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "synth_p": 0.6,
-                      "lowres_p": 0.3, "seed": 3},
-    "landmarks-ft4": {"model": "landmarks", "init_from": "landmarks-ft3",
-                      "hard_negatives": ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json",
-                                         "hard_negatives-ft3.json"],
-                      "iterations": 1500, "batch_size": 64, "lr": 5e-4, "warmup": 50, "checkpoint_every": 250,
-                      "synth_p": 0.6, "lowres_p": 0.3, "seed": 5},
+    "detector": {**_DETECTOR, "iterations": 2400, "warmup": 200, "seed": 0},
+    "detector-ft": {**_DETECTOR, "init_from": "detector", "iterations": 3000, "warmup": 100, "seed": 1},
+    "detector-ft2": {**_DETECTOR, "init_from": "detector-ft", "iterations": 2000, "warmup": 100, "seed": 2},
+    "detector-ft3": {**_DETECTOR, "init_from": "detector-ft2", "iterations": 2000, "warmup": 100, "seed": 4},
+    "landmarks": {**_LANDMARKS, "iterations": 2000, "lr": 2e-3, "warmup": 200, "checkpoint_every": 250, "seed": 0},
+    "landmarks-ft": {**_LANDMARKS, "init_from": "landmarks", "hard_negatives": MINED[:1], "iterations": 1200,
+                     "lr": 1e-3, "warmup": 50, "checkpoint_every": 200, "seed": 1},
+    "landmarks-ft2": {**_LANDMARKS, "init_from": "landmarks-ft", "hard_negatives": MINED[:2], "iterations": 800,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 200, "seed": 2},
+    "landmarks-ft3": {**_LANDMARKS, "init_from": "landmarks-ft2", "hard_negatives": MINED[:3], "iterations": 1500,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 3},
+    "landmarks-ft4": {**_LANDMARKS, "init_from": "landmarks-ft3", "hard_negatives": MINED[:4], "iterations": 1500,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 5},
 }
 
 
@@ -120,13 +112,13 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
 PIPELINE: list[tuple[str, ...]] = [
     ("train", "detector"), ("train", "detector-ft"), ("train", "detector-ft2"), ("train", "detector-ft3"),
     ("train", "landmarks"),
-    ("mine", "detector", "landmarks", "hard_negatives.json"),
+    ("mine", "detector", "landmarks", MINED[0]),
     ("train", "landmarks-ft"),
-    ("mine", "detector-ft", "landmarks-ft", "hard_negatives-ft.json"),
+    ("mine", "detector-ft", "landmarks-ft", MINED[1]),
     ("train", "landmarks-ft2"),
-    ("mine", "detector-ft2", "landmarks-ft2", "hard_negatives-ft2.json"),
+    ("mine", "detector-ft2", "landmarks-ft2", MINED[2]),
     ("train", "landmarks-ft3"),
-    ("mine", "detector-ft3", "landmarks-ft3", "hard_negatives-ft3.json"),
+    ("mine", "detector-ft3", "landmarks-ft3", MINED[3]),
     ("train", "landmarks-ft4"),
 ]
 SHIPPED = ("detector-ft3", "landmarks-ft4")   # the stages the shipped bundle is built from
