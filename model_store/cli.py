@@ -11,6 +11,9 @@ from model_store.data import DEFAULT_DATA_ROOT, FORMATS
 
 logger = logging.getLogger(__name__)
 
+LABELS_HELP = ("reviewed (default): the data's labels plus the plates they leave out "
+               "(model_store/labels/reviewed_plates.json); given: the data's labels as they are")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     models = sub.add_parser("models", help="plate models: preview, train, build, eval, registry")
@@ -43,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
     m.add_argument("--min-score", type=float, default=0.15)
     m.add_argument("--out", type=Path, default=Path("runs/train/hard_negatives.json"))
+    m.add_argument("--labels", default="reviewed", choices=["reviewed", "given"], help=LABELS_HELP)
     m.set_defaults(func=_mine)
 
     u = msub.add_parser("tune", help="choose post-processing thresholds on the validation split")
@@ -52,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--max-excess", type=float, default=0.3)
     u.add_argument("--out", type=Path, default=Path("runs/tune"),
                    help="writes sweep.json (every setting) and overrides.json (for `models build --overrides`)")
+    u.add_argument("--labels", default="reviewed", choices=["reviewed", "given"], help=LABELS_HELP)
     u.set_defaults(func=_tune)
 
     b = msub.add_parser("build", help="export trained params to a model bundle (MXNet symbol+params and ONNX)")
@@ -68,6 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--model-dir", type=Path, default=None, help="bundle folder (default: shipped)")
     e.add_argument("--backend", default="onnx", choices=["onnx", "mxnet"])
     e.add_argument("--out", type=Path, default=Path("runs/eval"), help="where the report JSON and sheet go")
+    e.add_argument("--labels", default="reviewed", choices=["reviewed", "given"], help=LABELS_HELP)
     e.set_defaults(func=_eval)
 
     try:
@@ -115,7 +121,8 @@ def _train(args: argparse.Namespace) -> int:
 def _mine(args: argparse.Namespace) -> int:
     from model_store.mine import mine_bundle
 
-    tag, n_photos, rows = mine_bundle(args.model_dir, args.data, args.out, min_score=args.min_score)
+    tag, n_photos, rows = mine_bundle(args.model_dir, args.data, args.out, min_score=args.min_score,
+                                      reviewed=args.labels == "reviewed")
     print(f"{len(rows)} hard negatives on {len({r['photo'] for r in rows})} of {n_photos} training photos "
           f"(detector {tag}, score >= {args.min_score}): {args.out}")
     return 0
@@ -124,7 +131,8 @@ def _mine(args: argparse.Namespace) -> int:
 def _tune(args: argparse.Namespace) -> int:
     from model_store.tune import tune_bundle
 
-    tag, best = tune_bundle(args.model_dir, args.data, args.out, args.max_spurious, args.max_excess)
+    tag, best = tune_bundle(args.model_dir, args.data, args.out, args.max_spurious, args.max_excess,
+                            reviewed=args.labels == "reviewed")
     print(f"best setting for {tag}: " + ", ".join(f"{k}={v:.3g}" for k, v in best.items()))
     print(f"wrote {args.out / 'sweep.json'} and {args.out / 'overrides.json'}")
     return 0
@@ -140,20 +148,23 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from model_store.data import load_folder, load_split
+    from model_store.data import load_folder, load_split, with_reviewed
     from model_store.evaluate import evaluate_samples, format_table, worst_cases_sheet
     from model_store.runtime import load_model
 
     model = load_model(args.model_dir, backend=args.backend)
+    reviewed = args.labels == "reviewed"
     if str(args.data) == "val":
-        samples = load_split(DEFAULT_DATA_ROOT)[1]
+        samples = load_split(DEFAULT_DATA_ROOT, reviewed=reviewed)[1]
     else:
         samples = load_folder(args.data, args.format)
+        samples = with_reviewed(samples) if reviewed else samples
     report = evaluate_samples(model, samples)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.json").write_text(json.dumps({"model": model.tag, **report.to_dict()}, indent=2))
+    (args.out / "report.json").write_text(json.dumps({"model": model.tag, "labels": args.labels,
+                                                      **report.to_dict()}, indent=2))
     sheet = worst_cases_sheet(report, args.out / "worst_cases.png")
-    print(f"model {model.tag} backend {args.backend}")
+    print(f"model {model.tag} backend {args.backend} labels {args.labels}")
     print(format_table(report))
     print(f"report: {args.out / 'report.json'}  worst cases: {sheet}")
     return 0

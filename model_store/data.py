@@ -8,6 +8,11 @@ Formats:
 A folder may also hold split sub-folders (``train/``, ``test/``...) in one of those layouts; ``auto``
 picks the format from what is there. Images are read lazily (``Sample.image``) so a split of a
 thousand photos costs nothing until used.
+
+The shared data's labels leave out some plates (mostly the neighbouring cars' plates in the dash-cam frames).
+Those found by review are in ``labels/reviewed_plates.json``; ``load_split`` adds them by default
+(``with_reviewed``), so that training does not teach the models that a readable plate is background and the
+evaluation does not count its concealment as a false positive.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -29,6 +34,7 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 PLATE_NAMES = {"plate", "licence", "license", "license-plate", "licence-plate", "license_plate", "number_plate", "lp"}
 FORMATS = ("auto", "voc", "yolo", "corners")
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REVIEWED_PLATES = Path(__file__).resolve().parent / "labels" / "reviewed_plates.json"
 
 
 @dataclass(frozen=True)
@@ -173,12 +179,39 @@ def split_of(sample: Sample, val_fraction: float = 0.2) -> str:
     return "val" if _hash_fraction(sample.path.name) < val_fraction else "train"
 
 
-def load_split(data_root: str | Path = DEFAULT_DATA_ROOT, val_fraction: float = 0.2
+def load_reviewed(path: Path = REVIEWED_PLATES) -> dict[str, np.ndarray]:
+    """``{"<source>/<file name>": boxes (N, 4)}`` from a reviewed-plates file (see ``labels/``)."""
+    doc = json.loads(Path(path).read_text())
+    return {key: _boxes_array(boxes) for key, boxes in doc["plates"].items()}
+
+
+def with_reviewed(samples: list[Sample], reviewed: dict[str, np.ndarray] | None = None) -> list[Sample]:
+    """``samples`` with the reviewed plates their labels leave out added (corners unknown).
+
+    A photo is matched by its source folder and file name, or by a trailing part of the source, so that
+    ``load_folder`` of the data root (source ``data/ro-dashcam``) and of one folder (``ro-dashcam``) both match.
+    """
+    reviewed = load_reviewed() if reviewed is None else reviewed
+    out = []
+    for s in samples:
+        parts = Path(s.source).parts
+        extra = next((reviewed[key] for key in ("/".join((*parts[i:], s.path.name)) for i in range(len(parts) + 1))
+                      if key in reviewed), None)
+        if extra is not None:
+            s = replace(s, boxes=np.concatenate([s.boxes, extra]),
+                        corners=np.concatenate([s.corners, _nan_corners(len(extra))]), _cache={})
+        out.append(s)
+    return out
+
+
+def load_split(data_root: str | Path = DEFAULT_DATA_ROOT, val_fraction: float = 0.2, reviewed: bool = True
                ) -> tuple[list[Sample], list[Sample]]:
-    """(train, val) over every data folder under ``data_root``."""
+    """(train, val) over every data folder under ``data_root``; ``reviewed``: with the plates of
+    ``labels/reviewed_plates.json`` added, else with the data's labels as they are."""
     train: list[Sample] = []
     val: list[Sample] = []
     for folder in sorted(p for p in Path(data_root).iterdir() if p.is_dir()):
-        for s in load_folder(folder):
+        samples = load_folder(folder)
+        for s in with_reviewed(samples) if reviewed else samples:
             (val if split_of(s, val_fraction) == "val" else train).append(s)
     return train, val

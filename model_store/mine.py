@@ -20,7 +20,7 @@ from model_store.evaluate import near_box
 logger = logging.getLogger(__name__)
 
 
-def _near_share(box: np.ndarray, plates: np.ndarray) -> float:
+def near_share(box: np.ndarray, plates: np.ndarray) -> float:
     """Share of ``box``'s area inside the union of the plates' "near" regions (boxes, so exact enough)."""
     area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
     best = 0.0
@@ -47,7 +47,7 @@ def mine_hard_negatives(model: Any, photos: list[Any], min_score: float = 0.15, 
             box = np.asarray(d.box, dtype=np.float32)
             if box[2] - box[0] < 4 or box[3] - box[1] < 2:
                 continue
-            if len(photo.boxes) and _near_share(box, photo.boxes) >= 0.1:
+            if len(photo.boxes) and near_share(box, photo.boxes) >= 0.1:
                 continue
             rows.append({"photo": i, "box": [round(float(v), 1) for v in box], "score": round(d.score, 4)})
             kept += 1
@@ -57,15 +57,17 @@ def mine_hard_negatives(model: Any, photos: list[Any], min_score: float = 0.15, 
     return rows
 
 
-def mine_bundle(model_dir: Path, data_root: Path, out: Path, min_score: float = 0.15) -> tuple[str, int, list]:
-    """``plateveil models mine``: a bundle's detector over the training photos of ``data_root``, saved to
-    ``out``; returns (model tag, number of photos, rows)."""
+def mine_bundle(model_dir: Path, data_root: Path, out: Path, min_score: float = 0.15,
+                reviewed: bool = True) -> tuple[str, int, list]:
+    """``plateveil models mine``: a bundle's detector over the training photos of ``data_root`` (``reviewed``:
+    with the reviewed plates added to their labels, so that those are not mined), saved to ``out``; returns
+    (model tag, number of photos, rows)."""
     from model_store.augment import load_photos
     from model_store.data import load_split
     from model_store.runtime import load_model
 
     model = load_model(model_dir, backend="onnx")
-    photos = load_photos(load_split(data_root)[0])
+    photos = load_photos(load_split(data_root, reviewed=reviewed)[0])
     rows = mine_hard_negatives(model, photos, min_score=min_score)
     save(rows, out)
     return model.tag, len(photos), rows

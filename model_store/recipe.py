@@ -1,6 +1,6 @@
 """The shipped training recipe: ``plateveil models train STAGE`` and ``make train``.
 
-Nine stages, each a run folder under one root (``runs/train`` for ``make train``):
+Eleven stages, each a run folder under one root (``runs/train`` for ``make train``):
 
 1. ``detector``: the SSD from scratch on real + synthetic crops;
 2. ``detector-ft``, 3. ``detector-ft2``, 4. ``detector-ft3``: three more cosine cycles, each warm-started from
@@ -13,11 +13,15 @@ Nine stages, each a run folder under one root (``runs/train`` for ``make train``
 8. ``landmarks-ft3``: from (7), adding those of (3) + (7) (``hard_negatives-ft2.json``), and with 30% of the
    crops of both classes degraded to the look of an 8-40 px plate (``augment.low_resolution``): small plates
    in small photos were the misses the score rejected;
-9. ``landmarks-ft4``: from (8), adding those of (4) + (8) (``hard_negatives-ft3.json``: the shipped detector's
-   own mistakes).
+9. ``landmarks-ft4``: from (8), adding those of (4) + (8) (``hard_negatives-ft3.json``);
+10. ``detector-ft4``: a fifth cycle from (4), the first with the reviewed labels (``reviewed_labels``: the
+    plates the data's labels leave out, ``model_store/labels/``), so the neighbouring cars' plates stop being
+    background;
+11. ``landmarks-ft5``: from (9), with the reviewed labels, adding the false positives of (10) + (9)
+    (``hard_negatives-ft4.json``); mined rows on a reviewed plate (those of the earlier files) are dropped.
 
 ``run_all`` (``plateveil models train all``, ``make train``) runs the stages and mining steps in order
-(``PIPELINE``), then the threshold sweep (``model_store.tune``) and builds the bundle of (4) + (9).
+(``PIPELINE``), then the threshold sweep (``model_store.tune``) and builds the bundle of (10) + (11).
 Measured on the 2-core development machine: see MODEL_CARD.md.
 """
 
@@ -30,16 +34,22 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-_DETECTOR = {"model": "detector", "batch_size": 16, "lr": 2e-3, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320}
-_LANDMARKS = {"model": "landmarks", "batch_size": 64, "synth_p": 0.6}
+# "reviewed_labels": whether the stage sees the plates of model_store/labels/reviewed_plates.json (the stages
+# before those labels existed were trained without them, and the recipe reproduces what was shipped)
+_DETECTOR = {"model": "detector", "batch_size": 16, "lr": 2e-3, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320,
+             "reviewed_labels": False}
+_LANDMARKS = {"model": "landmarks", "batch_size": 64, "synth_p": 0.6, "reviewed_labels": False}
 # the mining steps' outputs, in PIPELINE order; each landmark fine-tune learns from all those before it
-MINED = ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json", "hard_negatives-ft3.json"]
+MINED = ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json", "hard_negatives-ft3.json",
+         "hard_negatives-ft4.json"]
 
 RECIPE: dict[str, dict[str, Any]] = {
     "detector": {**_DETECTOR, "iterations": 2400, "warmup": 200, "seed": 0},
     "detector-ft": {**_DETECTOR, "init_from": "detector", "iterations": 3000, "warmup": 100, "seed": 1},
     "detector-ft2": {**_DETECTOR, "init_from": "detector-ft", "iterations": 2000, "warmup": 100, "seed": 2},
     "detector-ft3": {**_DETECTOR, "init_from": "detector-ft2", "iterations": 2000, "warmup": 100, "seed": 4},
+    "detector-ft4": {**_DETECTOR, "init_from": "detector-ft3", "iterations": 2000, "warmup": 100, "seed": 6,
+                     "reviewed_labels": True},
     "landmarks": {**_LANDMARKS, "iterations": 2000, "lr": 2e-3, "warmup": 200, "checkpoint_every": 250, "seed": 0},
     "landmarks-ft": {**_LANDMARKS, "init_from": "landmarks", "hard_negatives": MINED[:1], "iterations": 1200,
                      "lr": 1e-3, "warmup": 50, "checkpoint_every": 200, "seed": 1},
@@ -49,6 +59,9 @@ RECIPE: dict[str, dict[str, Any]] = {
                       "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 3},
     "landmarks-ft4": {**_LANDMARKS, "init_from": "landmarks-ft3", "hard_negatives": MINED[:4], "iterations": 1500,
                       "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 5},
+    "landmarks-ft5": {**_LANDMARKS, "init_from": "landmarks-ft4", "hard_negatives": MINED[:5], "iterations": 1500,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 7,
+                      "reviewed_labels": True},
 }
 
 
@@ -76,6 +89,8 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
         if not init_from.is_file():
             raise FileNotFoundError(f"stage {part!r} starts from {r['init_from']!r}, but {init_from} does not exist: "
                                     f"train that stage first (into {out_dir.parent / r['init_from']})")
+    train_samples, _ = load_split(data_root, reviewed=r["reviewed_labels"])
+    photos = load_photos(train_samples)
     hard: list = []
     for name in r.get("hard_negatives", []):
         hn_path = out_dir.parent / name
@@ -84,8 +99,9 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
             raise FileNotFoundError(f"stage {part!r} needs detector false positives in {hn_path}: run "
                                     f"`plateveil models mine --out {hn_path}` with a bundle of the earlier stages")
         hard += rows
-    train_samples, _ = load_split(data_root)
-    photos = load_photos(train_samples)
+    # a mined "false positive" on a plate that the labels used here have (a reviewed one) is no negative
+    n_mined = len(hard)
+    hard = [(i, box) for i, box in hard if not len(photos[i].boxes) or mine.near_share(box, photos[i].boxes) < 0.1]
     logger.info("training %s on %d photos (%d plates) from %s", part, len(photos),
                 sum(len(p.boxes) for p in photos), data_root)
     config = default_config()
@@ -97,7 +113,7 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
     summary = {"stage": part, "data_root": str(data_root), "train_photos": len(photos),
                "train_plates": int(sum(len(p.boxes) for p in photos)), **r, "synth_p": sp,
                "iterations": opts.iterations, "seed": seed, "init_from": str(init_from) if init_from else None,
-               "hard_negatives": len(hard)}
+               "hard_negatives": len(hard), "hard_negatives_on_plates_dropped": n_mined - len(hard)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if r["model"] == "detector":
@@ -108,9 +124,11 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
 
 
 # The whole recipe in order: ("train", stage) or ("mine", detector stage, landmark stage, output file). Each
-# mining step runs the bundle of those two stages over the training photos (``model_store.mine``).
+# mining step runs the bundle of those two stages over the training photos (``model_store.mine``), with the
+# labels its detector stage was trained on.
 PIPELINE: list[tuple[str, ...]] = [
     ("train", "detector"), ("train", "detector-ft"), ("train", "detector-ft2"), ("train", "detector-ft3"),
+    ("train", "detector-ft4"),
     ("train", "landmarks"),
     ("mine", "detector", "landmarks", MINED[0]),
     ("train", "landmarks-ft"),
@@ -120,8 +138,10 @@ PIPELINE: list[tuple[str, ...]] = [
     ("train", "landmarks-ft3"),
     ("mine", "detector-ft3", "landmarks-ft3", MINED[3]),
     ("train", "landmarks-ft4"),
+    ("mine", "detector-ft4", "landmarks-ft4", MINED[4]),
+    ("train", "landmarks-ft5"),
 ]
-SHIPPED = ("detector-ft3", "landmarks-ft4")   # the stages the shipped bundle is built from
+SHIPPED = ("detector-ft4", "landmarks-ft5")   # the stages the shipped bundle is built from
 
 
 def run_all(data_root: Path, root: Path, version: str) -> Path:
@@ -146,7 +166,7 @@ def run_all(data_root: Path, root: Path, version: str) -> Path:
                 continue
             bundle = build_bundle(stage_weights(root / det), stage_weights(root / lm), root / f"bundle-{lm}",
                                   f"{version}-{lm}")
-            mine_bundle(bundle, data_root, root / name)
+            mine_bundle(bundle, data_root, root / name, reviewed=RECIPE[det]["reviewed_labels"])
     det_params, lm_params = (stage_weights(root / s) for s in SHIPPED)
     tune_dir = root / "tune"
     if not (tune_dir / "overrides.json").is_file():

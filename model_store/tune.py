@@ -117,14 +117,15 @@ def objective(r: dict[str, float], max_spurious: float, max_excess: float) -> tu
 
 
 def tune_bundle(model_dir: Path, data_root: Path, out_dir: Path, max_spurious: float = 0.05,
-                max_excess: float = 0.3) -> tuple[str, dict[str, float]]:
-    """``plateveil models tune``: sweep a bundle on the validation split of ``data_root``; writes
+                max_excess: float = 0.3, reviewed: bool = True) -> tuple[str, dict[str, float]]:
+    """``plateveil models tune``: sweep a bundle on the validation split of ``data_root`` (``reviewed``: with
+    the reviewed plates added to its labels, ``data.with_reviewed``); writes
     ``out_dir/sweep.json`` (every setting) and ``out_dir/overrides.json``; returns (model tag, best row)."""
     from model_store.data import load_split
     from model_store.runtime import load_model
 
     model = load_model(model_dir, backend="onnx")
-    best, rows = sweep(collect(model, load_split(data_root)[1]), max_spurious, max_excess)
+    best, rows = sweep(collect(model, load_split(data_root, reviewed=reviewed)[1]), max_spurious, max_excess)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps({"model": model.tag, "best": best, "rows": rows}, indent=1))
     (out_dir / "overrides.json").write_text(json.dumps(overrides_for(best), indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -104,7 +105,6 @@ def test_sampler_degrades_both_classes_alike() -> None:
 
 def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The recipe driver: every step once, in PIPELINE order; a rerun repeats nothing that finished."""
-    import json
 
     from model_store import build, recipe, runtime, tune
 
@@ -123,12 +123,18 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
     def fake_mine(model: object, photos: object, **_: object) -> list[dict]:
         return [{"photo": 0, "box": [1.0, 2.0, 3.0, 4.0], "score": 0.5}]
 
+    mined_with: list[bool] = []
+
+    def fake_split(root: Path, reviewed: bool = True) -> tuple[list, list]:
+        mined_with.append(reviewed)
+        return [], []
+
     monkeypatch.setattr(recipe, "train", fake_train)
     monkeypatch.setattr(build, "build_bundle", fake_build)
     monkeypatch.setattr(runtime, "load_model", lambda path, **_: SimpleNamespace(tag=str(path)))
     monkeypatch.setattr(mine, "mine_hard_negatives", fake_mine)
     monkeypatch.setattr("model_store.augment.load_photos", lambda samples: [])
-    monkeypatch.setattr("model_store.data.load_split", lambda root: ([], []))
+    monkeypatch.setattr("model_store.data.load_split", fake_split)
     monkeypatch.setattr(tune, "collect", lambda model, samples: [])
     best = {"score_threshold": 0.3, "lm_threshold": 0.9, "keep_detector_above": 1.01, "margin_x": 0.05,
             "margin_y": 0.1, "recall_08": 1.0}
@@ -142,14 +148,19 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
         < calls.index("landmarks-ft3")
     assert calls.index("landmarks-ft3") < calls.index("build detector-ft3+landmarks-ft3 9.9.9-landmarks-ft3") \
         < calls.index("landmarks-ft4")
-    for name in ("hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json", "hard_negatives-ft3.json"):
+    assert calls.index("landmarks-ft4") < calls.index("build detector-ft4+landmarks-ft4 9.9.9-landmarks-ft4") \
+        < calls.index("landmarks-ft5")
+    for name in recipe.MINED:
         assert mine.load(tmp_path / "run" / name)[0][0] == 0
+    # the mining steps use the labels their detector was trained on: the data's own, then the reviewed ones;
+    # the sweep (the last load_split) the reviewed ones
+    assert mined_with == [False, False, False, False, True, True]
     assert json.loads((tmp_path / "run" / "tune" / "overrides.json").read_text()) == tune.overrides_for(best)
-    assert calls[-1] == "build detector-ft3+landmarks-ft4 9.9.9 tuned"
+    assert calls[-1] == "build detector-ft4+landmarks-ft5 9.9.9 tuned"
 
     calls.clear()
     recipe.run_all(tmp_path / "data", tmp_path / "run", "9.9.9")
-    assert calls == ["build detector-ft3+landmarks-ft4 9.9.9 tuned"]   # only the final bundle is rebuilt
+    assert calls == ["build detector-ft4+landmarks-ft5 9.9.9 tuned"]   # only the final bundle is rebuilt
 
 
 @pytest.mark.parametrize("flag", [["--iterations", "5"], ["--seed", "1"], ["--synth-p", "0.1"]])
@@ -161,3 +172,31 @@ def test_train_all_refuses_one_stage_flags(flag: list[str], tmp_path: Path,
     monkeypatch.setattr(recipe, "run_all", lambda *a, **k: pytest.fail("must not start training"))
     with pytest.raises(SystemExit, match=f"{flag[0]} apply to one stage"):
         main(["models", "train", "all", "--out", str(tmp_path), *flag])
+
+
+def test_a_fine_tune_drops_mined_negatives_on_plates_its_labels_have(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows mined before a plate was added to the labels (a reviewed one) must not teach "not a plate"."""
+    from model_store import recipe
+
+    stage = next(s for s, r in recipe.RECIPE.items() if r["model"] == "landmarks" and r["reviewed_labels"])
+    r = recipe.RECIPE[stage]
+    (tmp_path / r["init_from"]).mkdir()
+    (tmp_path / r["init_from"] / "final.params").write_text("x")
+    plate = [100.0, 50.0, 160.0, 70.0]
+    for name in r["hard_negatives"]:   # one row on the (reviewed) plate, one on a headlight, per file
+        mine.save([{"photo": 0, "box": [102.0, 51.0, 158.0, 69.0], "score": 0.4},
+                   {"photo": 0, "box": [300.0, 50.0, 340.0, 70.0], "score": 0.3}], tmp_path / name)
+    photo = SimpleNamespace(image=np.zeros((200, 400, 3), np.uint8), boxes=np.array([plate], np.float32),
+                            corners=np.full((1, 4, 2), np.nan, np.float32), source="dash")
+    seen: dict[str, object] = {}
+    monkeypatch.setattr("model_store.data.load_split", lambda root, reviewed=True: (seen.update(reviewed=reviewed)
+                                                                                   or ([photo], [])))
+    monkeypatch.setattr("model_store.augment.load_photos", lambda samples: samples)
+    monkeypatch.setattr("model_store.train.train_landmarks",
+                        lambda photos, config, opts, hard_negatives, **_: seen.update(hard=hard_negatives))
+    recipe.train(stage, tmp_path / "data", tmp_path / stage)
+    assert seen["reviewed"] is True
+    assert [box.tolist() for _, box in seen["hard"]] == [[300.0, 50.0, 340.0, 70.0]] * len(r["hard_negatives"])
+    summary = json.loads((tmp_path / stage / "summary.json").read_text())
+    assert summary["hard_negatives_on_plates_dropped"] == len(r["hard_negatives"])
