@@ -59,6 +59,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--labels", default="reviewed", choices=["reviewed", "given"], help=LABELS_HELP)
     u.set_defaults(func=_tune)
 
+    r = msub.add_parser("review", help="contact sheets of unlabelled plate-like regions; --accept adds plates "
+                                       "to model_store/labels/reviewed_plates.json")
+    r.add_argument("--model-dir", type=Path, default=None, help="bundle that proposes the regions (default: shipped)")
+    r.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT, help="data root (all its photos, both splits)")
+    r.add_argument("--min-det", type=float, default=0.2)
+    r.add_argument("--min-lm", type=float, default=0.5)
+    r.add_argument("--out", type=Path, default=Path("runs/review"), help="sheets and candidates.json")
+    r.add_argument("--accept", default=None, metavar="N,N,...",
+                   help="the sheet numbers that are plates: add them (from --out/candidates.json)")
+    r.add_argument("--labels-file", type=Path, default=None, help="default: model_store/labels/reviewed_plates.json")
+    r.set_defaults(func=_review)
+
     b = msub.add_parser("build", help="export trained params to a model bundle (MXNet symbol+params and ONNX)")
     b.add_argument("--detector", type=Path, required=True, help="detector .params")
     b.add_argument("--landmarks", type=Path, required=True, help="landmark .params")
@@ -144,6 +156,32 @@ def _build(args: argparse.Namespace) -> int:
     overrides = json.loads(args.overrides.read_text()) if args.overrides else None
     out = build_bundle(args.detector, args.landmarks, args.out, args.version, overrides=overrides)
     print(f"wrote bundle {out}")
+    return 0
+
+
+def _review(args: argparse.Namespace) -> int:
+    from model_store import review
+    from model_store.data import REVIEWED_PLATES, load_split, with_reviewed
+
+    labels = args.labels_file or REVIEWED_PLATES
+    if args.accept is not None:
+        try:
+            numbers = [int(n) for n in args.accept.replace(" ", "").split(",") if n]
+        except ValueError:
+            raise SystemExit(f"--accept takes sheet numbers separated by commas, not {args.accept!r}") from None
+        added, known = review.accept(args.out / "candidates.json", numbers, labels)
+        print(f"{added} plates added to {labels} ({known} were there already)")
+        return 0
+    from model_store.runtime import load_model
+
+    model = load_model(args.model_dir, backend="onnx")
+    train, val = load_split(args.data, reviewed=False)
+    samples = train + val
+    reviewed = review.load_reviewed_or_empty(labels)
+    cands = review.find_candidates(model, with_reviewed(samples, reviewed), args.min_det, args.min_lm)
+    sheets = review.write_sheets(cands, args.out)
+    print(f"{len(cands)} unlabelled plate-like regions on {len(samples)} photos ({model.tag}): "
+          f"{len(sheets)} sheets in {args.out}; add the plates with --accept N,N,...")
     return 0
 
 
