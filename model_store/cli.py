@@ -11,8 +11,11 @@ from model_store.data import DEFAULT_DATA_ROOT, FORMATS
 
 logger = logging.getLogger(__name__)
 
-LABELS_HELP = ("reviewed (default): the data's labels plus the plates they leave out "
-               "(model_store/labels/reviewed_plates.json); given: the data's labels as they are")
+
+def _labels_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--labels", default="reviewed", choices=["reviewed", "given"],
+                        help="reviewed (default): the data's labels plus the plates they leave out "
+                             "(model_store/labels/reviewed_plates.json); given: the data's labels as they are")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
     m.add_argument("--min-score", type=float, default=0.15)
     m.add_argument("--out", type=Path, default=Path("runs/train/hard_negatives.json"))
-    m.add_argument("--labels", default="reviewed", choices=["reviewed", "given"], help=LABELS_HELP)
+    _labels_option(m)
     m.set_defaults(func=_mine)
 
     u = msub.add_parser("tune", help="choose post-processing thresholds on the validation split")
@@ -56,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--max-excess", type=float, default=0.3)
     u.add_argument("--out", type=Path, default=Path("runs/tune"),
                    help="writes sweep.json (every setting) and overrides.json (for `models build --overrides`)")
-    u.add_argument("--labels", default="reviewed", choices=["reviewed", "given"], help=LABELS_HELP)
+    _labels_option(u)
     u.set_defaults(func=_tune)
 
     r = msub.add_parser("review", help="contact sheets of unlabelled plate-like regions; --accept adds plates "
@@ -85,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--model-dir", type=Path, default=None, help="bundle folder (default: shipped)")
     e.add_argument("--backend", default="onnx", choices=["onnx", "mxnet"])
     e.add_argument("--out", type=Path, default=Path("runs/eval"), help="where the report JSON and sheet go")
-    e.add_argument("--labels", default="reviewed", choices=["reviewed", "given"], help=LABELS_HELP)
+    _labels_option(e)
     e.set_defaults(func=_eval)
 
     try:
@@ -161,7 +164,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _review(args: argparse.Namespace) -> int:
     from model_store import review
-    from model_store.data import REVIEWED_PLATES, load_split, with_reviewed
+    from model_store.data import REVIEWED_PLATES, load_reviewed, load_split, with_reviewed
 
     labels = args.labels_file or REVIEWED_PLATES
     if args.accept is not None:
@@ -177,7 +180,7 @@ def _review(args: argparse.Namespace) -> int:
     model = load_model(args.model_dir, backend="onnx")
     train, val = load_split(args.data, reviewed=False)
     samples = train + val
-    reviewed = review.load_reviewed_or_empty(labels)
+    reviewed = load_reviewed(labels) if labels.is_file() else {}
     cands = review.find_candidates(model, with_reviewed(samples, reviewed), args.min_det, args.min_lm)
     sheets = review.write_sheets(cands, args.out)
     print(f"{len(cands)} unlabelled plate-like regions on {len(samples)} photos ({model.tag}): "

@@ -21,8 +21,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from model_store.data import REVIEWED_PLATES, Sample, _image_size, load_reviewed
+from model_store.data import REVIEWED_PLATES, Sample, _image_size
 from model_store.mine import near_share
+from plateveil.geometry import box_iou
 
 TILE = (200, 130)
 PER_SHEET = 48
@@ -62,10 +63,6 @@ def find_candidates(model: Any, samples: list[Sample], min_det: float = 0.2, min
             out.append(Candidate(_key(s), str(s.path), [round(float(v), 1) for v in box],
                                  np.round(q, 1).tolist(), round(float(c.det_score), 4), round(float(c.lm_score), 4)))
     return out
-
-
-def load_reviewed_or_empty(labels: Path) -> dict[str, np.ndarray]:
-    return load_reviewed(labels) if labels.is_file() else {}
 
 
 def _tile(img: np.ndarray, c: Candidate, number: int) -> np.ndarray:
@@ -108,13 +105,6 @@ def write_sheets(candidates: list[Candidate], out_dir: Path) -> list[Path]:
     return sheets
 
 
-def _iou(a: list[float], b: list[float]) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-6)
-
-
 def accept(candidates_json: Path, numbers: list[int], labels: Path = REVIEWED_PLATES) -> tuple[int, int]:
     """Add the candidates ``numbers`` to the reviewed-plates file (one box per plate: a region overlapping a
     box already there by IoU > 0.3 is the same plate). Returns (added, already there)."""
@@ -128,7 +118,7 @@ def accept(candidates_json: Path, numbers: list[int], labels: Path = REVIEWED_PL
     for n in sorted(set(numbers)):
         c = cands[n]
         boxes = doc["plates"].setdefault(c["key"], [])
-        if any(_iou(c["box"], b) > 0.3 for b in boxes):
+        if boxes and box_iou(c["box"], boxes).max() > 0.3:
             known += 1
             continue
         boxes.append(c["box"])
