@@ -1,6 +1,6 @@
 """The shipped training recipe: ``plateveil models train STAGE`` and ``make train``.
 
-Eleven stages, each a run folder under one root (``runs/train`` for ``make train``):
+Thirteen stages, each a run folder under one root (``runs/train`` for ``make train``):
 
 1. ``detector``: the SSD from scratch on real + synthetic crops;
 2. ``detector-ft``, 3. ``detector-ft2``, 4. ``detector-ft3``: three more cosine cycles, each warm-started from
@@ -18,10 +18,15 @@ Eleven stages, each a run folder under one root (``runs/train`` for ``make train
     plates the data's labels leave out, ``model_store/labels/``), so the neighbouring cars' plates stop being
     background;
 11. ``landmarks-ft5``: from (9), with the reviewed labels, adding the false positives of (10) + (9)
-    (``hard_negatives-ft4.json``); mined rows on a reviewed plate (those of the earlier files) are dropped.
+    (``hard_negatives-ft4.json``); mined rows on a reviewed plate (those of the earlier files) are dropped;
+12. ``detector-sq``: the detector with a fourth anchor shape per width, w/h = 1 (``ssd_mnet025_fpn_sq``), warm-
+    started from (10) (``train.adapt_detector_params``: the new shape starts as a copy of the w/h-2 one), for the
+    square-looking plates of the Kaggle and Open Images photos (US and Brazilian plates at an angle, two-line
+    and square plates) that no w/h 2-5 anchor overlapped well;
+13. ``landmarks-ft6``: from (11), adding the false positives of (12) + (11) (``hard_negatives-sq.json``).
 
 ``run_all`` (``plateveil models train all``, ``make train``) runs the stages and mining steps in order
-(``PIPELINE``), then the threshold sweep (``model_store.tune``) and builds the bundle of (10) + (11).
+(``PIPELINE``), then the threshold sweep (``model_store.tune``) and builds the bundle of (12) + (13).
 Measured on the 2-core development machine: see MODEL_CARD.md.
 """
 
@@ -36,12 +41,12 @@ logger = logging.getLogger(__name__)
 
 # "reviewed_labels": whether the stage sees the plates of model_store/labels/reviewed_plates.json (the stages
 # before those labels existed were trained without them, and the recipe reproduces what was shipped)
-_DETECTOR = {"model": "detector", "batch_size": 16, "lr": 2e-3, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320,
+_DETECTOR = {"model": "detector", "arch": "ssd_mnet025_fpn", "batch_size": 16, "lr": 2e-3, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320,
              "reviewed_labels": False}
 _LANDMARKS = {"model": "landmarks", "batch_size": 64, "synth_p": 0.6, "reviewed_labels": False}
 # the mining steps' outputs, in PIPELINE order; each landmark fine-tune learns from all those before it
 MINED = ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json", "hard_negatives-ft3.json",
-         "hard_negatives-ft4.json"]
+         "hard_negatives-ft4.json", "hard_negatives-sq.json"]
 
 RECIPE: dict[str, dict[str, Any]] = {
     "detector": {**_DETECTOR, "iterations": 2400, "warmup": 200, "seed": 0},
@@ -50,6 +55,8 @@ RECIPE: dict[str, dict[str, Any]] = {
     "detector-ft3": {**_DETECTOR, "init_from": "detector-ft2", "iterations": 2000, "warmup": 100, "seed": 4},
     "detector-ft4": {**_DETECTOR, "init_from": "detector-ft3", "iterations": 2000, "warmup": 100, "seed": 6,
                      "reviewed_labels": True},
+    "detector-sq": {**_DETECTOR, "arch": "ssd_mnet025_fpn_sq", "init_from": "detector-ft4", "iterations": 2400,
+                    "warmup": 100, "seed": 8, "reviewed_labels": True},
     "landmarks": {**_LANDMARKS, "iterations": 2000, "lr": 2e-3, "warmup": 200, "checkpoint_every": 250, "seed": 0},
     "landmarks-ft": {**_LANDMARKS, "init_from": "landmarks", "hard_negatives": MINED[:1], "iterations": 1200,
                      "lr": 1e-3, "warmup": 50, "checkpoint_every": 200, "seed": 1},
@@ -61,6 +68,9 @@ RECIPE: dict[str, dict[str, Any]] = {
                       "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 5},
     "landmarks-ft5": {**_LANDMARKS, "init_from": "landmarks-ft4", "hard_negatives": MINED[:5], "iterations": 1500,
                       "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 7,
+                      "reviewed_labels": True},
+    "landmarks-ft6": {**_LANDMARKS, "init_from": "landmarks-ft5", "hard_negatives": MINED[:6], "iterations": 1500,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 9,
                       "reviewed_labels": True},
 }
 
@@ -77,7 +87,13 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
     from model_store import mine
     from model_store.augment import load_photos
     from model_store.data import load_split
-    from model_store.train import TrainOptions, default_config, train_detector, train_landmarks
+    from model_store.train import (
+        TrainOptions,
+        adapt_detector_params,
+        default_config,
+        train_detector,
+        train_landmarks,
+    )
 
     if part not in RECIPE:
         raise ValueError(f"unknown recipe stage {part!r}; valid: {', '.join(RECIPE)}")
@@ -104,7 +120,11 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
     hard = [(i, box) for i, box in hard if not len(photos[i].boxes) or mine.near_share(box, photos[i].boxes) < 0.1]
     logger.info("training %s on %d photos (%d plates) from %s", part, len(photos),
                 sum(len(p.boxes) for p in photos), data_root)
-    config = default_config()
+    config = default_config(detector_arch=r.get("arch", "ssd_mnet025_fpn"))
+    if init_from is not None and r["model"] == "detector" and RECIPE[r["init_from"]]["arch"] != r["arch"]:
+        # a detector with other anchor shapes starts from the trained one's backbone and nearest heads
+        init_from = adapt_detector_params(init_from, RECIPE[r["init_from"]]["arch"], r["arch"],
+                                          out_dir / "init.params", config["detector"]["box_stds"])
     seed = r["seed"] if seed is None else seed
     opts = TrainOptions(out_dir=out_dir, iterations=iterations or r["iterations"], batch_size=r["batch_size"],
                         lr=r["lr"], warmup=r["warmup"], checkpoint_every=r["checkpoint_every"], seed=seed,
@@ -128,7 +148,7 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
 # labels its detector stage was trained on.
 PIPELINE: list[tuple[str, ...]] = [
     ("train", "detector"), ("train", "detector-ft"), ("train", "detector-ft2"), ("train", "detector-ft3"),
-    ("train", "detector-ft4"),
+    ("train", "detector-ft4"), ("train", "detector-sq"),
     ("train", "landmarks"),
     ("mine", "detector", "landmarks", MINED[0]),
     ("train", "landmarks-ft"),
@@ -140,8 +160,10 @@ PIPELINE: list[tuple[str, ...]] = [
     ("train", "landmarks-ft4"),
     ("mine", "detector-ft4", "landmarks-ft4", MINED[4]),
     ("train", "landmarks-ft5"),
+    ("mine", "detector-sq", "landmarks-ft5", MINED[5]),
+    ("train", "landmarks-ft6"),
 ]
-SHIPPED = ("detector-ft4", "landmarks-ft5")   # the stages the shipped bundle is built from
+SHIPPED = ("detector-sq", "landmarks-ft6")   # the stages the shipped bundle is built from
 
 
 def run_all(data_root: Path, root: Path, version: str) -> Path:
@@ -165,12 +187,13 @@ def run_all(data_root: Path, root: Path, version: str) -> Path:
                 logger.info("recipe: %s already mined", name)
                 continue
             bundle = build_bundle(stage_weights(root / det), stage_weights(root / lm), root / f"bundle-{lm}",
-                                  f"{version}-{lm}")
+                                  f"{version}-{lm}", detector_arch=RECIPE[det]["arch"])
             mine_bundle(bundle, data_root, root / name, reviewed=RECIPE[det]["reviewed_labels"])
     det_params, lm_params = (stage_weights(root / s) for s in SHIPPED)
+    arch = RECIPE[SHIPPED[0]]["arch"]
     tune_dir = root / "tune"
     if not (tune_dir / "overrides.json").is_file():
-        untuned = build_bundle(det_params, lm_params, root / "bundle-untuned", f"{version}-untuned")
+        untuned = build_bundle(det_params, lm_params, root / "bundle-untuned", f"{version}-untuned", detector_arch=arch)
         tune_bundle(untuned, data_root, tune_dir)
     overrides = json.loads((tune_dir / "overrides.json").read_text())
-    return build_bundle(det_params, lm_params, root / "bundle", version, overrides=overrides)
+    return build_bundle(det_params, lm_params, root / "bundle", version, overrides=overrides, detector_arch=arch)

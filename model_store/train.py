@@ -31,14 +31,18 @@ MEAN = [0.485, 0.456, 0.406]
 STD = [0.229, 0.224, 0.225]
 
 
-def default_config(name: str = "plateveil-plates", version: str = "0.0.0") -> dict[str, Any]:
+DEFAULT_DETECTOR = "ssd_mnet025_fpn"
+
+
+def default_config(name: str = "plateveil-plates", version: str = "0.0.0", detector_arch: str = DEFAULT_DETECTOR
+                   ) -> dict[str, Any]:
     """Pre/post-processing config written into ``model.json`` (see model_store.runtime)."""
     return {
         "name": name,
         "version": version,
         "detector": {
-            "arch": "ssd_mnet025_fpn", "long_side": 640, "pad_to": 32, "mean": MEAN, "std": STD,
-            "levels": default_levels(), "box_stds": [0.1, 0.1, 0.2, 0.2], "score_threshold": 0.3,
+            "arch": detector_arch, "long_side": 640, "pad_to": 32, "mean": MEAN, "std": STD,
+            "levels": default_levels(detector_arch), "box_stds": [0.1, 0.1, 0.2, 0.2], "score_threshold": 0.3,
             "nms_iou": 0.4, "max_detections": 30, "pre_nms_top_k": 400,
         },
         "landmarks": {
@@ -226,6 +230,45 @@ def train_detector(photos: list[Any], config: dict[str, Any], opts: TrainOptions
 
     run_training(net, step, opts, trainer)
     return net
+
+
+def adapt_detector_params(params: Path, from_arch: str, to_arch: str, out: Path, box_stds: list[float]) -> Path:
+    """Warm-start weights for detector ``to_arch`` from trained ``from_arch`` params whose anchor shapes differ
+    (same backbone, same widths): everything but the heads is copied; each anchor shape of ``to_arch`` starts
+    from the ``from_arch`` shape of its width with the nearest w/h ratio, its box outputs rescaled so that it
+    decodes to the very box that shape predicts. Training then only has to learn what is new."""
+    old_levels, new_levels = default_levels(from_arch), default_levels(to_arch)
+    if [lv["stride"] for lv in old_levels] != [lv["stride"] for lv in new_levels]:
+        raise ValueError(f"{from_arch} and {to_arch} have different levels: cannot adapt")
+    loaded = mx.nd.load(str(params))
+    out_params = dict(loaded)
+    for i, (old, new) in enumerate(zip(old_levels, new_levels, strict=True)):
+        src = []
+        for w, h in new["anchors"]:
+            same_w = [k for k, (ow, _) in enumerate(old["anchors"]) if ow == w]
+            if not same_w:
+                raise ValueError(f"{to_arch} has an anchor width {w} that {from_arch} lacks at stride {new['stride']}")
+            k = min(same_w, key=lambda k: abs(np.log(old["anchors"][k][1] / h)))
+            src.append((k, old["anchors"][k][1] / h))   # source shape, its height over the new one
+        cls_w, cls_b = loaded[f"cls_heads.{i}.weight"].asnumpy(), loaded[f"cls_heads.{i}.bias"].asnumpy()
+        box_w, box_b = loaded[f"box_heads.{i}.weight"].asnumpy(), loaded[f"box_heads.{i}.bias"].asnumpy()
+        new_cls_w = np.stack([cls_w[k] for k, _ in src])
+        new_cls_b = np.array([cls_b[k] for k, _ in src])
+        new_box_w = np.concatenate([box_w[4 * k:4 * k + 4] for k, _ in src])
+        new_box_b = np.concatenate([box_b[4 * k:4 * k + 4] for k, _ in src])
+        for j, (_, h_ratio) in enumerate(src):
+            # cy = cy_a + t_y * std_y * h_a and h = h_a * exp(t_h * std_h): the same box from a taller anchor
+            new_box_w[4 * j + 1] *= h_ratio
+            new_box_b[4 * j + 1] *= h_ratio
+            new_box_b[4 * j + 3] += np.log(h_ratio) / box_stds[3]
+        for name, value in ((f"cls_heads.{i}.weight", new_cls_w), (f"cls_heads.{i}.bias", new_cls_b),
+                            (f"box_heads.{i}.weight", new_box_w), (f"box_heads.{i}.bias", new_box_b)):
+            out_params[name] = mx.nd.array(value)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    mx.nd.save(str(out), out_params)
+    logger.info("adapted %s (%s) to %s: %s", params, from_arch, to_arch, out)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -116,8 +116,12 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
         (out_dir / "final.params").write_text(part)
         return out_dir
 
-    def fake_build(det: Path, lm: Path, out: Path, version: str, overrides: dict | None = None, **_: object) -> Path:
+    archs: dict[str, str] = {}
+
+    def fake_build(det: Path, lm: Path, out: Path, version: str, overrides: dict | None = None,
+                   detector_arch: str = "ssd_mnet025_fpn") -> Path:
         calls.append(f"build {det.parent.name}+{lm.parent.name} {version}" + (" tuned" if overrides else ""))
+        archs[det.parent.name] = detector_arch
         return out
 
     def fake_mine(model: object, photos: object, **_: object) -> list[dict]:
@@ -150,17 +154,21 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
         < calls.index("landmarks-ft4")
     assert calls.index("landmarks-ft4") < calls.index("build detector-ft4+landmarks-ft4 9.9.9-landmarks-ft4") \
         < calls.index("landmarks-ft5")
+    assert calls.index("landmarks-ft5") < calls.index("build detector-sq+landmarks-ft5 9.9.9-landmarks-ft5") \
+        < calls.index("landmarks-ft6")
+    # each bundle's detector is built as the architecture its stage was trained as
+    assert archs == {s: recipe.RECIPE[s]["arch"] for s in archs} and archs["detector-sq"] == "ssd_mnet025_fpn_sq"
     for name in recipe.MINED:
         assert mine.load(tmp_path / "run" / name)[0][0] == 0
     # the mining steps use the labels their detector was trained on: the data's own, then the reviewed ones;
     # the sweep (the last load_split) the reviewed ones
-    assert mined_with == [False, False, False, False, True, True]
+    assert mined_with == [False, False, False, False, True, True, True]
     assert json.loads((tmp_path / "run" / "tune" / "overrides.json").read_text()) == tune.overrides_for(best)
-    assert calls[-1] == "build detector-ft4+landmarks-ft5 9.9.9 tuned"
+    assert calls[-1] == "build detector-sq+landmarks-ft6 9.9.9 tuned"
 
     calls.clear()
     recipe.run_all(tmp_path / "data", tmp_path / "run", "9.9.9")
-    assert calls == ["build detector-ft4+landmarks-ft5 9.9.9 tuned"]   # only the final bundle is rebuilt
+    assert calls == ["build detector-sq+landmarks-ft6 9.9.9 tuned"]   # only the final bundle is rebuilt
 
 
 @pytest.mark.parametrize("flag", [["--iterations", "5"], ["--seed", "1"], ["--synth-p", "0.1"]])

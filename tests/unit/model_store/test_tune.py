@@ -58,3 +58,12 @@ def test_objective_breaks_a_recall_tie_towards_more_hidden_plates() -> None:
     quieter = {"recall_08": 0.8, "recall_05": 0.8, "spurious_per_image": 0.15, "excess": 0.1}
     assert objective(wide, 0.05, 0.3) > objective(tight, 0.05, 0.3)
     assert objective(quieter, 0.05, 0.3) > objective(tight, 0.05, 0.3)
+
+
+def test_objective_breaks_a_full_tie_towards_the_wider_margin() -> None:
+    same = {"recall_08": 0.8, "recall_05": 0.8, "spurious_per_image": 0.2, "excess": 0.1}
+    tight = {**same, "margin_x": 0.02, "margin_y": 0.15}
+    wide = {**same, "excess": 0.15, "margin_x": 0.1, "margin_y": 0.3}
+    assert objective(wide, 0.05, 0.3) > objective(tight, 0.05, 0.3)
+    # but not past the excess limit
+    assert objective({**wide, "excess": 1.3}, 0.05, 0.3) < objective(tight, 0.05, 0.3)
