@@ -11,8 +11,8 @@ from typing import Any
 import mxnet as mx
 
 from model_store.export import write_bundle
-from model_store.nets import get_net
-from model_store.train import DEFAULT_DETECTOR, default_config
+from model_store.nets import DEFAULT_DETECTOR, get_net
+from model_store.train import default_config
 
 logger = logging.getLogger(__name__)
 

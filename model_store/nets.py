@@ -28,9 +28,10 @@ SQUARE_RATIOS = (1.0, 2.0, 3.5, 5.0)
 LEVEL_WIDTHS = {8: (20, 36), 16: (56, 90), 32: (140, 220), 64: (320, 480)}
 DETECTOR_RATIOS = {"ssd_mnet025_fpn": PLATE_RATIOS, "ssd_mnet050_fpn": PLATE_RATIOS,
                    "ssd_mnet025_fpn_sq": SQUARE_RATIOS}
+DEFAULT_DETECTOR = "ssd_mnet025_fpn"
 
 
-def default_levels(arch: str = "ssd_mnet025_fpn") -> list[dict[str, Any]]:
+def default_levels(arch: str = DEFAULT_DETECTOR) -> list[dict[str, Any]]:
     """The anchor levels of detector ``arch``: per stride, its widths x its w/h ratios (width-major)."""
     try:
         ratios = DETECTOR_RATIOS[arch]

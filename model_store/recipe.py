@@ -41,8 +41,8 @@ logger = logging.getLogger(__name__)
 
 # "reviewed_labels": whether the stage sees the plates of model_store/labels/reviewed_plates.json (the stages
 # before those labels existed were trained without them, and the recipe reproduces what was shipped)
-_DETECTOR = {"model": "detector", "arch": "ssd_mnet025_fpn", "batch_size": 16, "lr": 2e-3, "checkpoint_every": 200, "synth_p": 0.3, "crop": 320,
-             "reviewed_labels": False}
+_DETECTOR = {"model": "detector", "arch": "ssd_mnet025_fpn", "batch_size": 16, "lr": 2e-3, "checkpoint_every": 200,
+             "synth_p": 0.3, "crop": 320, "reviewed_labels": False}
 _LANDMARKS = {"model": "landmarks", "batch_size": 64, "synth_p": 0.6, "reviewed_labels": False}
 # the mining steps' outputs, in PIPELINE order; each landmark fine-tune learns from all those before it
 MINED = ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json", "hard_negatives-ft3.json",
@@ -87,6 +87,7 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
     from model_store import mine
     from model_store.augment import load_photos
     from model_store.data import load_split
+    from model_store.nets import DEFAULT_DETECTOR
     from model_store.train import (
         TrainOptions,
         adapt_detector_params,
@@ -120,7 +121,7 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
     hard = [(i, box) for i, box in hard if not len(photos[i].boxes) or mine.near_share(box, photos[i].boxes) < 0.1]
     logger.info("training %s on %d photos (%d plates) from %s", part, len(photos),
                 sum(len(p.boxes) for p in photos), data_root)
-    config = default_config(detector_arch=r.get("arch", "ssd_mnet025_fpn"))
+    config = default_config(detector_arch=r.get("arch", DEFAULT_DETECTOR))   # landmark stages: the default
     if init_from is not None and r["model"] == "detector" and RECIPE[r["init_from"]]["arch"] != r["arch"]:
         # a detector with other anchor shapes starts from the trained one's backbone and nearest heads
         init_from = adapt_detector_params(init_from, RECIPE[r["init_from"]]["arch"], r["arch"],

@@ -23,15 +23,12 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from model_store.nets import default_levels, get_net, init_net
+from model_store.nets import DEFAULT_DETECTOR, default_levels, get_net, init_net
 
 logger = logging.getLogger(__name__)
 
 MEAN = [0.485, 0.456, 0.406]
 STD = [0.229, 0.224, 0.225]
-
-
-DEFAULT_DETECTOR = "ssd_mnet025_fpn"
 
 
 def default_config(name: str = "plateveil-plates", version: str = "0.0.0", detector_arch: str = DEFAULT_DETECTOR
@@ -264,7 +261,6 @@ def adapt_detector_params(params: Path, from_arch: str, to_arch: str, out: Path,
         for name, value in ((f"cls_heads.{i}.weight", new_cls_w), (f"cls_heads.{i}.bias", new_cls_b),
                             (f"box_heads.{i}.weight", new_box_w), (f"box_heads.{i}.bias", new_box_b)):
             out_params[name] = mx.nd.array(value)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     mx.nd.save(str(out), out_params)
     logger.info("adapted %s (%s) to %s: %s", params, from_arch, to_arch, out)
