@@ -169,7 +169,7 @@ def _review(args: argparse.Namespace) -> int:
     from model_store import review
     from model_store.data import REVIEWED_PLATES, load_reviewed, load_split, with_reviewed
 
-    labels = args.labels_file or REVIEWED_PLATES
+    labels = args.labels_file or REVIEWED_PLATES   # where --accept adds; the plates of every round are not shown
     if args.accept is not None:
         try:
             numbers = [int(n) for n in args.accept.replace(" ", "").split(",") if n]
@@ -183,7 +183,7 @@ def _review(args: argparse.Namespace) -> int:
     model = load_model(args.model_dir, backend="onnx")
     train, val = load_split(args.data, reviewed=False)
     samples = train + val
-    reviewed = load_reviewed(labels) if labels.is_file() else {}
+    reviewed = load_reviewed() if args.labels_file is None else load_reviewed(labels) if labels.is_file() else {}
     cands = review.find_candidates(model, with_reviewed(samples, reviewed), args.min_det, args.min_lm)
     sheets = review.write_sheets(cands, args.out)
     print(f"{len(cands)} unlabelled plate-like regions on {len(samples)} photos ({model.tag}): "

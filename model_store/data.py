@@ -34,7 +34,11 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 PLATE_NAMES = {"plate", "licence", "license", "license-plate", "licence-plate", "license_plate", "number_plate", "lp"}
 FORMATS = ("auto", "voc", "yolo", "corners")
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-REVIEWED_PLATES = Path(__file__).resolve().parent / "labels" / "reviewed_plates.json"
+# the plates the data's labels leave out, one file per review round in order (``model_store/review.py``); a
+# training stage names how many rounds it saw, so a stage trained before a round reproduces as it was
+REVIEW_ROUNDS = [Path(__file__).resolve().parent / "labels" / name
+                 for name in ("reviewed_plates.json", "reviewed_plates-2.json")]
+REVIEWED_PLATES = REVIEW_ROUNDS[-1]   # the round ``plateveil models review --accept`` adds to
 
 
 @dataclass(frozen=True)
@@ -179,10 +183,15 @@ def split_of(sample: Sample, val_fraction: float = 0.2) -> str:
     return "val" if _hash_fraction(sample.path.name) < val_fraction else "train"
 
 
-def load_reviewed(path: Path = REVIEWED_PLATES) -> dict[str, np.ndarray]:
-    """``{"<source>/<file name>": boxes (N, 4)}`` from a reviewed-plates file (see ``labels/``)."""
-    doc = json.loads(Path(path).read_text())
-    return {key: _boxes_array(boxes) for key, boxes in doc["plates"].items()}
+def load_reviewed(path: Path | None = None, rounds: int | None = None) -> dict[str, np.ndarray]:
+    """``{"<source>/<file name>": boxes (N, 4)}`` from one reviewed-plates file (``path``), else from the first
+    ``rounds`` review rounds (``REVIEW_ROUNDS``; None: all of them) merged."""
+    out: dict[str, np.ndarray] = {}
+    for p in [Path(path)] if path is not None else REVIEW_ROUNDS[:rounds]:
+        for key, boxes in json.loads(p.read_text())["plates"].items():
+            b = _boxes_array(boxes)
+            out[key] = np.concatenate([out[key], b]) if key in out else b
+    return out
 
 
 def with_reviewed(samples: list[Sample], reviewed: dict[str, np.ndarray] | None = None) -> list[Sample]:
@@ -204,14 +213,15 @@ def with_reviewed(samples: list[Sample], reviewed: dict[str, np.ndarray] | None 
     return out
 
 
-def load_split(data_root: str | Path = DEFAULT_DATA_ROOT, val_fraction: float = 0.2, reviewed: bool = True
-               ) -> tuple[list[Sample], list[Sample]]:
-    """(train, val) over every data folder under ``data_root``; ``reviewed``: with the plates of
-    ``labels/reviewed_plates.json`` added, else with the data's labels as they are."""
+def load_split(data_root: str | Path = DEFAULT_DATA_ROOT, val_fraction: float = 0.2, reviewed: bool = True,
+               rounds: int | None = None) -> tuple[list[Sample], list[Sample]]:
+    """(train, val) over every data folder under ``data_root``; ``reviewed``: with the plates of the first
+    ``rounds`` review rounds (None: all) added, else with the data's labels as they are."""
     train: list[Sample] = []
     val: list[Sample] = []
+    extra = load_reviewed(rounds=rounds) if reviewed else {}
     for folder in sorted(p for p in Path(data_root).iterdir() if p.is_dir()):
         samples = load_folder(folder)
-        for s in with_reviewed(samples) if reviewed else samples:
+        for s in with_reviewed(samples, extra) if reviewed else samples:
             (val if split_of(s, val_fraction) == "val" else train).append(s)
     return train, val

@@ -58,16 +58,16 @@ def mine_hard_negatives(model: Any, photos: list[Any], min_score: float = 0.15, 
 
 
 def mine_bundle(model_dir: Path, data_root: Path, out: Path, min_score: float = 0.15,
-                reviewed: bool = True) -> tuple[str, int, list]:
+                reviewed: bool = True, rounds: int | None = None) -> tuple[str, int, list]:
     """``plateveil models mine``: a bundle's detector over the training photos of ``data_root`` (``reviewed``:
-    with the reviewed plates added to their labels, so that those are not mined), saved to ``out``; returns
-    (model tag, number of photos, rows)."""
+    with the plates of the first ``rounds`` review rounds (None: all) added to their labels, so that those are
+    not mined), saved to ``out``; returns (model tag, number of photos, rows)."""
     from model_store.augment import load_photos
     from model_store.data import load_split
     from model_store.runtime import load_model
 
     model = load_model(model_dir, backend="onnx")
-    photos = load_photos(load_split(data_root, reviewed=reviewed)[0])
+    photos = load_photos(load_split(data_root, reviewed=reviewed, rounds=rounds)[0])
     rows = mine_hard_negatives(model, photos, min_score=min_score)
     save(rows, out)
     return model.tag, len(photos), rows

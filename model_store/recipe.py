@@ -1,6 +1,6 @@
 """The shipped training recipe: ``plateveil models train STAGE`` and ``make train``.
 
-Thirteen stages, each a run folder under one root (``runs/train`` for ``make train``):
+Fifteen stages, each a run folder under one root (``runs/train`` for ``make train``):
 
 1. ``detector``: the SSD from scratch on real + synthetic crops;
 2. ``detector-ft``, 3. ``detector-ft2``, 4. ``detector-ft3``: three more cosine cycles, each warm-started from
@@ -23,7 +23,10 @@ Thirteen stages, each a run folder under one root (``runs/train`` for ``make tra
     started from (10) (``train.adapt_detector_params``: the new shape starts as a copy of the w/h-2 one), for the
     square-looking plates of the Kaggle and Open Images photos (US and Brazilian plates at an angle, two-line
     and square plates) that no w/h 2-5 anchor overlapped well;
-13. ``landmarks-ft6``: from (11), adding the false positives of (12) + (11) (``hard_negatives-sq.json``).
+13. ``landmarks-ft6``: from (11), adding the false positives of (12) + (11) (``hard_negatives-sq.json``);
+14. ``detector-sq2``: a second cycle of (12), the first with the second review round's plates
+    (``review_rounds``: 2; mostly the further cars' plates on the dash-cam frames);
+15. ``landmarks-ft7``: from (13), adding the false positives of (14) + (13) (``hard_negatives-sq2.json``).
 
 ``run_all`` (``plateveil models train all``, ``make train``) runs the stages and mining steps in order
 (``PIPELINE``), then the threshold sweep (``model_store.tune``) and builds the bundle of (12) + (13).
@@ -39,14 +42,15 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-# "reviewed_labels": whether the stage sees the plates of model_store/labels/reviewed_plates.json (the stages
-# before those labels existed were trained without them, and the recipe reproduces what was shipped)
+# "review_rounds": how many rounds of reviewed plates (data.REVIEW_ROUNDS, model_store/labels/) the stage sees
+# added to the data's labels: the stages trained before a round existed did without it, and the recipe
+# reproduces what was shipped
 _DETECTOR = {"model": "detector", "arch": "ssd_mnet025_fpn", "batch_size": 16, "lr": 2e-3, "checkpoint_every": 200,
-             "synth_p": 0.3, "crop": 320, "reviewed_labels": False}
-_LANDMARKS = {"model": "landmarks", "batch_size": 64, "synth_p": 0.6, "reviewed_labels": False}
+             "synth_p": 0.3, "crop": 320, "review_rounds": 0}
+_LANDMARKS = {"model": "landmarks", "batch_size": 64, "synth_p": 0.6, "review_rounds": 0}
 # the mining steps' outputs, in PIPELINE order; each landmark fine-tune learns from all those before it
 MINED = ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json", "hard_negatives-ft3.json",
-         "hard_negatives-ft4.json", "hard_negatives-sq.json"]
+         "hard_negatives-ft4.json", "hard_negatives-sq.json", "hard_negatives-sq2.json"]
 
 RECIPE: dict[str, dict[str, Any]] = {
     "detector": {**_DETECTOR, "iterations": 2400, "warmup": 200, "seed": 0},
@@ -54,9 +58,11 @@ RECIPE: dict[str, dict[str, Any]] = {
     "detector-ft2": {**_DETECTOR, "init_from": "detector-ft", "iterations": 2000, "warmup": 100, "seed": 2},
     "detector-ft3": {**_DETECTOR, "init_from": "detector-ft2", "iterations": 2000, "warmup": 100, "seed": 4},
     "detector-ft4": {**_DETECTOR, "init_from": "detector-ft3", "iterations": 2000, "warmup": 100, "seed": 6,
-                     "reviewed_labels": True},
+                     "review_rounds": 1},
     "detector-sq": {**_DETECTOR, "arch": "ssd_mnet025_fpn_sq", "init_from": "detector-ft4", "iterations": 2400,
-                    "warmup": 100, "seed": 8, "reviewed_labels": True},
+                    "warmup": 100, "seed": 8, "review_rounds": 1},
+    "detector-sq2": {**_DETECTOR, "arch": "ssd_mnet025_fpn_sq", "init_from": "detector-sq", "iterations": 2400,
+                     "warmup": 100, "seed": 10, "review_rounds": 2},
     "landmarks": {**_LANDMARKS, "iterations": 2000, "lr": 2e-3, "warmup": 200, "checkpoint_every": 250, "seed": 0},
     "landmarks-ft": {**_LANDMARKS, "init_from": "landmarks", "hard_negatives": MINED[:1], "iterations": 1200,
                      "lr": 1e-3, "warmup": 50, "checkpoint_every": 200, "seed": 1},
@@ -68,10 +74,13 @@ RECIPE: dict[str, dict[str, Any]] = {
                       "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 5},
     "landmarks-ft5": {**_LANDMARKS, "init_from": "landmarks-ft4", "hard_negatives": MINED[:5], "iterations": 1500,
                       "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 7,
-                      "reviewed_labels": True},
+                      "review_rounds": 1},
     "landmarks-ft6": {**_LANDMARKS, "init_from": "landmarks-ft5", "hard_negatives": MINED[:6], "iterations": 1500,
                       "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 9,
-                      "reviewed_labels": True},
+                      "review_rounds": 1},
+    "landmarks-ft7": {**_LANDMARKS, "init_from": "landmarks-ft6", "hard_negatives": MINED[:7], "iterations": 1500,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 11,
+                      "review_rounds": 2},
 }
 
 
@@ -106,7 +115,7 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
         if not init_from.is_file():
             raise FileNotFoundError(f"stage {part!r} starts from {r['init_from']!r}, but {init_from} does not exist: "
                                     f"train that stage first (into {out_dir.parent / r['init_from']})")
-    train_samples, _ = load_split(data_root, reviewed=r["reviewed_labels"])
+    train_samples, _ = load_split(data_root, reviewed=r["review_rounds"] > 0, rounds=r["review_rounds"])
     photos = load_photos(train_samples)
     hard: list = []
     for name in r.get("hard_negatives", []):
@@ -149,7 +158,7 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
 # labels its detector stage was trained on.
 PIPELINE: list[tuple[str, ...]] = [
     ("train", "detector"), ("train", "detector-ft"), ("train", "detector-ft2"), ("train", "detector-ft3"),
-    ("train", "detector-ft4"), ("train", "detector-sq"),
+    ("train", "detector-ft4"), ("train", "detector-sq"), ("train", "detector-sq2"),
     ("train", "landmarks"),
     ("mine", "detector", "landmarks", MINED[0]),
     ("train", "landmarks-ft"),
@@ -163,6 +172,8 @@ PIPELINE: list[tuple[str, ...]] = [
     ("train", "landmarks-ft5"),
     ("mine", "detector-sq", "landmarks-ft5", MINED[5]),
     ("train", "landmarks-ft6"),
+    ("mine", "detector-sq2", "landmarks-ft6", MINED[6]),
+    ("train", "landmarks-ft7"),
 ]
 SHIPPED = ("detector-sq", "landmarks-ft6")   # the stages the shipped bundle is built from
 
@@ -189,7 +200,8 @@ def run_all(data_root: Path, root: Path, version: str) -> Path:
                 continue
             bundle = build_bundle(stage_weights(root / det), stage_weights(root / lm), root / f"bundle-{lm}",
                                   f"{version}-{lm}", detector_arch=RECIPE[det]["arch"])
-            mine_bundle(bundle, data_root, root / name, reviewed=RECIPE[det]["reviewed_labels"])
+            rounds = RECIPE[det]["review_rounds"]
+            mine_bundle(bundle, data_root, root / name, reviewed=rounds > 0, rounds=rounds)
     det_params, lm_params = (stage_weights(root / s) for s in SHIPPED)
     arch = RECIPE[SHIPPED[0]]["arch"]
     tune_dir = root / "tune"

@@ -9,8 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
+from model_store import data as data_module
 from model_store.data import (
     DEFAULT_DATA_ROOT,
+    REVIEW_ROUNDS,
     REVIEWED_PLATES,
     _image_size,
     load_folder,
@@ -103,9 +105,11 @@ def test_reviewed_plates_are_added_by_source_and_name(tmp_path: Path) -> None:
     assert c.boxes.shape == (0, 4)
 
 
-def test_the_reviewed_plates_file_is_well_formed() -> None:
-    doc = json.loads(REVIEWED_PLATES.read_text())
-    assert doc["about"] and doc["reviewed"]
+def test_the_reviewed_plates_files_are_well_formed() -> None:
+    assert REVIEWED_PLATES == REVIEW_ROUNDS[-1]
+    for path in REVIEW_ROUNDS:
+        doc = json.loads(path.read_text())
+        assert doc["about"] and doc["reviewed"] and doc["plates"], path
     plates = load_reviewed()
     assert sum(len(b) for b in plates.values()) > 100
     for key, boxes in plates.items():
@@ -125,3 +129,24 @@ def test_every_reviewed_plate_lands_on_a_photo_of_the_data() -> None:
             h, w = _image_size(after.path)
             extra = after.boxes[len(before.boxes):]
             assert (extra[:, 2] <= w).all() and (extra[:, 3] <= h).all(), after.path
+
+
+def test_review_rounds_merge_in_order_and_a_stage_sees_only_its_rounds(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    rounds = [tmp_path / "r1.json", tmp_path / "r2.json"]
+    rounds[0].write_text(json.dumps({"plates": {"dash/a.jpg": [[1, 2, 30, 12]]}}))
+    rounds[1].write_text(json.dumps({"plates": {"dash/a.jpg": [[50, 2, 80, 12]], "dash/b.jpg": [[5, 5, 25, 15]]}}))
+    monkeypatch.setattr(data_module, "REVIEW_ROUNDS", rounds)
+    assert {k: v.tolist() for k, v in load_reviewed(rounds=1).items()} == {"dash/a.jpg": [[1, 2, 30, 12]]}
+    both = load_reviewed()
+    assert both["dash/a.jpg"].tolist() == [[1, 2, 30, 12], [50, 2, 80, 12]] and both["dash/b.jpg"].shape == (1, 4)
+    assert load_reviewed(rounds[1]).keys() == {"dash/a.jpg", "dash/b.jpg"}   # one file on its own
+    root = tmp_path / "data"
+    _image(root / "dash", "a.jpg")
+    _voc(root / "dash", "a.jpg", [("plate", [100, 20, 160, 40])])
+    train, val = load_split(root, val_fraction=0.0, rounds=1)
+    assert [len(s.boxes) for s in train + val] == [2]
+    train, val = load_split(root, val_fraction=0.0)
+    assert [len(s.boxes) for s in train + val] == [3]
+    train, val = load_split(root, val_fraction=0.0, reviewed=False)
+    assert [len(s.boxes) for s in train + val] == [1]

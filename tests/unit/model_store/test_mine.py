@@ -127,10 +127,10 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
     def fake_mine(model: object, photos: object, **_: object) -> list[dict]:
         return [{"photo": 0, "box": [1.0, 2.0, 3.0, 4.0], "score": 0.5}]
 
-    mined_with: list[bool] = []
+    mined_with: list[tuple[bool, int | None]] = []
 
-    def fake_split(root: Path, reviewed: bool = True) -> tuple[list, list]:
-        mined_with.append(reviewed)
+    def fake_split(root: Path, reviewed: bool = True, rounds: int | None = None) -> tuple[list, list]:
+        mined_with.append((reviewed, rounds))
         return [], []
 
     monkeypatch.setattr(recipe, "train", fake_train)
@@ -156,19 +156,22 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
         < calls.index("landmarks-ft5")
     assert calls.index("landmarks-ft5") < calls.index("build detector-sq+landmarks-ft5 9.9.9-landmarks-ft5") \
         < calls.index("landmarks-ft6")
+    assert calls.index("detector-sq2") < calls.index("landmarks-ft6") \
+        < calls.index("build detector-sq2+landmarks-ft6 9.9.9-landmarks-ft6") < calls.index("landmarks-ft7")
     # each bundle's detector is built as the architecture its stage was trained as
     assert archs == {s: recipe.RECIPE[s]["arch"] for s in archs} and archs["detector-sq"] == "ssd_mnet025_fpn_sq"
     for name in recipe.MINED:
         assert mine.load(tmp_path / "run" / name)[0][0] == 0
-    # the mining steps use the labels their detector was trained on: the data's own, then the reviewed ones;
-    # the sweep (the last load_split) the reviewed ones
-    assert mined_with == [False, False, False, False, True, True, True]
+    # the mining steps use the labels their detector was trained on: the data's own, then those with the first
+    # review round, then with both; the sweep (the last load_split) every round
+    assert mined_with == [(False, 0)] * 4 + [(True, 1), (True, 1), (True, 2), (True, None)]
     assert json.loads((tmp_path / "run" / "tune" / "overrides.json").read_text()) == tune.overrides_for(best)
-    assert calls[-1] == "build detector-sq+landmarks-ft6 9.9.9 tuned"
+    shipped = "build {}+{} 9.9.9 tuned".format(*recipe.SHIPPED)
+    assert calls[-1] == shipped
 
     calls.clear()
     recipe.run_all(tmp_path / "data", tmp_path / "run", "9.9.9")
-    assert calls == ["build detector-sq+landmarks-ft6 9.9.9 tuned"]   # only the final bundle is rebuilt
+    assert calls == [shipped]   # only the final bundle is rebuilt
 
 
 @pytest.mark.parametrize("flag", [["--iterations", "5"], ["--seed", "1"], ["--synth-p", "0.1"]])
@@ -187,7 +190,7 @@ def test_a_fine_tune_drops_mined_negatives_on_plates_its_labels_have(tmp_path: P
     """Rows mined before a plate was added to the labels (a reviewed one) must not teach "not a plate"."""
     from model_store import recipe
 
-    stage = next(s for s, r in recipe.RECIPE.items() if r["model"] == "landmarks" and r["reviewed_labels"])
+    stage = next(s for s, r in recipe.RECIPE.items() if r["model"] == "landmarks" and r["review_rounds"])
     r = recipe.RECIPE[stage]
     (tmp_path / r["init_from"]).mkdir()
     (tmp_path / r["init_from"] / "final.params").write_text("x")
@@ -198,13 +201,13 @@ def test_a_fine_tune_drops_mined_negatives_on_plates_its_labels_have(tmp_path: P
     photo = SimpleNamespace(image=np.zeros((200, 400, 3), np.uint8), boxes=np.array([plate], np.float32),
                             corners=np.full((1, 4, 2), np.nan, np.float32), source="dash")
     seen: dict[str, object] = {}
-    monkeypatch.setattr("model_store.data.load_split", lambda root, reviewed=True: (seen.update(reviewed=reviewed)
-                                                                                   or ([photo], [])))
+    monkeypatch.setattr("model_store.data.load_split", lambda root, reviewed=True, rounds=None: (
+        seen.update(reviewed=reviewed, rounds=rounds) or ([photo], [])))
     monkeypatch.setattr("model_store.augment.load_photos", lambda samples: samples)
     monkeypatch.setattr("model_store.train.train_landmarks",
                         lambda photos, config, opts, hard_negatives, **_: seen.update(hard=hard_negatives))
     recipe.train(stage, tmp_path / "data", tmp_path / stage)
-    assert seen["reviewed"] is True
+    assert seen["reviewed"] is True and seen["rounds"] == r["review_rounds"]
     assert [box.tolist() for _, box in seen["hard"]] == [[300.0, 50.0, 340.0, 70.0]] * len(r["hard_negatives"])
     summary = json.loads((tmp_path / stage / "summary.json").read_text())
     assert summary["hard_negatives_on_plates_dropped"] == len(r["hard_negatives"])
