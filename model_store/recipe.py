@@ -29,7 +29,7 @@ Fifteen stages, each a run folder under one root (``runs/train`` for ``make trai
 15. ``landmarks-ft7``: from (13), adding the false positives of (14) + (13) (``hard_negatives-sq2.json``).
 
 ``run_all`` (``plateveil models train all``, ``make train``) runs the stages and mining steps in order
-(``PIPELINE``), then the threshold sweep (``model_store.tune``) and builds the bundle of (12) + (13).
+(``PIPELINE``), then the threshold sweep (``model_store.tune``) and builds the bundle of (14) + (15).
 Measured on the 2-core development machine: see MODEL_CARD.md.
 """
 
@@ -175,7 +175,7 @@ PIPELINE: list[tuple[str, ...]] = [
     ("mine", "detector-sq2", "landmarks-ft6", MINED[6]),
     ("train", "landmarks-ft7"),
 ]
-SHIPPED = ("detector-sq", "landmarks-ft6")   # the stages the shipped bundle is built from
+SHIPPED = ("detector-sq2", "landmarks-ft7")   # the stages the shipped bundle is built from
 
 
 def run_all(data_root: Path, root: Path, version: str) -> Path:
