@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 def _labels_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", default="reviewed", choices=["reviewed", "given"],
                         help="reviewed (default): the data's labels plus the plates they leave out "
-                             "(model_store/labels/reviewed_plates.json); given: the data's labels as they are")
+                             "(model_store/labels/reviewed_plates*.json, every review round); given: the data's labels as they are")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.set_defaults(func=_tune)
 
     r = msub.add_parser("review", help="contact sheets of unlabelled plate-like regions; --accept adds plates "
-                                       "to model_store/labels/reviewed_plates.json")
+                                       "to the latest review round in model_store/labels/")
     r.add_argument("--model-dir", type=Path, default=None, help="bundle that proposes the regions (default: shipped)")
     r.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT, help="data root (all its photos, both splits)")
     r.add_argument("--min-det", type=float, default=0.2)
@@ -71,7 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--out", type=Path, default=Path("runs/review"), help="sheets and candidates.json")
     r.add_argument("--accept", default=None, metavar="N,N,...",
                    help="the sheet numbers that are plates: add them (from --out/candidates.json)")
-    r.add_argument("--labels-file", type=Path, default=None, help="default: model_store/labels/reviewed_plates.json")
+    r.add_argument("--labels-file", type=Path, default=None,
+                   help="where --accept adds (default: the latest review round, labels/reviewed_plates-2.json)")
     r.set_defaults(func=_review)
 
     b = msub.add_parser("build", help="export trained params to a model bundle (MXNet symbol+params and ONNX)")
@@ -183,7 +184,10 @@ def _review(args: argparse.Namespace) -> int:
     model = load_model(args.model_dir, backend="onnx")
     train, val = load_split(args.data, reviewed=False)
     samples = train + val
-    reviewed = load_reviewed() if args.labels_file is None else load_reviewed(labels) if labels.is_file() else {}
+    if args.labels_file is None:
+        reviewed = load_reviewed()   # every round
+    else:
+        reviewed = load_reviewed(labels) if labels.is_file() else {}
     cands = review.find_candidates(model, with_reviewed(samples, reviewed), args.min_det, args.min_lm)
     sheets = review.write_sheets(cands, args.out)
     print(f"{len(cands)} unlabelled plate-like regions on {len(samples)} photos ({model.tag}): "

@@ -10,7 +10,7 @@ picks the format from what is there. Images are read lazily (``Sample.image``) s
 thousand photos costs nothing until used.
 
 The shared data's labels leave out some plates (mostly the neighbouring cars' plates in the dash-cam frames).
-Those found by review are in ``labels/reviewed_plates.json``; ``load_split`` adds them by default
+Those found by review are in ``labels/reviewed_plates*.json`` (one file per round); ``load_split`` adds them by default
 (``with_reviewed``), so that training does not teach the models that a readable plate is background and the
 evaluation does not count its concealment as a false positive.
 """

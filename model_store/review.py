@@ -7,7 +7,7 @@ A person has to decide what is a plate, so this module only makes the decision q
 1. ``find_candidates``: what a bundle conceals-to-be (detector + landmark score above loose thresholds) away
    from every labelled plate, already-reviewed plates included, so nothing is shown twice;
 2. ``write_sheets``: numbered contact sheets of those regions (with context) and ``candidates.json``;
-3. ``accept``: the numbers a person calls plates go into ``labels/reviewed_plates.json``, which
+3. ``accept``: the numbers a person calls plates go into the latest round's file (``data.REVIEWED_PLATES``), which
    ``data.with_reviewed`` adds to the labels everywhere.
 """
 
