@@ -15,7 +15,8 @@ logger = logging.getLogger(__name__)
 def _labels_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", default="reviewed", choices=["reviewed", "given"],
                         help="reviewed (default): the data's labels plus the plates they leave out "
-                             "(model_store/labels/reviewed_plates*.json, every review round); given: the data's labels as they are")
+                             "(model_store/labels/reviewed_plates*.json, every review round); "
+                             "given: the data's labels as they are")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

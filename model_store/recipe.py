@@ -14,7 +14,7 @@ Fifteen stages, each a run folder under one root (``runs/train`` for ``make trai
    crops of both classes degraded to the look of an 8-40 px plate (``augment.low_resolution``): small plates
    in small photos were the misses the score rejected;
 9. ``landmarks-ft4``: from (8), adding those of (4) + (8) (``hard_negatives-ft3.json``);
-10. ``detector-ft4``: a fifth cycle from (4), the first with the reviewed labels (``reviewed_labels``: the
+10. ``detector-ft4``: a fifth cycle from (4), the first with the reviewed labels (``review_rounds`` 1: the
     plates the data's labels leave out, ``model_store/labels/``), so the neighbouring cars' plates stop being
     background;
 11. ``landmarks-ft5``: from (9), with the reviewed labels, adding the false positives of (10) + (9)

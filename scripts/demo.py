@@ -159,7 +159,8 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", help="folder of your own photos (default: real validation photos, else generated scenes)")
+    parser.add_argument("--images",
+                        help="folder of your own photos (default: real validation photos, else generated scenes)")
     parser.add_argument("--generated", action="store_true", help="use generated scenes even when real photos exist")
     parser.add_argument("--count", type=int, default=12, help="how many photos to take or generate")
     parser.add_argument("--seed", type=int, default=0)
