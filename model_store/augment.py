@@ -4,6 +4,7 @@ with corner targets. Synthetic plates come from ``model_store.synth`` when it is
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -87,13 +88,14 @@ class SynthPool:
     """Synthetic scenes cost ~20 ms each; a pool reused under fresh random crops, scales and jitter
     (refreshing a share of it on every draw) gives the same variety at a tenth of the cost."""
 
-    def __init__(self, photos: list[Photo], size: int = 300, refresh: float = 0.1) -> None:
-        self.photos, self.size, self.refresh = photos, size, refresh
+    def __init__(self, photos: list[Photo], size: int = 300, refresh: float = 0.1,
+                 layouts: Sequence[str] | None = None) -> None:
+        self.photos, self.size, self.refresh, self.layouts = photos, size, refresh, layouts
         self.pool: list[Photo] = []
 
     def draw(self, rng: np.random.Generator) -> Photo | None:
         if len(self.pool) < self.size or rng.random() < self.refresh:
-            made = make_synthetic(rng, self.photos[int(rng.integers(len(self.photos)))])
+            made = make_synthetic(rng, self.photos[int(rng.integers(len(self.photos)))], self.layouts)
             if made is None:
                 return None
             if len(self.pool) < self.size:
@@ -112,14 +114,15 @@ def with_synthetic(rng: np.random.Generator, photo: Photo, p: float, pool: Synth
     return made if made is not None else photo
 
 
-def make_synthetic(rng: np.random.Generator, photo: Photo) -> Photo | None:
-    """Paste synthetic plates onto a copy of ``photo``; None when the generator is unavailable."""
+def make_synthetic(rng: np.random.Generator, photo: Photo, layouts: Sequence[str] | None = None) -> Photo | None:
+    """Paste synthetic plates (of ``layouts``, default every layout) onto a copy of ``photo``; None when the
+    generator is unavailable."""
     synth = _synth()
     if synth is None:
         return None
     try:
         img, corners = synth.synth_scene(rng, photo.image, existing_boxes=photo.boxes, max_plates=3,
-                                         negatives=True)
+                                         negatives=True, layouts=layouts)
     except Exception:
         _SYNTH_FAILURES["count"] += 1
         if _SYNTH_FAILURES["count"] <= 3:
@@ -135,12 +138,12 @@ class DetectorSampler:
     """Random crops (``size`` x ``size``) at around the inference scale, with SSD targets."""
 
     def __init__(self, photos: list[Photo], cfg: dict[str, Any], size: int = 320, synth_p: float = 0.4,
-                 seed: int = 0) -> None:
+                 seed: int = 0, layouts: Sequence[str] | None = None) -> None:
         from model_store.runtime import anchors_for
 
         self.photos, self.cfg, self.size, self.synth_p = photos, cfg, size, synth_p
         self.rng = np.random.default_rng(seed)
-        self.pool = SynthPool(photos)
+        self.pool = SynthPool(photos, layouts=layouts)
         a = anchors_for(cfg["levels"], size, size)
         self.anchors = a
         self.anchor_corners = np.stack([a[:, 0] - a[:, 2] / 2, a[:, 1] - a[:, 3] / 2,
@@ -220,11 +223,12 @@ class LandmarkSampler:
     """Expanded crops around jittered plate boxes (positives with corners) and non-plates."""
 
     def __init__(self, photos: list[Photo], cfg: dict[str, Any], synth_p: float = 0.6, neg_p: float = 0.4,
-                 seed: int = 0, hard_p: float = 0.5, lowres_p: float = 0.0) -> None:
+                 seed: int = 0, hard_p: float = 0.5, lowres_p: float = 0.0,
+                 layouts: Sequence[str] | None = None) -> None:
         self.photos, self.cfg, self.synth_p, self.neg_p = photos, cfg, synth_p, neg_p
         self.lowres_p = lowres_p  # share of crops (either class) resampled as if the plate were 8-40 px wide
         self.rng = np.random.default_rng(seed)
-        self.pool = SynthPool(photos)
+        self.pool = SynthPool(photos, layouts=layouts)
         self.hard_negatives: list[tuple[int, np.ndarray]] = []  # (photo index, box) from detector FPs
         self.hard_p = hard_p  # share of negatives drawn from hard_negatives when there are any
 

@@ -45,9 +45,12 @@ logger = logging.getLogger(__name__)
 # "review_rounds": how many rounds of reviewed plates (data.REVIEW_ROUNDS, model_store/labels/) the stage sees
 # added to the data's labels: the stages trained before a round existed did without it, and the recipe
 # reproduces what was shipped
+# "layouts": the synthetic plate layouts the stage draws (None: every one of synth.LAYOUTS); the stages trained
+# before the "dark" layout existed keep the six they were trained with
+_SIX_LAYOUTS = ("eu", "ru", "us", "br_mercosur", "uk_rear", "two_line")
 _DETECTOR = {"model": "detector", "arch": "ssd_mnet025_fpn", "batch_size": 16, "lr": 2e-3, "checkpoint_every": 200,
-             "synth_p": 0.3, "crop": 320, "review_rounds": 0}
-_LANDMARKS = {"model": "landmarks", "batch_size": 64, "synth_p": 0.6, "review_rounds": 0}
+             "synth_p": 0.3, "crop": 320, "review_rounds": 0, "layouts": _SIX_LAYOUTS}
+_LANDMARKS = {"model": "landmarks", "batch_size": 64, "synth_p": 0.6, "review_rounds": 0, "layouts": _SIX_LAYOUTS}
 # the mining steps' outputs, in PIPELINE order; each landmark fine-tune learns from all those before it
 MINED = ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json", "hard_negatives-ft3.json",
          "hard_negatives-ft4.json", "hard_negatives-sq.json", "hard_negatives-sq2.json"]
@@ -97,6 +100,7 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
     from model_store.augment import load_photos
     from model_store.data import load_split
     from model_store.nets import DEFAULT_DETECTOR
+    from model_store.synth.plates import LAYOUTS
     from model_store.train import (
         TrainOptions,
         adapt_detector_params,
@@ -140,6 +144,7 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
                         lr=r["lr"], warmup=r["warmup"], checkpoint_every=r["checkpoint_every"], seed=seed,
                         threads=threads, init_from=init_from)
     sp = r["synth_p"] if synth_p is None else synth_p
+    r["layouts"] = list(r["layouts"] or LAYOUTS)
     summary = {"stage": part, "data_root": str(data_root), "train_photos": len(photos),
                "train_plates": int(sum(len(p.boxes) for p in photos)), **r, "synth_p": sp,
                "iterations": opts.iterations, "seed": seed, "init_from": str(init_from) if init_from else None,
@@ -147,9 +152,10 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if r["model"] == "detector":
-        train_detector(photos, config, opts, synth_p=sp, crop=r["crop"])
+        train_detector(photos, config, opts, synth_p=sp, crop=r["crop"], layouts=r["layouts"])
     else:
-        train_landmarks(photos, config, opts, synth_p=sp, hard_negatives=hard, lowres_p=r.get("lowres_p", 0.0))
+        train_landmarks(photos, config, opts, synth_p=sp, hard_negatives=hard, lowres_p=r.get("lowres_p", 0.0),
+                        layouts=r["layouts"])
     return out_dir
 
 

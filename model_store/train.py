@@ -13,7 +13,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -194,7 +194,7 @@ def flatten_levels(F, outputs, num_levels: int):
 
 
 def train_detector(photos: list[Any], config: dict[str, Any], opts: TrainOptions, synth_p: float = 0.4,
-                   crop: int = 320) -> gluon.HybridBlock:
+                   crop: int = 320, layouts: Sequence[str] | None = None) -> gluon.HybridBlock:
     from model_store.augment import DetectorSampler
 
     mx.random.seed(opts.seed)
@@ -207,7 +207,7 @@ def train_detector(photos: list[Any], config: dict[str, Any], opts: TrainOptions
     net.hybridize(static_alloc=True)
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": opts.lr, "wd": opts.wd,
                                                            "clip_gradient": 5.0})
-    sampler = DetectorSampler(photos, cfg, size=crop, synth_p=synth_p, seed=opts.seed)
+    sampler = DetectorSampler(photos, cfg, size=crop, synth_p=synth_p, seed=opts.seed, layouts=layouts)
     next_batch = _prefetch(lambda: sampler.batch(opts.batch_size))
     n_levels = len(cfg["levels"])
 
@@ -272,8 +272,8 @@ def adapt_detector_params(params: Path, from_arch: str, to_arch: str, out: Path,
 
 
 def train_landmarks(photos: list[Any], config: dict[str, Any], opts: TrainOptions, synth_p: float = 0.6,
-                    hard_negatives: list[tuple[int, np.ndarray]] | None = None, lowres_p: float = 0.0
-                    ) -> gluon.HybridBlock:
+                    hard_negatives: list[tuple[int, np.ndarray]] | None = None, lowres_p: float = 0.0,
+                    layouts: Sequence[str] | None = None) -> gluon.HybridBlock:
     from model_store.augment import LandmarkSampler
 
     mx.random.seed(opts.seed)
@@ -283,7 +283,8 @@ def train_landmarks(photos: list[Any], config: dict[str, Any], opts: TrainOption
     net.hybridize(static_alloc=True)
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": opts.lr, "wd": opts.wd,
                                                            "clip_gradient": 5.0})
-    sampler = LandmarkSampler(photos, cfg, synth_p=synth_p, seed=opts.seed, lowres_p=lowres_p)
+    sampler = LandmarkSampler(photos, cfg, synth_p=synth_p, seed=opts.seed, lowres_p=lowres_p,
+                              layouts=layouts)
     sampler.hard_negatives = list(hard_negatives or [])
     next_batch = _prefetch(lambda: sampler.batch(opts.batch_size))
     ce = gluon.loss.SoftmaxCrossEntropyLoss()

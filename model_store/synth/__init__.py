@@ -2,7 +2,8 @@
 
 Public API (all take a ``numpy.random.Generator``; same seed, same output):
 
-- :func:`render_plate` - a flat frontal plate of one of :data:`LAYOUTS` and its 4 corners;
+- :func:`render_plate` - a flat frontal plate of one of :data:`LAYOUTS` and its 4 corners (``synth_scene``
+  draws from all of them, or from the ``layouts`` asked for);
 - :func:`paste_plates` - plates warped into a real photo, with exact corners (N, 4, 2);
 - :func:`render_negative` / :func:`paste_negatives` - plate-ish things that are not plates;
 - :func:`synth_scene` - plates + negatives + JPEG in one call (the training hook);

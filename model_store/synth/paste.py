@@ -317,9 +317,12 @@ def paste_items(rng: np.random.Generator, img: np.ndarray, count: int, render: R
     return out
 
 
-def render_plate_item(layout: str | None = None) -> Renderer:
+def render_plate_item(layout: str | None = None, layouts: Sequence[str] | None = None) -> Renderer:
+    """Plates of ``layout``, or of one drawn from ``layouts`` (default: every layout) each time."""
+    choices = tuple(layouts or plates.LAYOUTS)
+
     def prepare(rng: np.random.Generator) -> tuple[float, Draw]:
-        lay = layout if layout is not None else plates.LAYOUTS[int(rng.integers(len(plates.LAYOUTS)))]
+        lay = layout if layout is not None else choices[int(rng.integers(len(choices)))]
         plates.check_layout(lay)
         size = plates.layout_size_mm(rng, lay)
 

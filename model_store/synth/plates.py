@@ -19,7 +19,7 @@ from model_store.synth import draw, fonts
 
 T = TypeVar("T")
 
-LAYOUTS = ("eu", "ru", "us", "br_mercosur", "uk_rear", "two_line")
+LAYOUTS = ("eu", "ru", "us", "br_mercosur", "uk_rear", "two_line", "dark")
 
 # physical size in mm (width, height)
 _SIZE_MM = {
@@ -30,6 +30,7 @@ _SIZE_MM = {
     "uk_rear": (520.0, 111.0),
 }
 _TWO_LINE_SIZES_MM = ((280.0, 200.0), (290.0, 170.0), (340.0, 220.0), (250.0, 200.0), (300.0, 210.0))
+_DARK_SIZES_MM = ((520.0, 111.0), (520.0, 120.0), (305.0, 152.0), (372.0, 135.0))
 
 _LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
 _RU_LETTERS = "ABEKMHOPCTYX"
@@ -269,12 +270,41 @@ def _two_line(rng: np.random.Generator, h: int, w: int, s: float) -> np.ndarray:
     return img
 
 
-_RENDERERS = {"eu": _eu, "ru": _ru, "us": _us, "br_mercosur": _br, "uk_rear": _uk, "two_line": _two_line}
+# (plate, characters): black with white or silver (Singapore, Malaysia, classic black-and-silver issues,
+# US legacy plates), dark blue, green (electric cars), maroon
+_DARK_COLOURS = (((22, 22, 22), (240, 240, 240)), ((22, 22, 22), (195, 195, 195)), ((30, 30, 30), (60, 200, 240)),
+                 ((110, 40, 20), (240, 240, 240)), ((40, 95, 25), (240, 240, 240)), ((35, 30, 100), (230, 230, 230)))
+
+
+def _dark(rng: np.random.Generator, h: int, w: int, s: float) -> np.ndarray:
+    """Light characters on a dark plate, one line, some with a small line of text under them."""
+    bg, fg = _pick(rng, _DARK_COLOURS)
+    fg = _jitter(rng, fg, 8)
+    img = draw.canvas(h, w, _jitter(rng, bg, 6))
+    if rng.random() < 0.6:
+        _border(rng, img, fg, 0.025)
+    if rng.random() < 0.4:
+        _bolts(rng, img, h * 0.5, (w * rng.uniform(0.25, 0.35), w * rng.uniform(0.65, 0.75)))
+    pattern = _pick(rng, ("LLL DDDDL", "LLL DDDD", "LL DDDD L", "L DDD LLL", "DDD LLL", "LLDD LLL", "LLL DDD",
+                          "DLLL DDD"))
+    y2 = h * rng.uniform(0.8, 0.86)
+    if w / h < 3 and rng.random() < 0.6:   # a US-sized plate: the issuer's name under the characters
+        y2 = h * 0.72
+        draw.text_box(img, _pick(rng, ("CALIFORNIA", "NEVADA", "TEXAS", "CLASSIC", "COLLECTOR", "ELECTRIC")),
+                      (w * 0.25, h * 0.78, w * 0.75, h * 0.92), fg, fonts.SANS_BOLD, keep_aspect=True)
+    _main_text(rng, img, _fill(rng, pattern), (w * 0.06, h * rng.uniform(0.12, 0.2), w * 0.94, y2), fg)
+    return img
+
+
+_RENDERERS = {"eu": _eu, "ru": _ru, "us": _us, "br_mercosur": _br, "uk_rear": _uk, "two_line": _two_line,
+              "dark": _dark}
 
 
 def layout_size_mm(rng: np.random.Generator, layout: str) -> tuple[float, float]:
     if layout == "two_line":
         return _pick(rng, _TWO_LINE_SIZES_MM)
+    if layout == "dark":
+        return _pick(rng, _DARK_SIZES_MM)
     return _SIZE_MM[layout]
 
 

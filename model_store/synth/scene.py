@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from model_store.synth import negatives, paste
@@ -25,8 +27,10 @@ def paste_negatives(rng: np.random.Generator, image_bgr: np.ndarray, count: int,
 
 def synth_scene(rng: np.random.Generator, background_bgr: np.ndarray, existing_boxes: np.ndarray | None = None,
                 max_plates: int = 3, negatives: bool = True,
-                width_range: tuple[float, float] = (0.03, 0.45)) -> tuple[np.ndarray, np.ndarray]:
-    """Paste 1..``max_plates`` plates and 0..3 negatives; returns (image, corners (N, 4, 2) float32).
+                width_range: tuple[float, float] = (0.03, 0.45), layouts: Sequence[str] | None = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Paste 1..``max_plates`` plates (of ``layouts``, default every layout) and 0..3 negatives; returns
+    (image, corners (N, 4, 2) float32).
 
     Only the pasted plates' corners are returned; the caller keeps ``existing_boxes`` (which are
     kept clear, padded). N can be below the drawn count when the image has no free room left.
@@ -36,7 +40,7 @@ def synth_scene(rng: np.random.Generator, background_bgr: np.ndarray, existing_b
     taken = paste.padded_boxes(existing_boxes)
     dark = paste.dark_map_of(img)
     n_plates = int(rng.integers(1, max(int(max_plates), 1) + 1))
-    pasted = paste.paste_items(rng, img, n_plates, paste.render_plate_item(), width_range, taken, dark)
+    pasted = paste.paste_items(rng, img, n_plates, paste.render_plate_item(layouts=layouts), width_range, taken, dark)
     rois = [p.roi for p in pasted]
     if negatives:
         n_neg = int(rng.integers(0, 4))

@@ -211,3 +211,32 @@ def test_a_fine_tune_drops_mined_negatives_on_plates_its_labels_have(tmp_path: P
     assert [box.tolist() for _, box in seen["hard"]] == [[300.0, 50.0, 340.0, 70.0]] * len(r["hard_negatives"])
     summary = json.loads((tmp_path / stage / "summary.json").read_text())
     assert summary["hard_negatives_on_plates_dropped"] == len(r["hard_negatives"])
+
+
+@pytest.mark.parametrize("layouts", ["recipe", None])
+def test_a_stage_draws_the_synthetic_layouts_its_recipe_names(layouts: str | None, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped stages were trained before the "dark" layout existed and keep the six they drew; a stage
+    with ``layouts: None`` draws every layout."""
+    from model_store import recipe
+    from model_store.synth import LAYOUTS
+
+    stage = "landmarks-ft7"
+    r = dict(recipe.RECIPE[stage])
+    if layouts is None:
+        monkeypatch.setitem(recipe.RECIPE, stage, {**r, "layouts": None})
+    (tmp_path / r["init_from"]).mkdir()
+    (tmp_path / r["init_from"] / "final.params").write_text("x")
+    for name in r["hard_negatives"]:
+        mine.save([{"photo": 0, "box": [300.0, 50.0, 340.0, 70.0], "score": 0.3}], tmp_path / name)
+    photo = SimpleNamespace(image=np.zeros((200, 400, 3), np.uint8), boxes=np.zeros((0, 4), np.float32),
+                            corners=np.zeros((0, 4, 2), np.float32), source="dash")
+    seen: dict[str, object] = {}
+    monkeypatch.setattr("model_store.data.load_split", lambda root, reviewed=True, rounds=None: ([photo], []))
+    monkeypatch.setattr("model_store.augment.load_photos", lambda samples: samples)
+    monkeypatch.setattr("model_store.train.train_landmarks", lambda *a, layouts, **_: seen.update(layouts=layouts))
+    recipe.train(stage, tmp_path / "data", tmp_path / stage)
+    want = list(LAYOUTS) if layouts is None else [lay for lay in LAYOUTS if lay != "dark"]
+    assert seen["layouts"] == want
+    assert json.loads((tmp_path / stage / "summary.json").read_text())["layouts"] == want
+    assert all(len(s["layouts"]) == 6 for s in recipe.RECIPE.values() if s is not recipe.RECIPE[stage])

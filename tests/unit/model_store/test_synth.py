@@ -14,7 +14,7 @@ MAGENTA = (255, 0, 255)
 
 # expected width/height ranges per layout (two-line plates come in a few sizes)
 ASPECTS = {"eu": (4.6, 4.8), "ru": (4.5, 4.7), "us": (1.95, 2.05), "br_mercosur": (3.0, 3.15),
-           "uk_rear": (4.6, 4.8), "two_line": (1.2, 1.75)}
+           "uk_rear": (4.6, 4.8), "two_line": (1.2, 1.75), "dark": (1.95, 4.8)}
 
 
 def _homography(quad: np.ndarray) -> np.ndarray:
@@ -174,3 +174,27 @@ def test_preview_writes_a_png(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert sheet is not None and sheet.shape[0] > 240 and sheet.shape[1] > 320
     plain = synth.preview_sheet([], tmp_path / "empty.png")
     assert cv2.imread(str(plain)) is not None
+
+
+
+def test_scenes_draw_only_the_layouts_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_store.synth import paste, plates
+
+    drawn: list[str] = []
+    real = plates.layout_size_mm
+    monkeypatch.setattr(plates, "layout_size_mm", lambda rng, layout: drawn.append(layout) or real(rng, layout))
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        paste.render_plate_item(layouts=("dark", "us"))(rng)
+    assert set(drawn) == {"dark", "us"}
+    drawn.clear()
+    for _ in range(80):
+        paste.render_plate_item()(rng)
+    assert set(drawn) == set(synth.LAYOUTS)   # by default every layout
+
+    asked: list[object] = []
+    real_item = paste.render_plate_item
+    monkeypatch.setattr(paste, "render_plate_item", lambda layouts=None: asked.append(layouts) or real_item(
+        layouts=layouts))
+    synth.synth_scene(rng, np.full((240, 320, 3), 90, np.uint8), layouts=("dark",))
+    assert asked == [("dark",)]
