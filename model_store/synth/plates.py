@@ -270,7 +270,7 @@ def _two_line(rng: np.random.Generator, h: int, w: int, s: float) -> np.ndarray:
     return img
 
 
-# (plate, characters): black with white or silver (Singapore, Malaysia, classic black-and-silver issues,
+# (plate, characters), BGR: black with white, silver or yellow (Singapore, Malaysia, classic black-and-silver issues,
 # US legacy plates), dark blue, green (electric cars), maroon
 _DARK_COLOURS = (((22, 22, 22), (240, 240, 240)), ((22, 22, 22), (195, 195, 195)), ((30, 30, 30), (60, 200, 240)),
                  ((110, 40, 20), (240, 240, 240)), ((40, 95, 25), (240, 240, 240)), ((35, 30, 100), (230, 230, 230)))
