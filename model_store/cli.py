@@ -82,8 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--version", required=True)
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--overrides", type=Path, default=None, help="JSON {detector: {...}, landmarks: {...}}")
-    b.add_argument("--detector-arch", default="ssd_mnet025_fpn",
-                   help="the detector's architecture (its anchor shapes): ssd_mnet025_fpn, ssd_mnet025_fpn_sq, ...")
+    b.add_argument("--detector-arch", default=None,
+                   help="the detector's architecture (its anchor shapes): ssd_mnet025_fpn (default), "
+                        "ssd_mnet025_fpn_sq, ...")
     b.set_defaults(func=_build)
 
     e = msub.add_parser("eval", help="run the full pipeline on a labelled folder and report the metrics")
@@ -159,10 +160,11 @@ def _tune(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from model_store.build import build_bundle
+    from model_store.nets import DEFAULT_DETECTOR
 
     overrides = json.loads(args.overrides.read_text()) if args.overrides else None
     out = build_bundle(args.detector, args.landmarks, args.out, args.version, overrides=overrides,
-                       detector_arch=args.detector_arch)
+                       detector_arch=args.detector_arch or DEFAULT_DETECTOR)
     print(f"wrote bundle {out}")
     return 0
 

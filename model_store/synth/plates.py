@@ -21,16 +21,16 @@ T = TypeVar("T")
 
 LAYOUTS = ("eu", "ru", "us", "br_mercosur", "uk_rear", "two_line", "dark")
 
-# physical size in mm (width, height)
-_SIZE_MM = {
-    "eu": (520.0, 110.0),
-    "ru": (520.0, 112.0),
-    "us": (305.0, 152.0),
-    "br_mercosur": (400.0, 130.0),
-    "uk_rear": (520.0, 111.0),
+# physical sizes in mm (width, height) per layout; one is drawn where a layout comes in several
+_SIZES_MM = {
+    "eu": ((520.0, 110.0),),
+    "ru": ((520.0, 112.0),),
+    "us": ((305.0, 152.0),),
+    "br_mercosur": ((400.0, 130.0),),
+    "uk_rear": ((520.0, 111.0),),
+    "two_line": ((280.0, 200.0), (290.0, 170.0), (340.0, 220.0), (250.0, 200.0), (300.0, 210.0)),
+    "dark": ((520.0, 111.0), (520.0, 120.0), (305.0, 152.0), (372.0, 135.0)),
 }
-_TWO_LINE_SIZES_MM = ((280.0, 200.0), (290.0, 170.0), (340.0, 220.0), (250.0, 200.0), (300.0, 210.0))
-_DARK_SIZES_MM = ((520.0, 111.0), (520.0, 120.0), (305.0, 152.0), (372.0, 135.0))
 
 _LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
 _RU_LETTERS = "ABEKMHOPCTYX"
@@ -301,11 +301,8 @@ _RENDERERS = {"eu": _eu, "ru": _ru, "us": _us, "br_mercosur": _br, "uk_rear": _u
 
 
 def layout_size_mm(rng: np.random.Generator, layout: str) -> tuple[float, float]:
-    if layout == "two_line":
-        return _pick(rng, _TWO_LINE_SIZES_MM)
-    if layout == "dark":
-        return _pick(rng, _DARK_SIZES_MM)
-    return _SIZE_MM[layout]
+    sizes = _SIZES_MM[layout]
+    return sizes[0] if len(sizes) == 1 else _pick(rng, sizes)   # a single size draws nothing from rng
 
 
 def check_layout(layout: str) -> None:
