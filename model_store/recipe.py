@@ -1,6 +1,6 @@
 """The shipped training recipe: ``plateveil models train STAGE`` and ``make train``.
 
-Fifteen stages, each a run folder under one root (``runs/train`` for ``make train``):
+Twenty stages, each a run folder under one root (``runs/train`` for ``make train``):
 
 1. ``detector``: the SSD from scratch on real + synthetic crops;
 2. ``detector-ft``, 3. ``detector-ft2``, 4. ``detector-ft3``: three more cosine cycles, each warm-started from
@@ -26,10 +26,17 @@ Fifteen stages, each a run folder under one root (``runs/train`` for ``make trai
 13. ``landmarks-ft6``: from (11), adding the false positives of (12) + (11) (``hard_negatives-sq.json``);
 14. ``detector-sq2``: a second cycle of (12), the first with the second review round's plates
     (``review_rounds``: 2; mostly the further cars' plates on the dash-cam frames);
-15. ``landmarks-ft7``: from (13), adding the false positives of (14) + (13) (``hard_negatives-sq2.json``).
+15. ``landmarks-ft7``: from (13), adding the false positives of (14) + (13) (``hard_negatives-sq2.json``);
+16. ``detector-sq3``: a third cycle of (12), from (14) with a new seed;
+17. ``detector-avg``: the mean of the weights of (14) and (16) (``train.average_params``, no training; what
+    averaging gained: MODEL_CARD.md);
+18. ``landmarks-ft8``: from (15), adding the false positives of (14) + (15) (``hard_negatives-sq2-ft7.json``), and
+    drawing every synthetic layout, the ``dark`` one (light characters on a dark plate) included;
+19. ``landmarks-ft8b``: (18) with another seed;
+20. ``landmarks-avg``: the mean of (18) and (19).
 
 ``run_all`` (``plateveil models train all``, ``make train``) runs the stages and mining steps in order
-(``PIPELINE``), then the threshold sweep (``model_store.tune``) and builds the bundle of (14) + (15).
+(``PIPELINE``), then the threshold sweep (``model_store.tune``) and builds the bundle of (17) + (20).
 Measured on the 2-core development machine: see MODEL_CARD.md.
 """
 
@@ -53,7 +60,7 @@ _DETECTOR = {"model": "detector", "arch": "ssd_mnet025_fpn", "batch_size": 16, "
 _LANDMARKS = {"model": "landmarks", "batch_size": 64, "synth_p": 0.6, "review_rounds": 0, "layouts": _SIX_LAYOUTS}
 # the mining steps' outputs, in PIPELINE order; each landmark fine-tune learns from all those before it
 MINED = ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json", "hard_negatives-ft3.json",
-         "hard_negatives-ft4.json", "hard_negatives-sq.json", "hard_negatives-sq2.json"]
+         "hard_negatives-ft4.json", "hard_negatives-sq.json", "hard_negatives-sq2.json", "hard_negatives-sq2-ft7.json"]
 
 RECIPE: dict[str, dict[str, Any]] = {
     "detector": {**_DETECTOR, "iterations": 2400, "warmup": 200, "seed": 0},
@@ -66,6 +73,9 @@ RECIPE: dict[str, dict[str, Any]] = {
                     "warmup": 100, "seed": 8, "review_rounds": 1},
     "detector-sq2": {**_DETECTOR, "arch": "ssd_mnet025_fpn_sq", "init_from": "detector-sq", "iterations": 2400,
                      "warmup": 100, "seed": 10, "review_rounds": 2},
+    "detector-sq3": {**_DETECTOR, "arch": "ssd_mnet025_fpn_sq", "init_from": "detector-sq2", "iterations": 2400,
+                     "warmup": 100, "seed": 12, "review_rounds": 2},
+    "detector-avg": {"model": "detector", "arch": "ssd_mnet025_fpn_sq", "average": ["detector-sq2", "detector-sq3"]},
     "landmarks": {**_LANDMARKS, "iterations": 2000, "lr": 2e-3, "warmup": 200, "checkpoint_every": 250, "seed": 0},
     "landmarks-ft": {**_LANDMARKS, "init_from": "landmarks", "hard_negatives": MINED[:1], "iterations": 1200,
                      "lr": 1e-3, "warmup": 50, "checkpoint_every": 200, "seed": 1},
@@ -84,6 +94,13 @@ RECIPE: dict[str, dict[str, Any]] = {
     "landmarks-ft7": {**_LANDMARKS, "init_from": "landmarks-ft6", "hard_negatives": MINED[:7], "iterations": 1500,
                       "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 11,
                       "review_rounds": 2},
+    "landmarks-ft8": {**_LANDMARKS, "init_from": "landmarks-ft7", "hard_negatives": MINED[:8], "iterations": 1500,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 13,
+                      "review_rounds": 2, "layouts": None},
+    "landmarks-ft8b": {**_LANDMARKS, "init_from": "landmarks-ft7", "hard_negatives": MINED[:8], "iterations": 1500,
+                       "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 17,
+                       "review_rounds": 2, "layouts": None},
+    "landmarks-avg": {"model": "landmarks", "average": ["landmarks-ft8", "landmarks-ft8b"]},
 }
 
 
@@ -113,6 +130,11 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
         raise ValueError(f"unknown recipe stage {part!r}; valid: {', '.join(RECIPE)}")
     r = dict(RECIPE[part])
     out_dir = Path(out_dir)
+    if "average" in r:
+        if (iterations, seed, synth_p) != (None, None, None):
+            raise ValueError(f"stage {part!r} averages trained stages: --iterations, --seed and --synth-p do not "
+                             "apply to it")
+        return _average(part, r, out_dir)
     init_from = None
     if r.get("init_from"):
         init_from = stage_weights(out_dir.parent / r["init_from"])
@@ -159,12 +181,29 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
     return out_dir
 
 
+def _average(part: str, r: dict[str, Any], out_dir: Path) -> Path:
+    """An averaging stage: the mean of its sibling stages' final weights (``train.average_params``)."""
+    from model_store.train import average_params
+
+    sources = [out_dir.parent / name / "final.params" for name in r["average"]]
+    missing = [str(p) for p in sources if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"stage {part!r} averages {', '.join(r['average'])}: train them first "
+                                f"({', '.join(missing)} missing)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    average_params(sources, out_dir / "final.params")
+    (out_dir / "summary.json").write_text(json.dumps({"stage": part, **r, "sources": list(map(str, sources))},
+                                                     indent=2))
+    return out_dir
+
+
 # The whole recipe in order: ("train", stage) or ("mine", detector stage, landmark stage, output file). Each
 # mining step runs the bundle of those two stages over the training photos (``model_store.mine``), with the
 # labels its detector stage was trained on.
 PIPELINE: list[tuple[str, ...]] = [
     ("train", "detector"), ("train", "detector-ft"), ("train", "detector-ft2"), ("train", "detector-ft3"),
-    ("train", "detector-ft4"), ("train", "detector-sq"), ("train", "detector-sq2"),
+    ("train", "detector-ft4"), ("train", "detector-sq"), ("train", "detector-sq2"), ("train", "detector-sq3"),
+    ("train", "detector-avg"),
     ("train", "landmarks"),
     ("mine", "detector", "landmarks", MINED[0]),
     ("train", "landmarks-ft"),
@@ -180,8 +219,10 @@ PIPELINE: list[tuple[str, ...]] = [
     ("train", "landmarks-ft6"),
     ("mine", "detector-sq2", "landmarks-ft6", MINED[6]),
     ("train", "landmarks-ft7"),
+    ("mine", "detector-sq2", "landmarks-ft7", MINED[7]),
+    ("train", "landmarks-ft8"), ("train", "landmarks-ft8b"), ("train", "landmarks-avg"),
 ]
-SHIPPED = ("detector-sq2", "landmarks-ft7")   # the stages the shipped bundle is built from
+SHIPPED = ("detector-avg", "landmarks-avg")   # the stages the shipped bundle is built from
 
 
 def run_all(data_root: Path, root: Path, version: str) -> Path:

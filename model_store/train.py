@@ -267,6 +267,25 @@ def adapt_detector_params(params: Path, from_arch: str, to_arch: str, out: Path,
     return out
 
 
+def average_params(params: Sequence[Path], out: Path) -> Path:
+    """The element-wise mean of several trained copies of one network (a "model soup", Wortsman et al. 2022;
+    over the cycles of one run it is stochastic weight averaging, Izmailov et al. 2018). The copies must share
+    their starting point (fine-tunes of one stage, or a stage and its continuation), so that their weights lie
+    in one basin and their mean is a better network than each, not a broken one; BatchNorm's running
+    statistics are averaged with the rest."""
+    if len(params) < 2:
+        raise ValueError(f"averaging needs at least two weight files, got {len(params)}")
+    loaded = [mx.nd.load(str(p)) for p in params]
+    for p, d in zip(params[1:], loaded[1:], strict=True):
+        if d.keys() != loaded[0].keys() or any(d[k].shape != loaded[0][k].shape for k in d):
+            raise ValueError(f"{p} is not the same network as {params[0]}: cannot average them")
+    mean = {k: sum(d[k].astype("float32") for d in loaded) / len(loaded) for k in loaded[0]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    mx.nd.save(str(out), mean)
+    logger.info("averaged %s into %s", ", ".join(map(str, params)), out)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Landmarks
 

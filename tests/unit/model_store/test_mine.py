@@ -158,13 +158,18 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
         < calls.index("landmarks-ft6")
     assert calls.index("detector-sq2") < calls.index("landmarks-ft6") \
         < calls.index("build detector-sq2+landmarks-ft6 9.9.9-landmarks-ft6") < calls.index("landmarks-ft7")
+    assert calls.index("landmarks-ft7") < calls.index("build detector-sq2+landmarks-ft7 9.9.9-landmarks-ft7") \
+        < calls.index("landmarks-ft8")
+    # the averaging stages come after the stages they average; the shipped bundle is built of them
+    assert calls.index("detector-sq3") < calls.index("detector-avg")
+    assert calls.index("landmarks-ft8b") < calls.index("landmarks-avg")
     # each bundle's detector is built as the architecture its stage was trained as
     assert archs == {s: recipe.RECIPE[s]["arch"] for s in archs} and archs["detector-sq"] == "ssd_mnet025_fpn_sq"
     for name in recipe.MINED:
         assert mine.load(tmp_path / "run" / name)[0][0] == 0
     # the mining steps use the labels their detector was trained on: the data's own, then those with the first
     # review round, then with both; the sweep (the last load_split) every round
-    assert mined_with == [(False, 0)] * 4 + [(True, 1), (True, 1), (True, 2), (True, None)]
+    assert mined_with == [(False, 0)] * 4 + [(True, 1), (True, 1), (True, 2), (True, 2), (True, None)]
     assert json.loads((tmp_path / "run" / "tune" / "overrides.json").read_text()) == tune.overrides_for(best)
     shipped = "build {}+{} 9.9.9 tuned".format(*recipe.SHIPPED)
     assert calls[-1] == shipped
@@ -213,18 +218,15 @@ def test_a_fine_tune_drops_mined_negatives_on_plates_its_labels_have(tmp_path: P
     assert summary["hard_negatives_on_plates_dropped"] == len(r["hard_negatives"])
 
 
-@pytest.mark.parametrize("layouts", ["recipe", None])
-def test_a_stage_draws_the_synthetic_layouts_its_recipe_names(layouts: str | None, tmp_path: Path,
+@pytest.mark.parametrize("stage", ["landmarks-ft7", "landmarks-ft8"])
+def test_a_stage_draws_the_synthetic_layouts_its_recipe_names(stage: str, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shipped stages were trained before the "dark" layout existed and keep the six they drew; a stage
-    with ``layouts: None`` draws every layout."""
+    """The stages trained before the "dark" layout existed keep the six they drew; a stage with
+    ``layouts: None`` (the last landmark stage) draws every layout."""
     from model_store import recipe
     from model_store.synth import LAYOUTS
 
-    stage = "landmarks-ft7"
-    r = dict(recipe.RECIPE[stage])
-    if layouts is None:
-        monkeypatch.setitem(recipe.RECIPE, stage, {**r, "layouts": None})
+    r = recipe.RECIPE[stage]
     (tmp_path / r["init_from"]).mkdir()
     (tmp_path / r["init_from"] / "final.params").write_text("x")
     for name in r["hard_negatives"]:
@@ -236,7 +238,28 @@ def test_a_stage_draws_the_synthetic_layouts_its_recipe_names(layouts: str | Non
     monkeypatch.setattr("model_store.augment.load_photos", lambda samples: samples)
     monkeypatch.setattr("model_store.train.train_landmarks", lambda *a, layouts, **_: seen.update(layouts=layouts))
     recipe.train(stage, tmp_path / "data", tmp_path / stage)
-    want = list(LAYOUTS) if layouts is None else [lay for lay in LAYOUTS if lay != "dark"]
+    want = list(LAYOUTS) if stage == "landmarks-ft8" else [lay for lay in LAYOUTS if lay != "dark"]
     assert seen["layouts"] == want
     assert json.loads((tmp_path / stage / "summary.json").read_text())["layouts"] == want
-    assert all(len(s["layouts"]) == 6 for s in recipe.RECIPE.values() if s is not recipe.RECIPE[stage])
+    assert r["layouts"] is (None if stage == "landmarks-ft8" else recipe._SIX_LAYOUTS)
+    assert [s for s, v in recipe.RECIPE.items() if v.get("layouts", ()) is None] == ["landmarks-ft8", "landmarks-ft8b"]
+
+
+def test_an_averaging_stage_writes_the_mean_of_its_stages(tmp_path: Path) -> None:
+    """``detector-avg`` / ``landmarks-avg`` train nothing: final.params is the mean of the stages they name,
+    which must have finished; one-stage training flags do not apply to them."""
+    mx = pytest.importorskip("mxnet")
+    from model_store import recipe
+
+    r = recipe.RECIPE["landmarks-avg"]
+    with pytest.raises(FileNotFoundError, match="train them first"):
+        recipe.train("landmarks-avg", tmp_path / "data", tmp_path / "landmarks-avg")
+    for i, name in enumerate(r["average"]):
+        (tmp_path / name).mkdir()
+        mx.nd.save(str(tmp_path / name / "final.params"), {"w": mx.nd.full((2, 3), float(i + 1))})
+    with pytest.raises(ValueError, match="do not apply"):
+        recipe.train("landmarks-avg", tmp_path / "data", tmp_path / "landmarks-avg", iterations=5)
+    out = recipe.train("landmarks-avg", tmp_path / "data", tmp_path / "landmarks-avg")
+    np.testing.assert_allclose(mx.nd.load(str(out / "final.params"))["w"].asnumpy(), np.full((2, 3), 1.5))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stage"] == "landmarks-avg" and len(summary["sources"]) == len(r["average"]) == 2

@@ -9,7 +9,7 @@ mx = pytest.importorskip("mxnet")
 from model_store.export import write_bundle  # noqa: E402
 from model_store.nets import get_net, init_net, net_names  # noqa: E402
 from model_store.runtime import anchors_for, decode_boxes, flatten_outputs, load_model  # noqa: E402
-from model_store.train import adapt_detector_params, default_config  # noqa: E402
+from model_store.train import adapt_detector_params, average_params, default_config  # noqa: E402
 
 
 def test_unknown_net_lists_valid_names():
@@ -121,3 +121,30 @@ def test_building_flushes_weights_too_small_to_matter(tmp_path):
     np.testing.assert_array_equal(b.flat[4:], a.flat[4:])
     for o, ref in zip(built(x), before, strict=True):
         np.testing.assert_allclose(o.asnumpy(), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_averaged_params_are_the_mean_of_each_weight_and_load_into_the_net(tmp_path):
+    """A "model soup" of two trained copies: every weight (BatchNorm statistics too) is the element-wise mean,
+    and the result loads into the same architecture; copies of different networks are refused."""
+    x = mx.nd.zeros((2, 3, 64, 128))
+    paths = []
+    for seed in (1, 2):
+        net = init_net(get_net("landmark_cnn"), seed=seed)
+        net(x)
+        paths.append(tmp_path / f"lm{seed}.params")
+        net.save_parameters(str(paths[-1]))
+    mean = mx.nd.load(str(average_params(paths, tmp_path / "avg.params")))
+    a, b = (mx.nd.load(str(p)) for p in paths)
+    assert mean.keys() == a.keys() and any("running_mean" in k for k in mean)
+    for k in mean:
+        np.testing.assert_allclose(mean[k].asnumpy(), (a[k].asnumpy() + b[k].asnumpy()) / 2, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(mean[next(iter(mean))].asnumpy(), a[next(iter(a))].asnumpy())
+    get_net("landmark_cnn").load_parameters(str(tmp_path / "avg.params"))
+
+    det = init_net(get_net("ssd_mnet025_fpn"), seed=1)
+    det(mx.nd.zeros((1, 3, 128, 192)))
+    det.save_parameters(str(tmp_path / "det.params"))
+    with pytest.raises(ValueError, match="not the same network"):
+        average_params([paths[0], tmp_path / "det.params"], tmp_path / "bad.params")
+    with pytest.raises(ValueError, match="at least two"):
+        average_params(paths[:1], tmp_path / "one.params")
