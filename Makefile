@@ -17,7 +17,7 @@ help:
 	@echo "make test             run the whole test suite (starts its own Redis + S3 + worker + API)"
 	@echo "make demo [IMAGES=d]  end-to-end demo on real held-out photos (generated ones without ../shared/data, or your folder); outputs in demo-out/"
 	@echo "make bench [IMAGES=d] per-stage latency p50/p95/max in one process (ARGS='--n 50 --compare-backends')"
-	@echo "make train            the shipped training recipe (15 stages, 7 mining steps, tuning, bundle; resumes) into runs/train/"
+	@echo "make train            the shipped training recipe (20 stages, 8 mining steps, tuning, bundle; resumes) into runs/train/"
 	@echo "make eval             the shipped model on the validation split of ../shared/data (runs/eval/)"
 	@echo "make preview          contact sheet of synthetic + real samples with labels (runs/preview.png)"
 	@echo "make up / make down   start / stop the local stack in the background (state and logs in .stack/)"
@@ -51,8 +51,8 @@ demo: setup
 bench: setup
 	$(PY) scripts/bench.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)
 
-# The shipped recipe (model_store/recipe.py: 15 training stages, 7 mining steps, the threshold sweep, the bundle)
-# on 2 CPU cores, machine idle: about 5 h, see model_store/MODEL_CARD.md. A rerun resumes where it stopped.
+# The shipped recipe (model_store/recipe.py: 20 stages, 8 mining steps, the threshold sweep, the bundle)
+# on 2 CPU cores, machine idle: about 6 h, see model_store/MODEL_CARD.md. A rerun resumes where it stopped.
 TRAIN_DIR ?= runs/train
 VERSION ?= 0.0.0-dev
 train: setup
