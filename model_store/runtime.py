@@ -34,6 +34,7 @@ from plateveil.geometry import (
     box_iou,
     box_to_quad,
     crop_transform,
+    drop_enclosing,
     expand_box,
     is_convex_quad,
     pad_quad,
@@ -306,6 +307,7 @@ class PlateModel:
         corners, logits = self.landmarks.run(batch)[:2]
         plate_prob = softmax(logits)[:, 1]
         findings: list[PlateFinding] = []
+        quads: list[np.ndarray] = []      # unpadded, for drop_enclosing
         for det, win, c, p in zip(detections, windows, corners, plate_prob, strict=True):
             keep = p >= cfg["score_threshold"] or det.score >= cfg.get("keep_detector_above", 1.01)
             if not keep:
@@ -316,10 +318,15 @@ class PlateModel:
             refined = is_convex_quad(quad) and 0.25 * box_area <= area <= 4.0 * box_area
             if not refined:
                 quad = box_to_quad(det.box)
+            quads.append(quad)
             quad = pad_quad(quad, cfg["margin_x"], cfg["margin_y"])
             findings.append(PlateFinding(
                 polygon=tuple((float(x), float(y)) for x, y in quad),
                 score=float(p), box=det.box, det_score=det.score, refined=refined))
+        if cfg.get("enclosing_ratio") and len(findings) > 1:   # bundles before 1.7.0 have no such key
+            keep = drop_enclosing(quads, [f.det_score for f in findings], cfg["enclosing_cover"],
+                                  cfg["enclosing_ratio"])
+            findings = [findings[i] for i in sorted(keep)]
         return findings
 
     def find_plates(self, image_bgr: np.ndarray) -> tuple[list[PlateFinding], Timings]:

@@ -46,6 +46,9 @@ def default_config(name: str = "plateveil-plates", version: str = "0.0.0", detec
             "arch": "landmark_cnn", "input_w": 128, "input_h": 64, "expand_x": 0.25, "expand_y": 0.6,
             "min_aspect": 1.0, "max_aspect": 4.0, "mean": MEAN, "std": STD, "score_threshold": 0.5,
             "keep_detector_above": 0.85, "margin_x": 0.04, "margin_y": 0.12,
+            # of two kept regions, drop the one whose box holds 70% of a better-scored one and is 1.5x its area
+            # (geometry.drop_enclosing)
+            "enclosing_cover": 0.7, "enclosing_ratio": 1.5,
         },
     }
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from model_store.data import Sample
 from model_store.evaluate import score_image
 from model_store.runtime import PlateModel
-from plateveil.geometry import pad_quad
+from plateveil.geometry import drop_enclosing, pad_quad
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ class Candidate:
 def collect(model: PlateModel, samples: list[Sample], min_det: float = 0.1) -> list[tuple[Sample, list[Candidate]]]:
     out = []
     saved = dict(model.config["landmarks"])
-    model.config["landmarks"].update({"score_threshold": 0.0, "margin_x": 0.0, "margin_y": 0.0})
+    # every candidate, unpadded; which of them enclose another depends on the thresholds (score_setting)
+    model.config["landmarks"].update({"score_threshold": 0.0, "margin_x": 0.0, "margin_y": 0.0, "enclosing_ratio": 0})
     try:
         for s in tqdm(samples, desc="collect", mininterval=2.0):
             img = s.image
@@ -49,11 +50,15 @@ def collect(model: PlateModel, samples: list[Sample], min_det: float = 0.1) -> l
 
 
 def score_setting(collected: list[tuple[Sample, list[Candidate]]], det_thr: float, lm_thr: float, keep_above: float,
-                  margin_x: float, margin_y: float) -> dict[str, float]:
+                  margin_x: float, margin_y: float, enclosing: tuple[float, float] | None = None) -> dict[str, float]:
+    """The metrics of one setting; ``enclosing`` (cover, area ratio): the bundle's drop_enclosing rule, applied
+    to what the thresholds keep, as the runtime does."""
     covs, spurious, excess, plate_area = [], 0, 0.0, 0.0
     for s, cands in collected:
-        polys = [pad_quad(c.quad, margin_x, margin_y) for c in cands
-                 if c.det_score >= det_thr and (c.lm_score >= lm_thr or c.det_score >= keep_above)]
+        kept = [c for c in cands if c.det_score >= det_thr and (c.lm_score >= lm_thr or c.det_score >= keep_above)]
+        if enclosing and len(kept) > 1:
+            kept = [kept[i] for i in drop_enclosing([c.quad for c in kept], [c.det_score for c in kept], *enclosing)]
+        polys = [pad_quad(c.quad, margin_x, margin_y) for c in kept]
         h, w = _shape(s)
         cov, sp, _, ex, _, pa = score_image((h, w), s.boxes, polys)
         covs.append(cov)
@@ -83,14 +88,14 @@ KEEP_ABOVE = [0.7, 0.85, 1.01]            # 1.01: the landmark model always has 
 MARGINS = [(0.02, 0.08), (0.02, 0.15), (0.05, 0.08), (0.05, 0.15), (0.08, 0.2), (0.1, 0.3)]
 
 
-def sweep(collected: list[tuple[Sample, list[Candidate]]], max_spurious: float = 0.05, max_excess: float = 0.3
-          ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+def sweep(collected: list[tuple[Sample, list[Candidate]]], max_spurious: float = 0.05, max_excess: float = 0.3,
+          enclosing: tuple[float, float] | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Two passes: thresholds at a middle margin, then margins at the best thresholds (margins barely move
     which boxes survive, so the passes hardly interact, and it is ~4x cheaper than the full product)."""
     rows = []
 
     def run(det_thr: float, lm_thr: float, keep: float, mx_: float, my_: float) -> dict[str, Any]:
-        m = score_setting(collected, det_thr, lm_thr, keep, mx_, my_)
+        m = score_setting(collected, det_thr, lm_thr, keep, mx_, my_, enclosing)
         row = {"score_threshold": det_thr, "lm_threshold": lm_thr, "keep_detector_above": keep,
                "margin_x": mx_, "margin_y": my_, **m}
         rows.append(row)
@@ -127,7 +132,10 @@ def tune_bundle(model_dir: Path, data_root: Path, out_dir: Path, max_spurious: f
     from model_store.runtime import load_model
 
     model = load_model(model_dir, backend="onnx")
-    best, rows = sweep(collect(model, load_split(data_root, reviewed=reviewed)[1]), max_spurious, max_excess)
+    lm = model.config["landmarks"]
+    enclosing = (lm["enclosing_cover"], lm["enclosing_ratio"]) if lm.get("enclosing_ratio") else None
+    best, rows = sweep(collect(model, load_split(data_root, reviewed=reviewed)[1]), max_spurious, max_excess,
+                       enclosing)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps({"model": model.tag, "best": best, "rows": rows}, indent=1))
     (out_dir / "overrides.json").write_text(json.dumps(overrides_for(best), indent=2))

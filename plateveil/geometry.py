@@ -140,3 +140,27 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
     area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def drop_enclosing(quads: list[np.ndarray], scores: list[float], cover: float, area_ratio: float) -> list[int]:
+    """Indices of the quads to keep, best score first: a quad whose bounding box holds at least ``cover`` of
+    the box of a better-scored kept quad, and is at least ``area_ratio`` times its area, is dropped. The
+    detector sometimes also fires on a plate together with the bumper around it (or a tail light beside it);
+    the landmark model then calls the big crop a plate too, and concealing it hides a quarter of the car for
+    no plate the smaller region does not already hide."""
+    boxes = [np.asarray(quad_to_box(q)) for q in quads]
+    area = [max(float((b[2] - b[0]) * (b[3] - b[1])), 1e-9) for b in boxes]
+    keep: list[int] = []
+    for i in sorted(range(len(quads)), key=lambda i: -scores[i]):
+        b = boxes[i]
+        enclosing = False
+        for k in keep:
+            inter_w = min(b[2], boxes[k][2]) - max(b[0], boxes[k][0])
+            inter_h = min(b[3], boxes[k][3]) - max(b[1], boxes[k][1])
+            inside = max(inter_w, 0.0) * max(inter_h, 0.0) / area[k]
+            if inside >= cover and area[i] >= area_ratio * area[k]:
+                enclosing = True
+                break
+        if not enclosing:
+            keep.append(i)
+    return keep

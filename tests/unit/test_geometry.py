@@ -11,6 +11,7 @@ from plateveil.geometry import (
     box_iou,
     box_to_quad,
     crop_transform,
+    drop_enclosing,
     expand_box,
     is_convex_quad,
     order_quad,
@@ -126,3 +127,18 @@ def test_polygon_area_and_iou():
     assert polygon_area(box_to_quad((0, 0, 10, 5))) == pytest.approx(50)
     iou = box_iou(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]))
     assert iou[0] == pytest.approx([1.0, 1 / 3, 0.0])
+
+
+def test_drop_enclosing_drops_a_worse_region_around_a_better_one() -> None:
+    plate = box_to_quad((100, 100, 160, 115))
+    bumper = box_to_quad((80, 80, 200, 160))        # holds all of the plate, 10x its area
+    light = box_to_quad((97, 99, 165, 117))         # holds the plate, but only 1.36x its area
+    sign = box_to_quad((300, 10, 360, 25))          # elsewhere
+    assert drop_enclosing([plate, bumper, light, sign], [0.9, 0.3, 0.4, 0.2], 0.7, 1.5) == [0, 2, 3]
+    # the better-scored region is never dropped for holding a worse one: a plate detected together with its
+    # bumper at a higher score than the plate alone keeps both
+    assert sorted(drop_enclosing([plate, bumper], [0.3, 0.9], 0.7, 1.5)) == [0, 1]
+    # a big region that holds under 70% of the better one stays
+    half = box_to_quad((130, 60, 260, 160))
+    assert sorted(drop_enclosing([plate, half], [0.9, 0.3], 0.7, 1.5)) == [0, 1]
+    assert drop_enclosing([], [], 0.7, 1.5) == []

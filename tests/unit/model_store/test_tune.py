@@ -67,3 +67,15 @@ def test_objective_breaks_a_full_tie_towards_the_wider_margin() -> None:
     assert objective(wide, 0.05, 0.3) > objective(tight, 0.05, 0.3)
     # but not past the excess limit
     assert objective({**wide, "excess": 1.3}, 0.05, 0.3) < objective(tight, 0.05, 0.3)
+
+
+def test_score_setting_drops_enclosing_regions_as_the_runtime_does(tmp_path: Path) -> None:
+    """A worse-scored region around the plate (the bumper) adds excess; with the bundle's drop_enclosing rule it
+    is gone, and a region elsewhere is untouched."""
+    (s, cands), = _collected(tmp_path)
+    bumper = Candidate(0.4, 0.97, _quad(60, 60, 220, 170))
+    plain = score_setting([(s, cands)], 0.3, 0.5, 1.01, 0.0, 0.0)
+    with_bumper = score_setting([(s, [*cands, bumper])], 0.3, 0.5, 1.01, 0.0, 0.0)
+    dropped = score_setting([(s, [*cands, bumper])], 0.3, 0.5, 1.01, 0.0, 0.0, enclosing=(0.7, 1.5))
+    assert with_bumper["excess"] > plain["excess"] + 5
+    assert dropped == plain
