@@ -135,7 +135,7 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(recipe, "train", fake_train)
     monkeypatch.setattr(build, "build_bundle", fake_build)
-    monkeypatch.setattr(runtime, "load_model", lambda path, **_: SimpleNamespace(tag=str(path)))
+    monkeypatch.setattr(runtime, "load_model", lambda path, **_: SimpleNamespace(tag=str(path), config={"landmarks": {}}))
     monkeypatch.setattr(mine, "mine_hard_negatives", fake_mine)
     monkeypatch.setattr("model_store.augment.load_photos", lambda samples: [])
     monkeypatch.setattr("model_store.data.load_split", fake_split)
