@@ -249,6 +249,14 @@ def extract_crops(image_bgr: np.ndarray, windows: list[CropWindow], cfg: dict[st
     return batch
 
 
+def enclosing_rule(landmarks_cfg: dict[str, Any]) -> tuple[float, float] | None:
+    """(cover, area ratio) of the bundle's ``geometry.drop_enclosing`` rule; None where it is off (bundles
+    before 1.7.0 have no such keys)."""
+    if not landmarks_cfg.get("enclosing_ratio"):
+        return None
+    return float(landmarks_cfg["enclosing_cover"]), float(landmarks_cfg["enclosing_ratio"])
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -323,9 +331,9 @@ class PlateModel:
             findings.append(PlateFinding(
                 polygon=tuple((float(x), float(y)) for x, y in quad),
                 score=float(p), box=det.box, det_score=det.score, refined=refined))
-        if cfg.get("enclosing_ratio") and len(findings) > 1:   # bundles before 1.7.0 have no such key
-            keep = drop_enclosing(quads, [f.det_score for f in findings], cfg["enclosing_cover"],
-                                  cfg["enclosing_ratio"])
+        rule = enclosing_rule(cfg)
+        if rule and len(findings) > 1:
+            keep = drop_enclosing(quads, [f.det_score for f in findings], *rule)
             findings = [findings[i] for i in sorted(keep)]
         return findings
 

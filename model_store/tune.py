@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from model_store.data import Sample
 from model_store.evaluate import score_image
-from model_store.runtime import PlateModel
+from model_store.runtime import PlateModel, enclosing_rule
 from plateveil.geometry import drop_enclosing, pad_quad
 
 logger = logging.getLogger(__name__)
@@ -132,10 +132,8 @@ def tune_bundle(model_dir: Path, data_root: Path, out_dir: Path, max_spurious: f
     from model_store.runtime import load_model
 
     model = load_model(model_dir, backend="onnx")
-    lm = model.config["landmarks"]
-    enclosing = (lm["enclosing_cover"], lm["enclosing_ratio"]) if lm.get("enclosing_ratio") else None
     best, rows = sweep(collect(model, load_split(data_root, reviewed=reviewed)[1]), max_spurious, max_excess,
-                       enclosing)
+                       enclosing_rule(model.config["landmarks"]))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps({"model": model.tag, "best": best, "rows": rows}, indent=1))
     (out_dir / "overrides.json").write_text(json.dumps(overrides_for(best), indent=2))

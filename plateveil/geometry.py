@@ -134,12 +134,19 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU matrix between boxes ``a`` (N,4) and ``b`` (M,4)."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    inter = box_intersection(a, b)
+    return inter / np.maximum(box_area(a)[:, None] + box_area(b)[None, :] - inter, 1e-9)
+
+
+def box_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection areas between boxes ``a`` (N,4) and ``b`` (M,4), (N, M)."""
     tl = np.maximum(a[:, None, :2], b[None, :, :2])
     br = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(br - tl, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    return np.prod(np.clip(br - tl, 0, None), axis=2)
+
+
+def box_area(boxes: np.ndarray) -> np.ndarray:
+    return np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
 
 
 def drop_enclosing(quads: list[np.ndarray], scores: list[float], cover: float, area_ratio: float) -> list[int]:
@@ -148,19 +155,12 @@ def drop_enclosing(quads: list[np.ndarray], scores: list[float], cover: float, a
     detector sometimes also fires on a plate together with the bumper around it (or a tail light beside it);
     the landmark model then calls the big crop a plate too, and concealing it hides a quarter of the car for
     no plate the smaller region does not already hide."""
-    boxes = [np.asarray(quad_to_box(q)) for q in quads]
-    area = [max(float((b[2] - b[0]) * (b[3] - b[1])), 1e-9) for b in boxes]
+    boxes = np.array([quad_to_box(q) for q in quads], dtype=np.float64).reshape(-1, 4)
+    area = np.maximum(box_area(boxes), 1e-9)
+    # encloses[i, k]: i's box holds ``cover`` of k's and is ``area_ratio`` times its area
+    encloses = (box_intersection(boxes, boxes) >= cover * area[None, :]) & (area[:, None] >= area_ratio * area[None, :])
     keep: list[int] = []
-    for i in sorted(range(len(quads)), key=lambda i: -scores[i]):
-        b = boxes[i]
-        enclosing = False
-        for k in keep:
-            inter_w = min(b[2], boxes[k][2]) - max(b[0], boxes[k][0])
-            inter_h = min(b[3], boxes[k][3]) - max(b[1], boxes[k][1])
-            inside = max(inter_w, 0.0) * max(inter_h, 0.0) / area[k]
-            if inside >= cover and area[i] >= area_ratio * area[k]:
-                enclosing = True
-                break
-        if not enclosing:
-            keep.append(i)
+    for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
+        if not encloses[i, keep].any():
+            keep.append(int(i))
     return keep
