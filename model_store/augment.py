@@ -224,9 +224,13 @@ class LandmarkSampler:
 
     def __init__(self, photos: list[Photo], cfg: dict[str, Any], synth_p: float = 0.6, neg_p: float = 0.4,
                  seed: int = 0, hard_p: float = 0.5, lowres_p: float = 0.0,
-                 layouts: Sequence[str] | None = None) -> None:
+                 layouts: Sequence[str] | None = None, context_p: float = 0.0,
+                 synth_neg_p: float = 0.0, synth_neg_kinds: Sequence[str] | None = None) -> None:
         self.photos, self.cfg, self.synth_p, self.neg_p = photos, cfg, synth_p, neg_p
         self.lowres_p = lowres_p  # share of crops (either class) resampled as if the plate were 8-40 px wide
+        self.context_p = context_p  # share of the other negatives taken beside a labelled plate (_context_box)
+        self.synth_neg_p = synth_neg_p  # share of the other negatives that are generated ones (_synthetic_negative)
+        self.synth_neg_kinds = synth_neg_kinds  # which of synth.NEGATIVE_KINDS those are (None: every kind)
         self.rng = np.random.default_rng(seed)
         self.pool = SynthPool(photos, layouts=layouts)
         self.hard_negatives: list[tuple[int, np.ndarray]] = []  # (photo index, box) from detector FPs
@@ -249,6 +253,17 @@ class LandmarkSampler:
         h *= float(np.exp(rng.normal(0, 0.2)))
         return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dtype=np.float32)
 
+    @staticmethod
+    def _clear_of_plates(b: np.ndarray, photo: Photo) -> bool:
+        """Whether box ``b`` stays (IoU < 0.05) off every plate's "near" region (the evaluation's padding)."""
+        if not len(photo.boxes):
+            return True
+        pad = photo.boxes + np.stack([-0.25 * (photo.boxes[:, 2] - photo.boxes[:, 0]),
+                                      -0.5 * (photo.boxes[:, 3] - photo.boxes[:, 1]),
+                                      0.25 * (photo.boxes[:, 2] - photo.boxes[:, 0]),
+                                      0.5 * (photo.boxes[:, 3] - photo.boxes[:, 1])], axis=1)
+        return bool(box_iou(b[None], pad).max() < 0.05)
+
     def _negative_box(self, photo: Photo) -> np.ndarray | None:
         rng = self.rng
         h, w = photo.image.shape[:2]
@@ -257,15 +272,44 @@ class LandmarkSampler:
             bh = bw / rng.uniform(1.2, 6.0)
             x1, y1 = rng.uniform(0, max(1, w - bw)), rng.uniform(0, max(1, h - bh))
             b = np.array([x1, y1, x1 + bw, y1 + bh], dtype=np.float32)
-            if not len(photo.boxes):
-                return b
-            pad = photo.boxes + np.stack([-0.25 * (photo.boxes[:, 2] - photo.boxes[:, 0]),
-                                          -0.5 * (photo.boxes[:, 3] - photo.boxes[:, 1]),
-                                          0.25 * (photo.boxes[:, 2] - photo.boxes[:, 0]),
-                                          0.5 * (photo.boxes[:, 3] - photo.boxes[:, 1])], axis=1)
-            if box_iou(b[None], pad).max() < 0.05:
+            if self._clear_of_plates(b, photo):
                 return b
         return None
+
+    def _context_box(self, photo: Photo) -> np.ndarray | None:
+        """A box of about a plate's size beside one of ``photo``'s labelled plates (up to 4 widths to either
+        side, 6 heights above, 2 below): the tail lights, badges, model names and grilles around a plate,
+        which is where the detector's false positives on car photos sit. None when the photo has no plate
+        or no such box fits in it clear of the plates."""
+        if not len(photo.boxes):
+            return None
+        rng = self.rng
+        h, w = photo.image.shape[:2]
+        p = photo.boxes[int(rng.integers(len(photo.boxes)))]
+        pw, ph = float(p[2] - p[0]), float(p[3] - p[1])
+        for _ in range(10):
+            bw = pw * float(np.exp(rng.normal(0, 0.35)))
+            bh = bw / rng.uniform(1.3, 5.0)
+            cx = (p[0] + p[2]) / 2 + rng.uniform(-4, 4) * pw
+            cy = (p[1] + p[3]) / 2 + rng.uniform(-6, 2) * ph
+            b = np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dtype=np.float32)
+            if b[0] >= 0 and b[1] >= 0 and b[2] <= w and b[3] <= h and bw >= 6 and self._clear_of_plates(b, photo):
+                return b
+        return None
+
+    def _synthetic_negative(self, photo: Photo) -> tuple[np.ndarray, np.ndarray] | None:
+        """(image, box): ``photo`` with one generated non-plate pasted clear of its plates (a sign, sticker,
+        dealer badge, bumper lettering, grille, logo...: ``synth.negatives``), and that item's box. Without
+        these the generator's negatives reach the landmark model only when a random crop happens on one;
+        lettering on a car body is what it most often took for a plate. None without the generator or room."""
+        synth = _synth()
+        if synth is None:
+            return None
+        img, quads = synth.paste_negatives(self.rng, photo.image, 1, avoid_boxes=photo.boxes,
+                                           kinds=self.synth_neg_kinds)
+        if not len(quads):
+            return None
+        return img, np.concatenate([quads[0].min(axis=0), quads[0].max(axis=0)]).astype(np.float32)
 
     def sample(self) -> tuple[np.ndarray, np.ndarray, float, float]:
         """(crop CHW float, corners (8,) normalised, label, corner weight)."""
@@ -275,16 +319,25 @@ class LandmarkSampler:
         weight, label = 0.0, 0.0
         if rng.random() < self.neg_p:
             box: np.ndarray | None
+            image = photo.image
             if self.hard_negatives and rng.random() < self.hard_p:
                 # a detector false positive, on the photo it was found in, jittered like a detection
                 j, hbox = self.hard_negatives[int(rng.integers(len(self.hard_negatives)))]
-                photo = self.photos[j]
+                image = self.photos[j].image
                 box = self._jitter(hbox)
+            elif rng.random() < self.synth_neg_p:
+                made = self._synthetic_negative(photo)
+                if made is None:
+                    return self.sample()
+                image, box = made
+                box = self._jitter(box)
+            elif rng.random() < self.context_p:
+                box = self._context_box(photo)
             else:
                 box = self._negative_box(photo)
             if box is None:
                 return self.sample()
-            crop, _ = self._crop(photo.image, box)
+            crop, _ = self._crop(image, box)
         else:
             photo = with_synthetic(rng, photo, self.synth_p, self.pool)
             if not len(photo.boxes):

@@ -295,7 +295,8 @@ def average_params(params: Sequence[Path], out: Path) -> Path:
 
 def train_landmarks(photos: list[Any], config: dict[str, Any], opts: TrainOptions, synth_p: float = 0.6,
                     hard_negatives: list[tuple[int, np.ndarray]] | None = None, lowres_p: float = 0.0,
-                    layouts: Sequence[str] | None = None) -> gluon.HybridBlock:
+                    layouts: Sequence[str] | None = None, context_p: float = 0.0,
+                    synth_neg_p: float = 0.0, synth_neg_kinds: Sequence[str] | None = None) -> gluon.HybridBlock:
     from model_store.augment import LandmarkSampler
 
     mx.random.seed(opts.seed)
@@ -306,7 +307,8 @@ def train_landmarks(photos: list[Any], config: dict[str, Any], opts: TrainOption
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": opts.lr, "wd": opts.wd,
                                                            "clip_gradient": 5.0})
     sampler = LandmarkSampler(photos, cfg, synth_p=synth_p, seed=opts.seed, lowres_p=lowres_p,
-                              layouts=layouts)
+                              layouts=layouts, context_p=context_p,
+                              synth_neg_p=synth_neg_p, synth_neg_kinds=synth_neg_kinds)
     sampler.hard_negatives = list(hard_negatives or [])
     next_batch = _prefetch(lambda: sampler.batch(opts.batch_size))
     ce = gluon.loss.SoftmaxCrossEntropyLoss()

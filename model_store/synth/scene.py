@@ -13,16 +13,27 @@ def _negative_renderer(rng: np.random.Generator) -> tuple[float, paste.Draw]:
     return negatives.negative_item(rng)
 
 
+def _kinds_renderer(kinds: Sequence[str]) -> paste.Renderer:
+    for kind in kinds:
+        if kind not in negatives.NEGATIVE_KINDS:
+            raise ValueError(f"unknown negative kind {kind!r}; valid: {', '.join(negatives.NEGATIVE_KINDS)}")
+    return lambda rng: negatives.negative_item(rng, kinds[int(rng.integers(len(kinds)))])
+
+
 def paste_negatives(rng: np.random.Generator, image_bgr: np.ndarray, count: int,
                     avoid_boxes: np.ndarray | None = None, width_range: tuple[float, float] = (0.03, 0.35),
-                    jpeg: bool = True) -> np.ndarray:
-    """Paste ``count`` plate-ish non-plates (warped like plates, never labelled) onto a copy."""
+                    jpeg: bool = True, kinds: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Paste ``count`` plate-ish non-plates (warped like plates, never labelled as plates) onto a copy, clear
+    of ``avoid_boxes``; returns (image, their corners (N, 4, 2) float32), N below ``count`` when room ran out.
+    The corners say where the non-plates are, for samplers that crop them as negatives. ``kinds``: draw only
+    these of ``negatives.NEGATIVE_KINDS`` (default every kind)."""
     img = np.ascontiguousarray(image_bgr).copy()
     taken = paste.padded_boxes(avoid_boxes)
-    pasted = paste.paste_items(rng, img, count, _negative_renderer, width_range, taken, paste.dark_map_of(img))
+    render = _kinds_renderer(kinds) if kinds else _negative_renderer
+    pasted = paste.paste_items(rng, img, count, render, width_range, taken, paste.dark_map_of(img))
     if jpeg:
         img = paste.recompress(rng, img, [p.roi for p in pasted])
-    return img
+    return img, np.array([p.quad for p in pasted], np.float32).reshape(-1, 4, 2)
 
 
 def synth_scene(rng: np.random.Generator, background_bgr: np.ndarray, existing_boxes: np.ndarray | None = None,

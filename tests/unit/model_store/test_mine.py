@@ -162,7 +162,8 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
         < calls.index("landmarks-ft8")
     # the averaging stages come after the stages they average; the shipped bundle is built of them
     assert calls.index("detector-sq3") < calls.index("detector-avg")
-    assert calls.index("landmarks-ft8b") < calls.index("landmarks-avg")
+    assert calls.index("landmarks-ft8b") < calls.index("landmarks-avg") < calls.index("landmarks-ft9") \
+        < calls.index("landmarks-ft9b") < calls.index("landmarks-avg9")
     # each bundle's detector is built as the architecture its stage was trained as
     assert archs == {s: recipe.RECIPE[s]["arch"] for s in archs} and archs["detector-sq"] == "ssd_mnet025_fpn_sq"
     for name in recipe.MINED:
@@ -218,11 +219,12 @@ def test_a_fine_tune_drops_mined_negatives_on_plates_its_labels_have(tmp_path: P
     assert summary["hard_negatives_on_plates_dropped"] == len(r["hard_negatives"])
 
 
-@pytest.mark.parametrize("stage", ["landmarks-ft7", "landmarks-ft8"])
-def test_a_stage_draws_the_synthetic_layouts_its_recipe_names(stage: str, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("stage", ["landmarks-ft7", "landmarks-ft8", "landmarks-ft9"])
+def test_a_stage_draws_the_synthetic_layouts_and_negatives_its_recipe_names(stage: str, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """The stages trained before the "dark" layout existed keep the six they drew; a stage with
-    ``layouts: None`` (the last landmark stage) draws every layout."""
+    ``layouts: None`` (the later landmark stages) draws every layout. Only the stages that name them draw
+    the generator's non-plates and the boxes beside a plate as negatives."""
     from model_store import recipe
     from model_store.synth import LAYOUTS
 
@@ -236,13 +238,20 @@ def test_a_stage_draws_the_synthetic_layouts_its_recipe_names(stage: str, tmp_pa
     seen: dict[str, object] = {}
     monkeypatch.setattr("model_store.data.load_split", lambda root, reviewed=True, rounds=None: ([photo], []))
     monkeypatch.setattr("model_store.augment.load_photos", lambda samples: samples)
-    monkeypatch.setattr("model_store.train.train_landmarks", lambda *a, layouts, **_: seen.update(layouts=layouts))
+    monkeypatch.setattr("model_store.train.train_landmarks",
+                        lambda *a, layouts, context_p, synth_neg_p, synth_neg_kinds, **_: seen.update(
+                            layouts=layouts, context_p=context_p, synth_neg_p=synth_neg_p, kinds=synth_neg_kinds))
     recipe.train(stage, tmp_path / "data", tmp_path / stage)
-    want = list(LAYOUTS) if stage == "landmarks-ft8" else [lay for lay in LAYOUTS if lay != "dark"]
+    every = stage != "landmarks-ft7"
+    want = list(LAYOUTS) if every else [lay for lay in LAYOUTS if lay != "dark"]
     assert seen["layouts"] == want
     assert json.loads((tmp_path / stage / "summary.json").read_text())["layouts"] == want
-    assert r["layouts"] is (None if stage == "landmarks-ft8" else recipe._SIX_LAYOUTS)
-    assert [s for s, v in recipe.RECIPE.items() if v.get("layouts", ()) is None] == ["landmarks-ft8", "landmarks-ft8b"]
+    assert r["layouts"] is (None if every else recipe._SIX_LAYOUTS)
+    assert [s for s, v in recipe.RECIPE.items() if v.get("layouts", ()) is None] == [
+        "landmarks-ft8", "landmarks-ft8b", "landmarks-ft9", "landmarks-ft9b"]
+    assert (seen["context_p"], seen["synth_neg_p"]) == ((0.5, 0.4) if stage == "landmarks-ft9" else (0.0, 0.0))
+    if stage == "landmarks-ft9":   # no characters on a light rectangle: those look like plates to the score
+        assert seen["kinds"] and not {"sign", "sticker", "price_tag", "phone"} & set(seen["kinds"])
 
 
 def test_an_averaging_stage_writes_the_mean_of_its_stages(tmp_path: Path) -> None:

@@ -153,9 +153,19 @@ def test_every_negative_kind_renders(kind: str) -> None:
 
 def test_negatives_are_pasted_but_not_labelled() -> None:
     bg = np.full((360, 640, 3), 100, np.uint8)
-    out = synth.paste_negatives(np.random.default_rng(2), bg, 3)
+    avoid = np.array([[250, 150, 390, 190]], np.float32)
+    out, quads = synth.paste_negatives(np.random.default_rng(2), bg, 3, avoid_boxes=avoid)
     assert out.shape == bg.shape and (np.abs(out.astype(int) - bg).max(axis=2) > 30).sum() > 100
     np.testing.assert_array_equal(bg, 100)  # input untouched
+    assert quads.shape[1:] == (4, 2) and 1 <= len(quads) <= 3
+    changed = np.abs(out.astype(int) - bg).max(axis=2) > 30
+    inside = np.zeros_like(changed)
+    for q in quads:   # what changed is where the returned corners say the non-plates are (+ a frame, blur)
+        x0, y0 = np.floor(q.min(axis=0)).astype(int) - 4
+        x1, y1 = np.ceil(q.max(axis=0)).astype(int) + 4
+        inside[max(y0, 0):y1, max(x0, 0):x1] = True
+        assert x1 - 4 <= 250 or x0 + 4 >= 390 or y1 - 4 <= 150 or y0 + 4 >= 190   # clear of the avoided box
+    assert changed[~inside].sum() <= 0.02 * changed.sum()
 
 
 def test_synth_scene_returns_pasted_plate_corners_only() -> None:
@@ -198,3 +208,19 @@ def test_scenes_draw_only_the_layouts_asked_for(monkeypatch: pytest.MonkeyPatch)
         layouts=layouts))
     synth.synth_scene(rng, np.full((240, 320, 3), 90, np.uint8), layouts=("dark",))
     assert asked == [("dark",)]
+
+
+def test_negatives_of_chosen_kinds_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    bg = np.full((360, 640, 3), 100, np.uint8)
+    calls: list[str | None] = []
+    real = negatives.negative_item
+
+    def spy(rng: np.random.Generator, kind: str | None = None):  # type: ignore[no-untyped-def]
+        calls.append(kind)
+        return real(rng, kind)
+
+    monkeypatch.setattr(negatives, "negative_item", spy)
+    synth.paste_negatives(np.random.default_rng(3), bg, 4, kinds=("grille", "logo"))
+    assert calls and set(calls) <= {"grille", "logo"}
+    with pytest.raises(ValueError, match="unknown negative kind 'plate'"):
+        synth.paste_negatives(np.random.default_rng(3), bg, 1, kinds=("grille", "plate"))
