@@ -11,8 +11,9 @@ from typing import Any, cast
 import cv2
 import numpy as np
 
+from model_store.evaluate import near_box
 from model_store.runtime import crop_windows, encode_boxes
-from plateveil.geometry import box_iou, crop_transform, to_crop_norm
+from plateveil.geometry import box_iou, crop_transform, quad_to_box, to_crop_norm
 
 logger = logging.getLogger(__name__)
 
@@ -258,11 +259,8 @@ class LandmarkSampler:
         """Whether box ``b`` stays (IoU < 0.05) off every plate's "near" region (the evaluation's padding)."""
         if not len(photo.boxes):
             return True
-        pad = photo.boxes + np.stack([-0.25 * (photo.boxes[:, 2] - photo.boxes[:, 0]),
-                                      -0.5 * (photo.boxes[:, 3] - photo.boxes[:, 1]),
-                                      0.25 * (photo.boxes[:, 2] - photo.boxes[:, 0]),
-                                      0.5 * (photo.boxes[:, 3] - photo.boxes[:, 1])], axis=1)
-        return bool(box_iou(b[None], pad).max() < 0.05)
+        near = np.stack([near_box(p) for p in photo.boxes])
+        return bool(box_iou(b[None], near).max() < 0.05)
 
     def _negative_box(self, photo: Photo) -> np.ndarray | None:
         rng = self.rng
@@ -309,7 +307,7 @@ class LandmarkSampler:
                                            kinds=self.synth_neg_kinds)
         if not len(quads):
             return None
-        return img, np.concatenate([quads[0].min(axis=0), quads[0].max(axis=0)]).astype(np.float32)
+        return img, np.asarray(quad_to_box(quads[0]), np.float32)
 
     def sample(self) -> tuple[np.ndarray, np.ndarray, float, float]:
         """(crop CHW float, corners (8,) normalised, label, corner weight)."""
