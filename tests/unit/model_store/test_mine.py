@@ -161,7 +161,10 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
     assert calls.index("landmarks-ft7") < calls.index("build detector-sq2+landmarks-ft7 9.9.9-landmarks-ft7") \
         < calls.index("landmarks-ft8")
     # the averaging stages come after the stages they average; the shipped bundle is built of them
-    assert calls.index("detector-sq3") < calls.index("detector-avg")
+    assert calls.index("detector-sq3") < calls.index("detector-avg") < calls.index("detector-sq4") \
+        < calls.index("detector-avg2")
+    assert recipe.RECIPE["detector-avg2"]["average"] == ["detector-sq2", "detector-sq3", "detector-sq4"]
+    assert recipe.SHIPPED == ("detector-avg2", "landmarks-avg9")
     assert calls.index("landmarks-ft8b") < calls.index("landmarks-avg") < calls.index("landmarks-ft9") \
         < calls.index("landmarks-ft9b") < calls.index("landmarks-avg9")
     # each bundle's detector is built as the architecture its stage was trained as
@@ -248,27 +251,54 @@ def test_a_stage_draws_the_synthetic_layouts_and_negatives_its_recipe_names(stag
     assert json.loads((tmp_path / stage / "summary.json").read_text())["layouts"] == want
     assert r["layouts"] is (None if every else recipe._SIX_LAYOUTS)
     assert [s for s, v in recipe.RECIPE.items() if v.get("layouts", ()) is None] == [
-        "landmarks-ft8", "landmarks-ft8b", "landmarks-ft9", "landmarks-ft9b"]
+        "detector-sq4", "landmarks-ft8", "landmarks-ft8b", "landmarks-ft9", "landmarks-ft9b"]
     assert (seen["context_p"], seen["synth_neg_p"]) == ((0.5, 0.4) if stage == "landmarks-ft9" else (0.0, 0.0))
     if stage == "landmarks-ft9":   # no characters on a light rectangle: those look like plates to the score
         assert seen["kinds"] and not {"sign", "sticker", "price_tag", "phone"} & set(seen["kinds"])
 
 
-def test_an_averaging_stage_writes_the_mean_of_its_stages(tmp_path: Path) -> None:
-    """``detector-avg`` / ``landmarks-avg`` train nothing: final.params is the mean of the stages they name,
-    which must have finished; one-stage training flags do not apply to them."""
+@pytest.mark.parametrize("stage", ["detector-sq3", "detector-sq4"])
+def test_a_detector_stage_draws_the_layouts_its_recipe_names(stage: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``detector-sq4`` is the first detector stage to draw the "dark" layout; it starts from the averaged
+    ``detector-avg`` (same anchors, so its weights are used as they are)."""
+    from model_store import recipe
+    from model_store.synth import LAYOUTS
+
+    r = recipe.RECIPE[stage]
+    (tmp_path / r["init_from"]).mkdir()
+    (tmp_path / r["init_from"] / "final.params").write_text("x")
+    photo = SimpleNamespace(image=np.zeros((200, 400, 3), np.uint8), boxes=np.zeros((0, 4), np.float32),
+                            corners=np.zeros((0, 4, 2), np.float32), source="dash")
+    seen: dict[str, object] = {}
+    monkeypatch.setattr("model_store.data.load_split", lambda root, reviewed=True, rounds=None: ([photo], []))
+    monkeypatch.setattr("model_store.augment.load_photos", lambda samples: samples)
+    monkeypatch.setattr("model_store.train.train_detector",
+                        lambda photos, config, opts, *, layouts, **_: seen.update(layouts=layouts, opts=opts))
+    recipe.train(stage, tmp_path / "data", tmp_path / stage)
+    dark = stage == "detector-sq4"
+    assert ("dark" in seen["layouts"]) is dark
+    assert seen["layouts"] == (list(LAYOUTS) if dark else list(recipe._SIX_LAYOUTS))
+    assert seen["opts"].init_from == tmp_path / r["init_from"] / "final.params"
+
+
+@pytest.mark.parametrize("stage", ["landmarks-avg", "detector-avg2"])
+def test_an_averaging_stage_writes_the_mean_of_its_stages(stage: str, tmp_path: Path) -> None:
+    """``landmarks-avg`` (two stages) / ``detector-avg2`` (three) train nothing: final.params is the mean of the
+    stages they name, which must have finished; one-stage training flags do not apply to them."""
     mx = pytest.importorskip("mxnet")
     from model_store import recipe
 
-    r = recipe.RECIPE["landmarks-avg"]
+    r = recipe.RECIPE[stage]
     with pytest.raises(FileNotFoundError, match="train them first"):
-        recipe.train("landmarks-avg", tmp_path / "data", tmp_path / "landmarks-avg")
+        recipe.train(stage, tmp_path / "data", tmp_path / stage)
     for i, name in enumerate(r["average"]):
         (tmp_path / name).mkdir()
         mx.nd.save(str(tmp_path / name / "final.params"), {"w": mx.nd.full((2, 3), float(i + 1))})
     with pytest.raises(ValueError, match="do not apply"):
-        recipe.train("landmarks-avg", tmp_path / "data", tmp_path / "landmarks-avg", iterations=5)
-    out = recipe.train("landmarks-avg", tmp_path / "data", tmp_path / "landmarks-avg")
-    np.testing.assert_allclose(mx.nd.load(str(out / "final.params"))["w"].asnumpy(), np.full((2, 3), 1.5))
+        recipe.train(stage, tmp_path / "data", tmp_path / stage, iterations=5)
+    out = recipe.train(stage, tmp_path / "data", tmp_path / stage)
+    n = len(r["average"])
+    np.testing.assert_allclose(mx.nd.load(str(out / "final.params"))["w"].asnumpy(), np.full((2, 3), (n + 1) / 2))
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["stage"] == "landmarks-avg" and len(summary["sources"]) == len(r["average"]) == 2
+    assert summary["stage"] == stage and len(summary["sources"]) == n == (3 if stage == "detector-avg2" else 2)
