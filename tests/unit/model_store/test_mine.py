@@ -222,6 +222,23 @@ def test_a_fine_tune_drops_mined_negatives_on_plates_its_labels_have(tmp_path: P
     assert summary["hard_negatives_on_plates_dropped"] == len(r["hard_negatives"])
 
 
+def _stage_on_one_photo(stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Set up recipe stage ``stage`` to run in ``tmp_path`` on one blank training photo: the stage it starts
+    from has weights, each mined file it names holds one row; returns the stage's recipe entry."""
+    from model_store import recipe
+
+    r = recipe.RECIPE[stage]
+    (tmp_path / r["init_from"]).mkdir()
+    (tmp_path / r["init_from"] / "final.params").write_text("x")
+    for name in r.get("hard_negatives", []):
+        mine.save([{"photo": 0, "box": [300.0, 50.0, 340.0, 70.0], "score": 0.3}], tmp_path / name)
+    photo = SimpleNamespace(image=np.zeros((200, 400, 3), np.uint8), boxes=np.zeros((0, 4), np.float32),
+                            corners=np.zeros((0, 4, 2), np.float32), source="dash")
+    monkeypatch.setattr("model_store.data.load_split", lambda root, reviewed=True, rounds=None: ([photo], []))
+    monkeypatch.setattr("model_store.augment.load_photos", lambda samples: samples)
+    return r
+
+
 @pytest.mark.parametrize("stage", ["landmarks-ft7", "landmarks-ft8", "landmarks-ft9"])
 def test_a_stage_draws_the_synthetic_layouts_and_negatives_its_recipe_names(stage: str, tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,16 +248,8 @@ def test_a_stage_draws_the_synthetic_layouts_and_negatives_its_recipe_names(stag
     from model_store import recipe
     from model_store.synth import LAYOUTS
 
-    r = recipe.RECIPE[stage]
-    (tmp_path / r["init_from"]).mkdir()
-    (tmp_path / r["init_from"] / "final.params").write_text("x")
-    for name in r["hard_negatives"]:
-        mine.save([{"photo": 0, "box": [300.0, 50.0, 340.0, 70.0], "score": 0.3}], tmp_path / name)
-    photo = SimpleNamespace(image=np.zeros((200, 400, 3), np.uint8), boxes=np.zeros((0, 4), np.float32),
-                            corners=np.zeros((0, 4, 2), np.float32), source="dash")
+    r = _stage_on_one_photo(stage, tmp_path, monkeypatch)
     seen: dict[str, object] = {}
-    monkeypatch.setattr("model_store.data.load_split", lambda root, reviewed=True, rounds=None: ([photo], []))
-    monkeypatch.setattr("model_store.augment.load_photos", lambda samples: samples)
     monkeypatch.setattr("model_store.train.train_landmarks",
                         lambda *a, layouts, context_p, synth_neg_p, synth_neg_kinds, **_: seen.update(
                             layouts=layouts, context_p=context_p, synth_neg_p=synth_neg_p, kinds=synth_neg_kinds))
@@ -265,14 +274,8 @@ def test_a_detector_stage_draws_the_layouts_its_recipe_names(stage: str, tmp_pat
     from model_store import recipe
     from model_store.synth import LAYOUTS
 
-    r = recipe.RECIPE[stage]
-    (tmp_path / r["init_from"]).mkdir()
-    (tmp_path / r["init_from"] / "final.params").write_text("x")
-    photo = SimpleNamespace(image=np.zeros((200, 400, 3), np.uint8), boxes=np.zeros((0, 4), np.float32),
-                            corners=np.zeros((0, 4, 2), np.float32), source="dash")
+    r = _stage_on_one_photo(stage, tmp_path, monkeypatch)
     seen: dict[str, object] = {}
-    monkeypatch.setattr("model_store.data.load_split", lambda root, reviewed=True, rounds=None: ([photo], []))
-    monkeypatch.setattr("model_store.augment.load_photos", lambda samples: samples)
     monkeypatch.setattr("model_store.train.train_detector",
                         lambda photos, config, opts, *, layouts, **_: seen.update(layouts=layouts, opts=opts))
     recipe.train(stage, tmp_path / "data", tmp_path / stage)
