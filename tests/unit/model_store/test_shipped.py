@@ -45,3 +45,10 @@ def test_backends_agree_on_found_plates(model):
         for pa, pb in zip(sorted(a, key=lambda p: p.box), sorted(b, key=lambda p: p.box), strict=True):
             np.testing.assert_allclose(np.asarray(pa.polygon), np.asarray(pb.polygon), atol=1.0)
             assert abs(pa.score - pb.score) < 1e-2
+
+
+def test_onnx_sessions_do_not_spin_wait(model):
+    # spin-waiting pool threads took the cores the Python between runs needs (onnx_backend.py has the numbers)
+    for graph in (model.detector, model.landmarks):
+        opts = graph.session.get_session_options()
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
