@@ -100,11 +100,15 @@ class Timings:
 
 
 def default_model_dir() -> Path:
-    """The shipped bundle (highest version folder under ``model_store/weights``)."""
-    candidates = sorted(p for p in SHIPPED_DIR.glob("*/model.json"))
+    """The shipped bundle: the folder under ``model_store/weights`` whose ``model.json`` has the highest version
+    (compared as the registry does: ``1.10.0`` after ``1.9.0``)."""
+    from model_store.registry import version_sort_key
+
+    candidates = list(SHIPPED_DIR.glob("*/model.json"))
     if not candidates:
         raise ModelLoadError(f"no shipped model under {SHIPPED_DIR}")
-    return candidates[-1].parent
+    newest = max(candidates, key=lambda p: version_sort_key(str(json.loads(p.read_text()).get("version", ""))))
+    return newest.parent
 
 
 def read_config(model_dir: Path) -> dict[str, Any]:

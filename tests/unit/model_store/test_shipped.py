@@ -52,3 +52,16 @@ def test_onnx_sessions_do_not_spin_wait(model):
     for graph in (model.detector, model.landmarks):
         opts = graph.session.get_session_options()
         assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_the_default_bundle_is_the_highest_version_not_the_last_name(tmp_path, monkeypatch):
+    import json
+
+    from model_store import runtime
+
+    for folder, version in [("plateveil-plates-1.9.0", "1.9.0"), ("plateveil-plates-1.10.0", "1.10.0"),
+                            ("plateveil-plates-1.2.0", "1.2.0")]:
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "model.json").write_text(json.dumps({"version": version}))
+    monkeypatch.setattr(runtime, "SHIPPED_DIR", tmp_path)
+    assert default_model_dir() == tmp_path / "plateveil-plates-1.10.0"
