@@ -104,11 +104,10 @@ def default_model_dir() -> Path:
     (compared as the registry does: ``1.10.0`` after ``1.9.0``)."""
     from model_store.registry import version_sort_key
 
-    candidates = list(SHIPPED_DIR.glob("*/model.json"))
+    candidates = [p.parent for p in SHIPPED_DIR.glob("*/model.json")]
     if not candidates:
         raise ModelLoadError(f"no shipped model under {SHIPPED_DIR}")
-    newest = max(candidates, key=lambda p: version_sort_key(str(json.loads(p.read_text()).get("version", ""))))
-    return newest.parent
+    return max(candidates, key=lambda d: version_sort_key(str(read_config(d).get("version", ""))))
 
 
 def read_config(model_dir: Path) -> dict[str, Any]:

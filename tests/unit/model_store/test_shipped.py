@@ -1,9 +1,12 @@
 """The shipped weights load with both backends, agree with each other, and find plates on photos the
 project generates itself (drawn car scenes, and synthetic plates pasted on generated backgrounds)."""
 
+import json
+
 import numpy as np
 import pytest
 
+from model_store import runtime
 from model_store.evaluate import score_image
 from model_store.runtime import default_model_dir, load_model, read_config
 from plateveil.samples import render_scene
@@ -55,10 +58,6 @@ def test_onnx_sessions_do_not_spin_wait(model):
 
 
 def test_the_default_bundle_is_the_highest_version_not_the_last_name(tmp_path, monkeypatch):
-    import json
-
-    from model_store import runtime
-
     for folder, version in [("plateveil-plates-1.9.0", "1.9.0"), ("plateveil-plates-1.10.0", "1.10.0"),
                             ("plateveil-plates-1.2.0", "1.2.0")]:
         (tmp_path / folder).mkdir()
