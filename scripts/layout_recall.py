@@ -21,19 +21,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model_store.data import load_split
+from model_store.data import DEFAULT_DATA_ROOT, load_split
 from model_store.evaluate import score_image
 from model_store.runtime import load_model
 from model_store.synth import LAYOUTS, synth_scene
 from plateveil.geometry import quad_to_box
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model-dir", default=None, help="bundle folder (default: the shipped one)")
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
     ap.add_argument("--n", type=int, default=60, help="scenes per layout")
     ap.add_argument("--landmark-threshold", type=float, default=None)
     ap.add_argument("--seed", type=int, default=7)
