@@ -164,9 +164,11 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
     assert calls.index("detector-sq3") < calls.index("detector-avg") < calls.index("detector-sq4") \
         < calls.index("detector-avg2")
     assert recipe.RECIPE["detector-avg2"]["average"] == ["detector-sq2", "detector-sq3", "detector-sq4"]
-    assert recipe.SHIPPED == ("detector-avg2", "landmarks-avg9")
+    assert recipe.SHIPPED == ("detector-avg2", "landmarks-avg10")
     assert calls.index("landmarks-ft8b") < calls.index("landmarks-avg") < calls.index("landmarks-ft9") \
-        < calls.index("landmarks-ft9b") < calls.index("landmarks-avg9")
+        < calls.index("landmarks-ft9b") < calls.index("landmarks-avg9") < calls.index("landmarks-avg10")
+    assert recipe.RECIPE["landmarks-avg10"]["average"] == ["landmarks-ft8", "landmarks-ft8b", "landmarks-ft9",
+                                                           "landmarks-ft9b"]
     # each bundle's detector is built as the architecture its stage was trained as
     assert archs == {s: recipe.RECIPE[s]["arch"] for s in archs} and archs["detector-sq"] == "ssd_mnet025_fpn_sq"
     for name in recipe.MINED:
