@@ -7,13 +7,14 @@ from the newest checkpoint, a JSONL metrics log and a training-curve PNG in the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -74,16 +75,30 @@ def _lr_at(it: int, opts: TrainOptions) -> float:
     return opts.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))
 
 
-def _prefetch(make_batch: Callable[[], tuple], depth: int = 3) -> Callable[[], tuple]:
-    """Build batches in a background thread (numpy/cv2 release the GIL for the heavy parts)."""
+@contextlib.contextmanager
+def _prefetch(make_batch: Callable[[], tuple], depth: int = 3) -> Iterator[Callable[[], tuple]]:
+    """Build batches in a background thread (numpy/cv2 release the GIL for the heavy parts). The thread stops
+    when the block ends, so no batch building outlives the training run that wanted it."""
     q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
 
     def worker() -> None:
-        while True:
-            q.put(make_batch())
+        while not stop.is_set():
+            batch = make_batch()
+            while not stop.is_set():
+                try:
+                    q.put(batch, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
 
-    threading.Thread(target=worker, daemon=True, name="batch-prefetch").start()
-    return q.get
+    thread = threading.Thread(target=worker, daemon=True, name="batch-prefetch")
+    thread.start()
+    try:
+        yield q.get
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 def _save_checkpoint(net: gluon.Block, trainer: gluon.Trainer, out_dir: Path, it: int) -> None:
@@ -211,7 +226,6 @@ def train_detector(photos: list[Any], config: dict[str, Any], opts: TrainOptions
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": opts.lr, "wd": opts.wd,
                                                            "clip_gradient": 5.0})
     sampler = DetectorSampler(photos, cfg, size=crop, synth_p=synth_p, seed=opts.seed, layouts=layouts)
-    next_batch = _prefetch(lambda: sampler.batch(opts.batch_size))
     n_levels = len(cfg["levels"])
 
     def step(it: int) -> dict[str, float]:
@@ -228,7 +242,8 @@ def train_detector(photos: list[Any], config: dict[str, Any], opts: TrainOptions
         trainer.step(1)
         return {"cls_loss": float(lc.asscalar()), "box_loss": float(lb.asscalar())}
 
-    run_training(net, step, opts, trainer)
+    with _prefetch(lambda: sampler.batch(opts.batch_size)) as next_batch:   # step() reads it
+        run_training(net, step, opts, trainer)
     return net
 
 
@@ -310,7 +325,6 @@ def train_landmarks(photos: list[Any], config: dict[str, Any], opts: TrainOption
                               layouts=layouts, context_p=context_p,
                               synth_neg_p=synth_neg_p, synth_neg_kinds=synth_neg_kinds)
     sampler.hard_negatives = list(hard_negatives or [])
-    next_batch = _prefetch(lambda: sampler.batch(opts.batch_size))
     ce = gluon.loss.SoftmaxCrossEntropyLoss()
 
     def step(it: int) -> dict[str, float]:
@@ -326,5 +340,6 @@ def train_landmarks(photos: list[Any], config: dict[str, Any], opts: TrainOption
         acc = float((logits.argmax(axis=1) == label).mean().asscalar())
         return {"corner_loss": float(lcorn.asscalar()), "cls_loss": float(lcls.asscalar()), "acc": acc}
 
-    run_training(net, step, opts, trainer)
+    with _prefetch(lambda: sampler.batch(opts.batch_size)) as next_batch:   # step() reads it
+        run_training(net, step, opts, trainer)
     return net

@@ -64,3 +64,15 @@ def test_landmark_loss_goes_down(tmp_path, tiny_photos):
     train_landmarks(tiny_photos, cfg, opts, synth_p=0.0)
     losses, _ = _losses(tmp_path / "lm", "corner_loss")
     assert losses[-1] < losses[0]
+
+
+def test_batch_prefetching_stops_with_the_training_run() -> None:
+    # a prefetch thread left running after its run would build batches beside the next one's work
+    import threading
+
+    from model_store.train import _prefetch
+
+    made: list[int] = []
+    with _prefetch(lambda: (made.append(len(made)) or len(made),)) as next_batch:
+        assert next_batch() == (1,) and next_batch() == (2,)
+    assert not [t for t in threading.enumerate() if t.name == "batch-prefetch" and t.is_alive()]
