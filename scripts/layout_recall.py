@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             truth = np.array([quad_to_box(q) for q in corners], np.float32)
             height, width = image.shape[:2]
             cover = score_image((height, width), truth, [np.asarray(p.polygon) for p in plates])[0]
-            small = (truth[:, 2] - truth[:, 0]) / image.shape[1] < 0.1
+            small = (truth[:, 2] - truth[:, 0]) / width < 0.1
             found += int((cover >= 0.8).sum())
             total += len(truth)
             small_found += int(((cover >= 0.8) & small).sum())

@@ -1,6 +1,8 @@
 """Training smoke tests on a tiny generated set: the loss goes down, checkpoints resume."""
 
+import itertools
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -9,7 +11,13 @@ pytest.importorskip("mxnet")
 
 from model_store.augment import Photo  # noqa: E402
 from model_store.synth import synth_scene  # noqa: E402
-from model_store.train import TrainOptions, default_config, train_detector, train_landmarks  # noqa: E402
+from model_store.train import (  # noqa: E402
+    TrainOptions,
+    _prefetch,
+    default_config,
+    train_detector,
+    train_landmarks,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -68,11 +76,7 @@ def test_landmark_loss_goes_down(tmp_path, tiny_photos):
 
 def test_batch_prefetching_stops_with_the_training_run() -> None:
     # a prefetch thread left running after its run would build batches beside the next one's work
-    import threading
-
-    from model_store.train import _prefetch
-
-    made: list[int] = []
-    with _prefetch(lambda: (made.append(len(made)) or len(made),)) as next_batch:
+    counter = itertools.count(1)
+    with _prefetch(lambda: (next(counter),)) as next_batch:
         assert next_batch() == (1,) and next_batch() == (2,)
     assert not [t for t in threading.enumerate() if t.name == "batch-prefetch" and t.is_alive()]
