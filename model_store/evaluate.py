@@ -98,7 +98,8 @@ def score_image(shape: tuple[int, int], boxes: np.ndarray, polygons: list[np.nda
     return coverage, spurious, spurious_area, excess, excess_tight, float(plate_mask.sum())
 
 
-def _summarise(results: list[ImageResult]) -> dict[str, float]:
+def summarise(results: list[ImageResult]) -> dict[str, float]:
+    """The report's metrics over ``results`` (one folder, or all of them)."""
     cov = np.concatenate([r.coverage for r in results]) if results else np.zeros(0)
     plate_area = sum(r.plate_area for r in results)
     totals = np.array([r.total_ms for r in results if r.error is None])
@@ -140,7 +141,7 @@ def evaluate_samples(model: Any, samples: list[Sample], style: str = "none", pro
     groups: dict[str, list[ImageResult]] = defaultdict(list)
     for r in results:
         groups[r.sample.source].append(r)
-    return EvalReport(_summarise(results), {k: _summarise(v) for k, v in sorted(groups.items())}, results)
+    return EvalReport(summarise(results), {k: summarise(v) for k, v in sorted(groups.items())}, results)
 
 
 def evaluate_folder(model: Any, data_dir: Path, fmt: str = "auto", progress: bool = False) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from model_store.data import DEFAULT_DATA_ROOT, load_split
-from model_store.evaluate import score_image
+from model_store.evaluate import ImageResult, score_image, summarise
 from model_store.runtime import load_model
 
 
@@ -48,19 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{model.tag}, {len(samples)} validation photos")
     print(f"{'x factor':>8s} {'recall@0.8':>10s} {'found':>9s} {'spurious/img':>12s} {'excess':>7s}")
     for factor in args.factors:
-        covers, spurious, excess, plate_area = [], 0, 0.0, 0.0
+        results = []
         for s in tqdm(samples, desc=f"x{factor:g}", leave=False, mininterval=2.0):
             image, boxes = stretch(s.image, s.boxes, factor)
-            plates, _ = model.find_plates(image)
-            height, width = image.shape[:2]
-            cover, sp, _, ex, _, area = score_image((height, width), boxes, [np.asarray(p.polygon) for p in plates])
-            covers.append(cover)
-            spurious += sp
-            excess += ex
-            plate_area += area
-        found = np.concatenate(covers) >= 0.8
-        print(f"{factor:8.2f} {found.mean():10.3f} {found.sum():>4d}/{found.size:<4d} "
-              f"{spurious / len(samples):12.3f} {excess / max(plate_area, 1.0):7.3f}")
+            plates, timings = model.find_plates(image)
+            polygons = [np.asarray(p.polygon, dtype=np.float64) for p in plates]
+            results.append(ImageResult(s, polygons, *score_image(image.shape[:2], boxes, polygons),
+                                       timings.detect + timings.landmarks))
+        m = summarise(results)
+        found = round(m["recall_08"] * m["n_plates"])
+        print(f"{factor:8.2f} {m['recall_08']:10.3f} {found:>4d}/{m['n_plates']:<4d} "
+              f"{m['spurious_per_image']:12.3f} {m['excess']:7.3f}")
     return 0
 
 
