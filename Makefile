@@ -51,8 +51,8 @@ demo: setup
 bench: setup
 	$(PY) scripts/bench.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)
 
-# The shipped recipe (model_store/recipe.py: 26 stages, 8 mining steps, the threshold sweep, the bundle)
-# on 2 CPU cores, machine idle: about 7 h 35 min, see model_store/MODEL_CARD.md. A rerun resumes where it stopped.
+# The shipped recipe (model_store/training/recipe.py: 26 stages, 8 mining steps, the threshold sweep, the bundle)
+# on 2 CPU cores, machine idle: about 7 h 35 min, see model_store/training/MODEL_CARD.md. A rerun resumes where it stopped.
 TRAIN_DIR ?= runs/train
 VERSION ?= 0.0.0-dev
 train: setup

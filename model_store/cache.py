@@ -23,14 +23,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from model_store.registry import MANIFEST, Manifest, Registry, RegistryError, sha256_file
+from model_store.errors import ModelIntegrityError
+from model_store.registry import MANIFEST, Manifest, Registry, sha256_file
 
 logger = logging.getLogger(__name__)
-
-
-class ModelIntegrityError(RegistryError):
-    """The downloaded bytes of a version differ from its manifest."""
-
 
 class ModelCache:
     def __init__(self, root: str | Path) -> None:

@@ -21,13 +21,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from model_store.runtime import ModelLoadError, PlateModel
+from model_store.errors import SmokeCheckError
+from model_store.runtime import PlateModel
 
 DEFAULT_MAX_MS = 3000.0
-
-
-class SmokeCheckError(ModelLoadError):
-    """A model that loaded but misbehaves on the golden photos."""
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,9 @@ alias, ``If-Match: <etag>`` for an alias update), so two workers bootstrapping a
 people promoting at once, cannot lose a write. On a server that rejects conditional writes the
 registry falls back to check-then-write and logs a warning once.
 
-Exceptions::
-
-    RegistryError
-     +-- VersionNotFoundError   no manifest for that version
-     +-- VersionConflictError   the version exists with different bytes
-     +-- AliasError             unknown alias, nothing to roll back to, lost update race
-     +-- ModelIntegrityError    (model_store.cache) downloaded bytes differ from the manifest
+Errors: :class:`~model_store.errors.RegistryError` and its subclasses (:mod:`model_store.errors`
+draws the tree); settings: :mod:`model_store.registry_settings`. The bundle files and version order
+are :mod:`model_store.bundle`'s.
 """
 
 from __future__ import annotations
@@ -39,23 +35,18 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
+from model_store.bundle import CONFIG_FILE, MODEL_FILES, default_model_dir, read_config, version_sort_key
+from model_store.errors import AliasError, RegistryError, VersionConflictError, VersionNotFoundError
+from model_store.registry_settings import RegistrySettings
 from plateveil.errors import StorageError
-from plateveil.settings import ENV_PREFIX, CommonSettings
-
-if TYPE_CHECKING:
-    from model_store.cache import ModelCache
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 CLAIM = ".publishing.json"
 CLAIM_STALE_S = 600.0
-CONFIG = "model.json"
 FRAMEWORK_MXNET = "mxnet-1.9.1/gluoncv-0.10.5"
 NUDGE_CHANNEL = "plateveil:models"
 WORKER_STATUS_PREFIX = "plateveil:worker:"  # + "<hostname>:<pid>": a hash, field "models" = JSON state
@@ -64,41 +55,6 @@ SCHEMA = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 _RESERVED = {"aliases"}
 _CHUNK = 1 << 20
-
-
-class RegistryOptions(BaseSettings):
-    """The model registry's settings (``PLATEVEIL_*``). A mixin: the worker's settings and
-    :class:`RegistrySettings` (the ``plateveil models`` commands) both include it."""
-
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
-
-    registry_bucket: str | None = Field(None, description="bucket of the model registry; unset = workers serve "
-                                                          "the bundle of model_dir (the shipped one) and never "
-                                                          "look at S3 for models")
-    registry_prefix: str = Field("models", description="key prefix of the model registry")
-    model_name: str = Field("plateveil-plates", description="model name in the registry")
-    model_alias: str = Field("production", description="alias the workers serve")
-    canary_alias: str = Field("canary", description="alias of the canary model")
-    canary_share: float = Field(0.0, ge=0.0, le=1.0, description="share of jobs (by job id hash) sent to the canary")
-    model_poll_seconds: float = Field(10.0, gt=0, description="how often workers check the registry's aliases")
-    model_cache_dir: Path = Field(Path("~/.cache/plateveil/models"), description="local cache of registry versions")
-    smoke_max_ms: float = Field(3000.0, gt=0, description="golden smoke check: slowest photo allowed, ms")
-    smoke_min_found: int = Field(1, ge=0, le=3, description="golden smoke check: how many of its 3 drawn plates a "
-                                                             "model must find to be served (0: not checked)")
-    gate_golden_dir: Path | None = Field(None, description="labelled photos the promotion quality gate evaluates")
-    gate_format: str = Field("auto", description="format of the gate's golden set (auto, voc, yolo, corners)")
-    gate_min_recall_08: float = Field(0.85, ge=0, le=1, description="gate: minimum recall at IoU 0.8")
-    gate_max_spurious: float = Field(0.1, ge=0, description="gate: maximum spurious detections per image")
-    gate_max_excess: float = Field(0.5, ge=0, description="gate: maximum excess (concealed area beyond the plate)")
-
-
-class RegistrySettings(CommonSettings, RegistryOptions):
-    """Settings of the ``plateveil models`` registry commands: the registry options plus the
-    services' S3 connection; Redis is optional (only the nudge needs it)."""
-
-    redis_url: str | None = Field(  # type: ignore[assignment]
-        None, description="Redis URL for the model nudge (unset: workers notice by polling)")
-    backend: str = Field("onnx", description="backend the quality gate evaluates with (onnx, mxnet)")
 
 
 def registry_from_settings(settings: RegistrySettings, notify: bool = True) -> Registry:
@@ -114,22 +70,6 @@ def registry_from_settings(settings: RegistrySettings, notify: bool = True) -> R
 
         notifier = redis_notifier(redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5))
     return Registry(client, settings.registry_bucket, settings.registry_prefix, settings.model_name, notify=notifier)
-
-
-class RegistryError(Exception):
-    """Base of the registry's errors."""
-
-
-class VersionNotFoundError(RegistryError):
-    pass
-
-
-class VersionConflictError(RegistryError):
-    pass
-
-
-class AliasError(RegistryError):
-    pass
 
 
 def _now() -> str:
@@ -160,19 +100,12 @@ def git_commit(cwd: Path | None = None) -> str:
     return out.stdout.strip() or "unknown"
 
 
-def version_sort_key(version: str) -> tuple[Any, ...]:
-    """``1.10.0`` after ``1.9.0``: digit runs compare as numbers."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", version) if p)
-
-
 def bundle_files(bundle_dir: Path) -> list[str]:
     """The files of a bundle folder that belong in the registry (model.json first)."""
-    from model_store.runtime import MODEL_FILES
-
     bundle_dir = Path(bundle_dir)
-    if not (bundle_dir / CONFIG).is_file():
-        raise RegistryError(f"{bundle_dir} is not a model bundle: {CONFIG} missing")
-    names = [CONFIG] + [n for part in MODEL_FILES.values() for n in part.values() if (bundle_dir / n).is_file()]
+    if not (bundle_dir / CONFIG_FILE).is_file():
+        raise RegistryError(f"{bundle_dir} is not a model bundle: {CONFIG_FILE} missing")
+    names = [CONFIG_FILE] + [n for part in MODEL_FILES.values() for n in part.values() if (bundle_dir / n).is_file()]
     onnx = [part["onnx"] for part in MODEL_FILES.values()]
     mx = [n for part in MODEL_FILES.values() for n in (part["symbol"], part["params"])]
     if not (all(n in names for n in onnx) or all(n in names for n in mx)):
@@ -261,8 +194,6 @@ class Manifest:
     @classmethod
     def for_bundle(cls, bundle_dir: Path, name: str, version: str) -> Manifest:
         """Hash the files of a local bundle folder."""
-        from model_store.runtime import read_config
-
         bundle_dir = Path(bundle_dir)
         names = bundle_files(bundle_dir)
         config = read_config(bundle_dir)
@@ -445,8 +376,6 @@ class Registry:
         Publishing a version that exists with the same bytes returns the stored manifest; with
         different bytes it raises :class:`VersionConflictError`.
         """
-        from model_store.runtime import read_config
-
         bundle_dir = Path(bundle_dir)
         config = read_config(bundle_dir)
         version = _check_name("version", version or str(config.get("version", "")))
@@ -455,9 +384,9 @@ class Registry:
             with tempfile.TemporaryDirectory(prefix="plateveil-publish-") as tmp:
                 staged = Path(tmp)
                 for name in bundle_files(bundle_dir):
-                    if name != CONFIG:
+                    if name != CONFIG_FILE:
                         os.symlink((bundle_dir / name).resolve(), staged / name)
-                (staged / CONFIG).write_text(json.dumps(dict(config, version=version), indent=2, sort_keys=True))
+                (staged / CONFIG_FILE).write_text(json.dumps(dict(config, version=version), indent=2, sort_keys=True))
                 logger.info("publishing %s as version %s (model.json says %s)", bundle_dir, version,
                             config.get("version"))
                 return self._publish(staged, version)
@@ -568,12 +497,6 @@ class Registry:
             raise StorageError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
         return h.hexdigest()
 
-    def download(self, version: str, dest_root: str | Path, cache: ModelCache | None = None) -> Path:
-        """The local folder of ``version`` (downloaded and checked by the cache under ``dest_root``)."""
-        from model_store.cache import ModelCache
-
-        return (cache or ModelCache(Path(dest_root))).fetch(self, version)
-
     # -- aliases -------------------------------------------------------------------------------
 
     def read_alias(self, alias: str) -> tuple[Alias | None, str | None]:
@@ -668,8 +591,6 @@ def ensure_bootstrap(registry: Registry, bundle_dir: str | Path | None = None,
     """On an empty registry, publish the shipped bundle and point ``alias`` at it, so a fresh
     system runs offline. Safe to run from many workers at once. Returns the version published, or
     None when the registry already had versions."""
-    from model_store.runtime import default_model_dir
-
     if registry.list_versions():
         return None
     bundle_dir = Path(bundle_dir) if bundle_dir is not None else default_model_dir()

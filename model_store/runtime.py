@@ -1,10 +1,7 @@
 """Load a model bundle and find plates in a photo. No deep-learning framework is imported here.
 
-A bundle is a folder::
-
-    model.json              name, version, pre/post-processing config (below), metrics, training summary
-    detector-symbol.json    detector.onnx   detector-0000.params
-    landmarks-symbol.json   landmarks.onnx  landmarks-0000.params
+The bundle format (file names, the ``model.json`` schema, versions) is :mod:`model_store.bundle`'s;
+the backends (:mod:`model_store.backends`) run the two graphs.
 
 Detector: a fully-convolutional SSD-style net. Input: the photo resized so its long side is
 ``long_side`` and padded to a multiple of ``pad_to``, BGR->RGB, ``(x/255 - mean)/std``, NCHW.
@@ -28,7 +25,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from model_store.backends import get_backend
+from model_store.backends import DEFAULT_BACKEND, get_backend
+from model_store.bundle import MODEL_FILES, default_model_dir, detector_config, landmark_config, read_config
+from model_store.errors import ModelLoadError
 from plateveil.geometry import (
     CropWindow,
     box_iou,
@@ -41,16 +40,6 @@ from plateveil.geometry import (
     polygon_area,
     to_image,
 )
-
-SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
-MODEL_FILES = {
-    "detector": {"symbol": "detector-symbol.json", "params": "detector-0000.params", "onnx": "detector.onnx"},
-    "landmarks": {"symbol": "landmarks-symbol.json", "params": "landmarks-0000.params", "onnx": "landmarks.onnx"},
-}
-
-
-class ModelLoadError(Exception):
-    """The bundle is missing, incomplete or does not load."""
 
 
 @dataclass(frozen=True)
@@ -97,27 +86,6 @@ class PlateFinding:
 class Timings:
     detect: float = 0.0
     landmarks: float = 0.0
-
-
-def default_model_dir() -> Path:
-    """The shipped bundle: the folder under ``model_store/weights`` whose ``model.json`` has the highest version
-    (compared as the registry does: ``1.10.0`` after ``1.9.0``)."""
-    from model_store.registry import version_sort_key
-
-    candidates = [p.parent for p in SHIPPED_DIR.glob("*/model.json")]
-    if not candidates:
-        raise ModelLoadError(f"no shipped model under {SHIPPED_DIR}")
-    return max(candidates, key=lambda d: version_sort_key(str(read_config(d).get("version", ""))))
-
-
-def read_config(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / "model.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path} not found") from None
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{path} is not valid JSON: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -287,18 +255,18 @@ class PlateModel:
         return f"{self.name}@{self.version}"
 
     def detect(self, image_bgr: np.ndarray, score_threshold: float | None = None) -> list[Detection]:
-        cfg = self.config["detector"]
-        x, scale = preprocess(image_bgr, cfg["long_side"], cfg["pad_to"], cfg["mean"], cfg["std"])
+        cfg = detector_config(self.config, str(self.model_dir))   # read on each call: tune/sweeps change config
+        x, scale = preprocess(image_bgr, cfg.long_side, cfg.pad_to, cfg.mean, cfg.std)
         outputs = self.detector.run(x)
-        logits, offsets = flatten_outputs(outputs, len(cfg["levels"]))
-        anchors = anchors_for(cfg["levels"], x.shape[2], x.shape[3])
+        logits, offsets = flatten_outputs(outputs, len(cfg.levels))
+        anchors = anchors_for(cfg.levels, x.shape[2], x.shape[3])
         scores = sigmoid(logits)
-        thr = cfg["score_threshold"] if score_threshold is None else score_threshold
+        thr = cfg.score_threshold if score_threshold is None else score_threshold
         idx = np.nonzero(scores >= thr)[0]
-        if idx.size > cfg.get("pre_nms_top_k", 400):
-            idx = idx[np.argsort(-scores[idx])[: cfg.get("pre_nms_top_k", 400)]]
-        boxes = decode_boxes(anchors[idx], offsets[idx], cfg["box_stds"]) / scale
-        keep = nms(boxes, scores[idx], cfg["nms_iou"], cfg["max_detections"])
+        if idx.size > cfg.pre_nms_top_k:
+            idx = idx[np.argsort(-scores[idx])[: cfg.pre_nms_top_k]]
+        boxes = decode_boxes(anchors[idx], offsets[idx], cfg.box_stds) / scale
+        keep = nms(boxes, scores[idx], cfg.nms_iou, cfg.max_detections)
         h, w = image_bgr.shape[:2]
         result = []
         for k in keep:
@@ -312,6 +280,7 @@ class PlateModel:
         """Run the landmark model on each detection; keep plates, drop what it calls not-a-plate."""
         if not detections:
             return []
+        lm = landmark_config(self.config, str(self.model_dir))
         cfg = self.config["landmarks"]
         windows = crop_windows([d.box for d in detections], cfg)
         batch = extract_crops(image_bgr, windows, cfg)
@@ -320,7 +289,7 @@ class PlateModel:
         findings: list[PlateFinding] = []
         quads: list[np.ndarray] = []      # unpadded, for drop_enclosing
         for det, win, c, p in zip(detections, windows, corners, plate_prob, strict=True):
-            keep = p >= cfg["score_threshold"] or det.score >= cfg.get("keep_detector_above", 1.01)
+            keep = p >= lm.score_threshold or det.score >= lm.keep_detector_above
             if not keep:
                 continue
             quad = to_image(c.reshape(4, 2), win)
@@ -330,7 +299,7 @@ class PlateModel:
             if not refined:
                 quad = box_to_quad(det.box)
             quads.append(quad)
-            quad = pad_quad(quad, cfg["margin_x"], cfg["margin_y"])
+            quad = pad_quad(quad, lm.margin_x, lm.margin_y)
             findings.append(PlateFinding(
                 polygon=tuple((float(x), float(y)) for x, y in quad),
                 score=float(p), box=det.box, det_score=det.score, refined=refined))
@@ -351,7 +320,7 @@ class PlateModel:
         return plates, timings
 
 
-def load_model(model_dir: str | Path | None = None, backend: str = "onnx", threads: int = 0) -> PlateModel:
+def load_model(model_dir: str | Path | None = None, backend: str = DEFAULT_BACKEND, threads: int = 0) -> PlateModel:
     """Load a bundle folder (default: the shipped one) with the named backend."""
     model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
     config = read_config(model_dir)

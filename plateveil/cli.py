@@ -1,8 +1,10 @@
 """The ``plateveil`` console script.
 
 Each package registers its own sub-commands, so this file stays a table of contents:
-``conceal`` (workers.cli), ``models ...`` (model_store.cli), ``doctor`` (plateveil.doctor).
-Imports are lazy so that ``plateveil --help`` does not load mxnet.
+``conceal`` (workers.cli), ``models ...`` (model_store.training.cli), ``doctor`` (plateveil.doctor).
+Imports are lazy so that ``plateveil --help`` does not load mxnet. The console script sits above
+every package, so it is the one module outside ``model_store/training`` that imports training code
+(the ``models`` verbs); no service (``workers``, ``producer``) imports this module.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from model_store.cli import register as register_models
+    from model_store.training.cli import register as register_models
     from plateveil.doctor import register as register_doctor
     from workers.cli import register as register_conceal
 

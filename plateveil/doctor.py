@@ -16,8 +16,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from model_store.backends import BACKENDS, DEFAULT_BACKEND, check_backend
 from plateveil.settings import CommonSettings, load_settings
 
 LOCK_FILE = Path(__file__).resolve().parents[1] / "requirements.lock"
@@ -29,8 +30,13 @@ class DoctorSettings(CommonSettings):
     """The common settings, with Redis optional: unset means "not configured, skip the check"."""
 
     redis_url: str | None = Field(None)  # type: ignore[assignment]
-    backend: str = Field("onnx")
+    backend: str = Field(DEFAULT_BACKEND)
     model_dir: str | None = Field(None)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        return check_backend(value)
 
 
 def _pins() -> dict[str, str]:
@@ -126,7 +132,7 @@ def run_doctor(args: argparse.Namespace) -> int:
     settings = load_settings(DoctorSettings)
     report = Report()
     check_packages(report)
-    backends = ["onnx", "mxnet"] if args.all_backends else [settings.backend]
+    backends = list(BACKENDS) if args.all_backends else [settings.backend]
     check_models(report, settings, backends)
     check_services(report, settings, args.s3)
     print("doctor: all checks passed" if not report.failed else f"doctor: {report.failed} check(s) FAILED")

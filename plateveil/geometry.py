@@ -124,12 +124,6 @@ def order_quad(points: np.ndarray) -> np.ndarray:
     return np.roll(p, -start, axis=0)
 
 
-def clip_box(box: Box, width: int, height: int) -> Box:
-    x1, y1, x2, y2 = box
-    return (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
-            min(max(x2, 0.0), width), min(max(y2, 0.0), height))
-
-
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU matrix between boxes ``a`` (N,4) and ``b`` (M,4)."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)

@@ -25,7 +25,14 @@ DEFAULT_QUEUE = "plateveil.conceal"
 DEFAULT_EVENT_STREAM = "plateveil:events"
 
 STYLES = ("blur", "pixelate", "solid", "overlay")
-"""Concealment style names the API accepts (the worker's ``get_concealer`` is the authority)."""
+"""The concealment styles a job may name: the one list (``plateveil.conceal`` has one module per
+style and checks at import that it implements exactly these plus :data:`NULL_STYLE`)."""
+
+DEFAULT_STYLE = "blur"
+"""The style of a job that names none (``PLATEVEIL_DEFAULT_STYLE`` may choose another of :data:`STYLES`)."""
+
+NULL_STYLE = "none"
+"""The style that changes nothing: for the ``plateveil conceal`` command and benchmarks, never a job."""
 
 # image format (as ``plateveil.imaging.sniff_image`` names it) -> (content type, file extension)
 FORMATS: dict[str, tuple[str, str]] = {

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from plateveil.schema import STYLES
+from plateveil.schema import DEFAULT_STYLE, STYLES
 from plateveil.settings import CommonSettings
 
 
@@ -15,7 +15,7 @@ class ProducerSettings(CommonSettings):
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
         repr=False, description="comma-separated bearer API keys accepted by the upload service (required)")
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, description="largest accepted photo, in bytes (else 413)")
-    default_style: str = Field("blur", description="concealment style when a request names none")
+    default_style: str = Field(DEFAULT_STYLE, description="concealment style when a request names none")
     originals_prefix: str = Field("originals", description="key prefix of uploaded originals")
     enqueue_timeout_s: float = Field(5.0, gt=0, description="give up enqueueing after this long (answer 503)")
     health_timeout_s: float = Field(2.0, gt=0, description="per-dependency timeout of GET /healthz")

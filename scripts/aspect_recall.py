@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from model_store.data import DEFAULT_DATA_ROOT, load_split
-from model_store.evaluate import ImageResult, score_image, summarise
 from model_store.runtime import load_model
+from model_store.training.data import DEFAULT_DATA_ROOT, load_split
+from model_store.training.evaluate import ImageResult, score_image, summarise
 
 
 def stretch(image: np.ndarray, boxes: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             image, boxes = stretch(s.image, s.boxes, factor)
             plates, timings = model.find_plates(image)
             polygons = [np.asarray(p.polygon, dtype=np.float64) for p in plates]
-            results.append(ImageResult(s, polygons, *score_image(image.shape[:2], boxes, polygons),
+            results.append(ImageResult(s, polygons, *score_image((image.shape[0], image.shape[1]), boxes, polygons),
                                        timings.detect + timings.landmarks))
         m = summarise(results)
         found = round(m["recall_08"] * m["n_plates"])

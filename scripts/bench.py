@@ -1,7 +1,7 @@
 """``make bench``: per-stage latency of the photo pipeline in one process, printed as numbers.
 
 Loads the model once, reads the photos into memory, warms up, then for every photo runs the whole
-pipeline (``workers.pipeline.conceal_bytes`` on the file's bytes) and, separately, the model alone
+pipeline (``plateveil.pipeline.conceal_bytes`` on the file's bytes) and, separately, the model alone
 (``find_plates``) on the photo resized to 1280x720. Prints p50 / p95 / max per stage, writes
 ``bench.json`` and ``latency.png`` under ``--out``. Numbers only: nothing is asserted.
 
@@ -30,12 +30,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from model_store.runtime import ModelLoadError, PlateModel, load_model
+from model_store.backends import BACKENDS, DEFAULT_BACKEND
+from model_store.errors import ModelLoadError
+from model_store.runtime import PlateModel, load_model
 from plateveil import imaging
 from plateveil.conceal import DEFAULT_STYLE
 from plateveil.errors import BadImageError
+from plateveil.pipeline import TIMING_KEYS, conceal_bytes
 from plateveil.samples import render_scene
-from workers.pipeline import TIMING_KEYS, conceal_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -245,7 +247,7 @@ def cpu_description() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    backends = ["onnx", "mxnet"] if args.compare_backends else [args.backend]
+    backends = list(BACKENDS) if args.compare_backends else [args.backend]
     photos, source = load_photos(args.images, args.n, args.seed)
     print(f"{len(photos)} photos from {source}; warm-up {min(args.warmup, len(photos))}; style {args.style}")
     cpus = cpu_description()
@@ -290,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", help=f"folder of photos, searched recursively (default: {SHARED_DATA} "
                                          "if it exists, else generated scenes)")
     parser.add_argument("--n", type=int, default=200, help="at most this many photos")
-    parser.add_argument("--backend", choices=["onnx", "mxnet"], default="onnx")
+    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
     parser.add_argument("--compare-backends", action="store_true", help="run onnx and mxnet on the same photos")
     parser.add_argument("--threads", type=int, default=0, help="backend threads (0: the backend's default)")
     parser.add_argument("--model-dir", default=None, help="model bundle folder (default: the shipped one)")

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model_store.data import DEFAULT_DATA_ROOT, load_split
-from model_store.evaluate import score_image
 from model_store.runtime import load_model
-from model_store.synth import LAYOUTS, synth_scene
+from model_store.training.data import DEFAULT_DATA_ROOT, load_split
+from model_store.training.evaluate import score_image
+from model_store.training.synth import LAYOUTS, synth_scene
 from plateveil.geometry import quad_to_box
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from model_store.backends import BACKENDS, DEFAULT_BACKEND
 from plateveil.conceal import DEFAULT_STYLE, style_names
 from plateveil.errors import PermanentError
 
@@ -36,7 +37,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for concealed images")
     p.add_argument("--report", type=Path, metavar="FILE.jsonl", help="JSONL report (default: DIR/report.jsonl)")
     p.add_argument("--style", default=DEFAULT_STYLE, choices=style_names(), help="concealment style")
-    p.add_argument("--backend", default="onnx", choices=["onnx", "mxnet"], help="inference backend")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, help="inference backend")
     p.add_argument("--model-dir", type=Path, default=None, help="model bundle folder (default: the shipped one)")
     p.add_argument("--jpeg-quality", type=int, default=90, help="JPEG/WebP output quality (1-100)")
     p.add_argument("--threads", type=int, default=0, help="inference threads (0 = backend default)")
@@ -96,9 +97,10 @@ def report_line(source: Path, output: Path | None, result: Any = None, model: st
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from model_store.runtime import ModelLoadError, load_model
+    from model_store.errors import ModelLoadError
+    from model_store.runtime import load_model
     from plateveil.imaging import sniff_image
-    from workers.pipeline import conceal_bytes
+    from plateveil.pipeline import conceal_bytes
 
     try:
         model = load_model(args.model_dir, backend=args.backend, threads=args.threads)

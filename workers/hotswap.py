@@ -27,16 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from model_store.bundle import default_model_dir
 from model_store.cache import ModelCache
+from model_store.errors import ModelLoadError, RegistryError
 from model_store.golden import DEFAULT_MAX_MS, smoke_check
-from model_store.registry import (
-    NUDGE_CHANNEL,
-    WORKER_STATUS_PREFIX,
-    Registry,
-    RegistryError,
-    ensure_bootstrap,
-)
-from model_store.runtime import ModelLoadError, PlateModel, default_model_dir, load_model
+from model_store.registry import NUDGE_CHANNEL, WORKER_STATUS_PREFIX, Registry, ensure_bootstrap
+from model_store.runtime import PlateModel, load_model
 from plateveil.errors import StorageError
 
 logger = logging.getLogger(__name__)

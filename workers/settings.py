@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from model_store.registry import RegistryOptions
-from plateveil.schema import STYLES
+from model_store.backends import BACKENDS, DEFAULT_BACKEND, check_backend
+from model_store.registry_settings import RegistryOptions
+from plateveil.schema import DEFAULT_STYLE, STYLES
 from plateveil.settings import CommonSettings
 
 
 class WorkerSettings(CommonSettings, RegistryOptions):
     """The worker's settings; the model registry ones (``registry_bucket``, ``model_alias``,
-    ``canary_share``...) come from :class:`~model_store.registry.RegistryOptions`."""
+    ``canary_share``...) come from :class:`~model_store.registry_settings.RegistryOptions`."""
 
-    backend: str = Field("onnx", description="model backend: onnx (default, CPU) or mxnet")
+    backend: str = Field(DEFAULT_BACKEND, description=f"model backend: {' or '.join(BACKENDS)} (default "
+                                                       f"{DEFAULT_BACKEND}, CPU); checked when the worker starts")
     model_dir: str | None = Field(None, description="model bundle folder; unset = the shipped bundle")
     threads: int = Field(1, ge=0, description="inference threads per worker process (0 = runtime default)")
     jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of concealed photos")
@@ -24,7 +26,12 @@ class WorkerSettings(CommonSettings, RegistryOptions):
     retry_backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles each retry")
     retry_backoff_max_s: float = Field(30.0, gt=0, description="largest retry delay")
     max_deliveries: int = Field(3, ge=1, description="a job started this often without finishing (crashes) fails")
-    default_style: str = Field("blur", description="style used when a job names none")
+    default_style: str = Field(DEFAULT_STYLE, description="style used when a job names none")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        return check_backend(value)
 
     @model_validator(mode="after")
     def _check(self) -> WorkerSettings:

@@ -2,7 +2,9 @@
 
 ``get_concealer(name, **options)`` returns a ready :class:`Concealer`; an unknown name raises
 :class:`~plateveil.errors.UnknownStyleError` listing the valid ones. Styles: ``blur`` (default),
-``pixelate``, ``solid``, ``overlay`` (branded plate), ``none`` (changes nothing).
+``pixelate``, ``solid``, ``overlay`` (branded plate), ``none`` (changes nothing). The names and the
+default are defined once, in :mod:`plateveil.schema` (``STYLES``, ``DEFAULT_STYLE``, ``NULL_STYLE``).
+To add a style: a module here with a :class:`Concealer` subclass, listed below, and its name in ``STYLES``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from plateveil.conceal.overlay import OverlayConcealer
 from plateveil.conceal.pixelate import PixelateConcealer
 from plateveil.conceal.solid import SolidConcealer
 from plateveil.errors import UnknownStyleError
+from plateveil.schema import DEFAULT_STYLE, NULL_STYLE, STYLES
 
-DEFAULT_STYLE = "blur"
 _STYLES: dict[str, type[Concealer]] = {
     cls.name: cls for cls in (BlurConcealer, PixelateConcealer, SolidConcealer, OverlayConcealer, NoConcealer)
 }
+if set(_STYLES) != {*STYLES, NULL_STYLE}:  # a new style: its module here, its name in plateveil.schema.STYLES
+    raise RuntimeError(f"concealers {sorted(_STYLES)} differ from plateveil.schema.STYLES {STYLES} + {NULL_STYLE!r}")
 
 
 def style_names() -> list[str]:

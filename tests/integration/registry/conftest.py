@@ -16,8 +16,8 @@ import boto3
 import pytest
 import redis
 
+from model_store.bundle import MODEL_FILES, default_model_dir
 from model_store.registry import Registry
-from model_store.runtime import MODEL_FILES, default_model_dir
 from plateveil.stack import Stack
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from model_store.bundle import default_model_dir, read_config
 from model_store.cache import ModelCache
 from model_store.registry import Registry, redis_notifier
-from model_store.runtime import default_model_dir, read_config
 from workers.hotswap import ModelSwapper, job_bucket
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from model_store.bundle import default_model_dir, read_config
 from model_store.registry import Registry
-from model_store.runtime import default_model_dir, read_config
 from plateveil.jobs import JobStore
 from plateveil.samples import render_scene
 from plateveil.schema import ConcealJob, JobRecord, JobStatus, iso_ms, utc_now

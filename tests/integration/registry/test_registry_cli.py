@@ -12,7 +12,7 @@ import pytest
 
 from model_store.golden import golden_photos
 from model_store.registry import NUDGE_CHANNEL, Registry, redis_notifier
-from model_store.registry_cli import EXIT_OK, EXIT_REFUSED, GateThresholds, promote_with_gate
+from model_store.training.registry_cli import EXIT_OK, EXIT_REFUSED, GateThresholds, promote_with_gate
 from plateveil.cli import main
 
 pytestmark = pytest.mark.integration

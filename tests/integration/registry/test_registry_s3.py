@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from model_store.cache import ModelCache, ModelIntegrityError
+from model_store.bundle import default_model_dir, read_config
+from model_store.cache import ModelCache
+from model_store.errors import ModelIntegrityError
 from model_store.registry import (
     MANIFEST,
     AliasError,
@@ -20,7 +22,7 @@ from model_store.registry import (
     ensure_bootstrap,
     sha256_file,
 )
-from model_store.runtime import default_model_dir, load_model, read_config
+from model_store.runtime import load_model
 
 pytestmark = pytest.mark.integration
 
@@ -160,7 +162,7 @@ def test_download_verifies_and_reuses(registry: Registry, bundle_factory: Any, t
     folder = bundle_factory("1.0.0")
     registry.publish(folder)
     cache = ModelCache(tmp_path / "cache")
-    path = registry.download("1.0.0", tmp_path / "cache")
+    path = cache.fetch(registry, "1.0.0")
     assert path == tmp_path / "cache" / "plateveil-plates" / "1.0.0"
     for name in ("model.json", "detector.onnx", "landmarks.onnx"):
         assert sha256_file(path / name) == sha256_file(folder / name)
@@ -266,7 +268,7 @@ def test_publish_under_another_version_rewrites_model_json(registry: Registry, b
     folder = bundle_factory("1.0.0")
     manifest = registry.publish(folder, version="7.0.0")
     assert registry.publish(folder, version="7.0.0").digest == manifest.digest  # deterministic: a no-op
-    path = registry.download("7.0.0", tmp_path / "cache")
+    path = ModelCache(tmp_path / "cache").fetch(registry, "7.0.0")
     assert read_config(path)["version"] == "7.0.0"
     assert read_config(folder)["version"] == "1.0.0"  # the source folder is untouched
     assert load_model(path).tag == "plateveil-plates@7.0.0"

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model_store.golden import GoldenPhoto, SmokeCheckError, golden_photos, smoke_check
+from model_store.errors import SmokeCheckError
+from model_store.golden import GoldenPhoto, golden_photos, smoke_check
 from model_store.runtime import PlateFinding, Timings, load_model
 
 

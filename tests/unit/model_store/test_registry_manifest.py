@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from model_store.bundle import default_model_dir
 from model_store.registry import (
     Alias,
     FileEntry,
@@ -18,7 +19,6 @@ from model_store.registry import (
     sha256_file,
     version_sort_key,
 )
-from model_store.runtime import default_model_dir
 
 
 def _onnx_bundle(dest: Path) -> Path:
@@ -86,7 +86,7 @@ def test_bad_names_are_refused(bad: str, tmp_path: Path) -> None:
 def test_importing_the_registry_loads_no_framework() -> None:
     import subprocess
 
-    code = ("import sys, model_store.registry, model_store.registry_cli; "
+    code = ("import sys, model_store.registry, model_store.training.registry_cli; "
             "print(','.join(m for m in ('mxnet', 'cv2', 'onnxruntime', 'boto3') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[3])

@@ -6,9 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from model_store import runtime
-from model_store.evaluate import score_image
-from model_store.runtime import default_model_dir, load_model, read_config
+from model_store import bundle
+from model_store.bundle import default_model_dir, read_config
+from model_store.runtime import load_model
+from model_store.training.evaluate import score_image
 from plateveil.samples import render_scene
 
 
@@ -62,5 +63,5 @@ def test_the_default_bundle_is_the_highest_version_not_the_last_name(tmp_path, m
                             ("plateveil-plates-1.2.0", "1.2.0")]:
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "model.json").write_text(json.dumps({"version": version}))
-    monkeypatch.setattr(runtime, "SHIPPED_DIR", tmp_path)
+    monkeypatch.setattr(bundle, "SHIPPED_DIR", tmp_path)
     assert default_model_dir() == tmp_path / "plateveil-plates-1.10.0"
