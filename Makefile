@@ -17,7 +17,7 @@ help:
 	@echo "make test             run the whole test suite (starts its own Redis + S3 + worker + API)"
 	@echo "make demo [IMAGES=d]  end-to-end demo on real held-out photos (generated ones without ../shared/data, or your folder); outputs in demo-out/"
 	@echo "make bench [IMAGES=d] per-stage latency p50/p95/max in one process (ARGS='--n 50 --compare-backends')"
-	@echo "make train            the shipped training recipe (20 stages, 8 mining steps, tuning, bundle; resumes) into runs/train/"
+	@echo "make train            the shipped training recipe (26 stages, 8 mining steps, tuning, bundle; resumes) into runs/train/"
 	@echo "make eval             the shipped model on the validation split of ../shared/data (runs/eval/)"
 	@echo "make preview          contact sheet of synthetic + real samples with labels (runs/preview.png)"
 	@echo "make up / make down   start / stop the local stack in the background (state and logs in .stack/)"
@@ -78,7 +78,7 @@ lint: setup
 	$(PY) -m ruff check .
 
 typecheck: setup
-	$(PY) -m mypy plateveil producer workers model_store scripts
+	$(PY) -m mypy
 
 doctor: setup
 	$(VENV)/bin/plateveil doctor --all-backends $(ARGS)

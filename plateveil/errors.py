@@ -9,6 +9,9 @@ retryable ones are retried by the worker with backoff::
      +-- RetryableError            infrastructure hiccups: retried
           +-- StorageError         S3 unreachable / 5xx
           +-- BrokerError          Redis unreachable
+
+The model errors (``ModelError``: a bundle that does not load, fails its smoke check, or that the
+registry refuses) are permanent errors too; their family is in :mod:`model_store.errors`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import HybridBlock
 
-from model_store.bundle import MODEL_FILES
+from model_store.bundle import CONFIG_FILE, MODEL_FILES
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,6 @@ def write_bundle(out_dir: Path, detector: HybridBlock, landmarks: HybridBlock, c
     lm = config["landmarks"]
     export_net(detector, out_dir, "detector", (1, 3, 384, 640), dynamic_hw=True)
     export_net(landmarks, out_dir, "landmarks", (1, 3, lm["input_h"], lm["input_w"]), dynamic_hw=False)
-    (out_dir / "model.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     logger.info("wrote bundle %s@%s to %s", config["name"], config["version"], out_dir)
     return out_dir

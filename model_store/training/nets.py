@@ -1,5 +1,6 @@
-"""Plate network architectures (GluonCV/MXNet). Together with ``train.py`` and the mxnet backend,
-the only place that imports mxnet.
+"""Plate network architectures (GluonCV/MXNet). mxnet is imported here, by the training modules that
+build, train and export these nets (``train.py``, ``build.py``, ``export.py``), and, outside training,
+only by the mxnet inference backend (``model_store/backends/mxnet_backend.py``).
 
 Registry: ``get_net(name)`` raises ValueError listing the valid names.
 

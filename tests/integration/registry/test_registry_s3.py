@@ -11,17 +11,8 @@ import pytest
 
 from model_store.bundle import default_model_dir, read_config
 from model_store.cache import ModelCache
-from model_store.errors import ModelIntegrityError
-from model_store.registry import (
-    MANIFEST,
-    AliasError,
-    Registry,
-    VersionConflictError,
-    VersionNotFoundError,
-    _now,
-    ensure_bootstrap,
-    sha256_file,
-)
+from model_store.errors import AliasError, ModelIntegrityError, VersionConflictError, VersionNotFoundError
+from model_store.registry import MANIFEST, Registry, _now, ensure_bootstrap, sha256_file
 from model_store.runtime import load_model
 
 pytestmark = pytest.mark.integration

@@ -9,16 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from model_store.bundle import default_model_dir
-from model_store.registry import (
-    Alias,
-    FileEntry,
-    Manifest,
-    RegistryError,
-    bundle_files,
-    sha256_file,
-    version_sort_key,
-)
+from model_store.bundle import default_model_dir, version_sort_key
+from model_store.errors import RegistryError
+from model_store.registry import Alias, FileEntry, Manifest, bundle_files, sha256_file
 
 
 def _onnx_bundle(dest: Path) -> Path:
