@@ -113,7 +113,7 @@ def build_sidecar(job: ConcealJob, source: ObjectInfo, result: Any, completed_at
 
 def run_job(job: ConcealJob, ctx: WorkerContext, retries: int = 0) -> JobRecord | None:
     """Process one job; raises PermanentError / RetryableError for the task to judge."""
-    from plateveil.pipeline import conceal_bytes  # heavy (cv2, model code): only where jobs run
+    from plateveil.pipeline import conceal_bytes  # heavy (cv2): only where jobs run
 
     attempts = ctx.jobs.mark_running(job.job_id)
     if attempts - retries > ctx.settings.max_deliveries:
