@@ -13,8 +13,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from model_store.bundle import Version
 from model_store.errors import RegistryError
-from model_store.registry import WORKER_STATUS_PREFIX, Registry, registry_from_settings, version_sort_key
+from model_store.registry import WORKER_STATUS_PREFIX, Registry, registry_from_settings
 from model_store.registry_settings import RegistrySettings
 from plateveil.errors import StorageError
 from plateveil.settings import load_settings
@@ -52,7 +53,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not versions:
         print(f"no versions in {registry}")
         return EXIT_OK
-    for version in sorted(versions, key=version_sort_key):
+    for version in sorted(versions, key=Version):
         manifest = registry.show(version)
         tags = ",".join(sorted(by_version.get(version, [])))
         recall = (manifest.metrics or {}).get("recall_08")

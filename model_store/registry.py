@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from model_store.bundle import CONFIG_FILE, MODEL_FILES, default_model_dir, read_config, version_sort_key
+from model_store.bundle import CONFIG_FILE, MODEL_FILES, Version, default_model_dir, read_config
 from model_store.errors import AliasError, RegistryError, VersionConflictError, VersionNotFoundError
 from model_store.registry_settings import RegistrySettings
 from plateveil.errors import StorageError
@@ -480,7 +480,7 @@ class Registry:
             parts = item.get("Key", "")[len(self._root) + 1:].split("/")
             if len(parts) == 2 and parts[1] == MANIFEST and parts[0] not in _RESERVED:
                 versions.append(parts[0])
-        return sorted(versions, key=version_sort_key)
+        return sorted(versions, key=Version)
 
     def download_file(self, version: str, filename: str, dest: BinaryIO) -> str:
         """Stream one file of a version into ``dest``; returns the sha256 of what was written."""
