@@ -209,7 +209,11 @@ class JobRecord:
 
 @dataclass(frozen=True)
 class CompletionEvent:
-    """One entry of the completion stream (``XADD plateveil:events``), all values strings."""
+    """One entry of the completion stream (``XADD plateveil:events``), all values strings.
+
+    ``event`` is ``completed`` (the worker finished the job; the field is left out of the entry, as it
+    always was) or ``corrected`` (a reviewer changed the concealed photo: ``status`` stays ``done``,
+    ``plate_count`` and ``completed_at`` are those of the correction)."""
 
     job_id: str
     status: JobStatus
@@ -220,10 +224,13 @@ class CompletionEvent:
     plate_count: int = 0
     error: str = ""
     completed_at: str = ""
+    event: str = "completed"
 
     def to_fields(self) -> dict[str, str]:
         d = asdict(self)
         d["status"] = self.status.value
+        if d["event"] == "completed":
+            del d["event"]
         return {k: str(v) for k, v in d.items()}
 
     @classmethod
@@ -231,7 +238,7 @@ class CompletionEvent:
         return cls(job_id=f["job_id"], status=JobStatus(f["status"]), output_bucket=f["output_bucket"],
                    output_key=f["output_key"], sidecar_key=f["sidecar_key"], model=f.get("model", ""),
                    plate_count=int(f.get("plate_count") or 0), error=f.get("error", ""),
-                   completed_at=f.get("completed_at", ""))
+                   completed_at=f.get("completed_at", ""), event=f.get("event", "completed"))
 
     @classmethod
     def of(cls, record: JobRecord) -> CompletionEvent:

@@ -5,7 +5,7 @@ under ``.stack/``) and the integration tests. Every service runs as a child proc
 session on a free 127.0.0.1 port; :meth:`Stack.stop` ends exactly those process groups (TERM,
 then KILL) so nothing is left behind.
 
-    python -m plateveil.stack up [--state-dir .stack]   # prints API_URL=..., API_KEY=..., ...
+    python -m plateveil.stack up [--state-dir .stack]   # prints API_URL=..., API_KEY=..., REVIEW_KEY=..., ...
     python -m plateveil.stack status
     python -m plateveil.stack down
 """
@@ -36,6 +36,7 @@ S3_SECRET = "plateveil-local-secret"
 ORIGINALS_BUCKET = "plateveil-originals"
 OUTPUT_BUCKET = "plateveil-concealed"
 DEFAULT_STATE_DIR = Path(".stack")
+REVIEWER = "reviewer"   # the name of the stack's one reviewer key (PLATEVEIL_REVIEW_KEYS=reviewer:KEY)
 
 
 class StackError(RuntimeError):
@@ -147,6 +148,7 @@ class Stack:
     pool: str = "solo"
     concurrency: int = 1
     api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    review_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     extra_env: dict[str, str] = field(default_factory=dict)
     with_worker: bool = True
     with_api: bool = True
@@ -180,6 +182,7 @@ class Stack:
             "PLATEVEIL_ORIGINALS_BUCKET": ORIGINALS_BUCKET,
             "PLATEVEIL_OUTPUT_BUCKET": OUTPUT_BUCKET,
             "PLATEVEIL_API_KEYS": self.api_key,
+            "PLATEVEIL_REVIEW_KEYS": f"{REVIEWER}:{self.review_key}",
             "PLATEVEIL_THREADS": "1",
         } | self.extra_env
 
@@ -275,13 +278,14 @@ class Stack:
 
     # -- background mode -------------------------------------------------------------------------
     def info_lines(self) -> list[str]:
-        return [f"API_URL={self.api_url}", f"API_KEY={self.api_key}", f"REDIS_URL={self.redis_url}",
+        return [f"API_URL={self.api_url}", f"API_KEY={self.api_key}", f"REVIEW_URL={self.api_url}/review",
+                f"REVIEW_KEY={self.review_key}", f"REDIS_URL={self.redis_url}",
                 f"S3_ENDPOINT_URL={self.s3_endpoint_url}", f"S3_ACCESS_KEY_ID={S3_KEY_ID}",
                 f"S3_SECRET_ACCESS_KEY={S3_SECRET}", f"ORIGINALS_BUCKET={ORIGINALS_BUCKET}",
                 f"OUTPUT_BUCKET={OUTPUT_BUCKET}", f"LOGS={self.state_dir / 'logs'}"]
 
     def save(self) -> None:
-        state = {"api_key": self.api_key, "ports": self.ports, "pool": self.pool,
+        state = {"api_key": self.api_key, "review_key": self.review_key, "ports": self.ports, "pool": self.pool,
                  "services": [vars(s) for s in self.services]}
         (self.state_dir / "state.json").write_text(json.dumps(state, indent=1))
         (self.state_dir / "env").write_text("".join(f"export {k}={v}\n" for k, v in self.env.items()))
@@ -292,7 +296,7 @@ class Stack:
         if not path.is_file():
             return None
         state = json.loads(path.read_text())
-        return cls(state_dir=state_dir, api_key=state["api_key"], ports=state["ports"], pool=state["pool"],
+        return cls(state_dir=state_dir, api_key=state["api_key"], review_key=state.get("review_key", ""), ports=state["ports"], pool=state["pool"],
                    services=[Service(**s) for s in state["services"]])
 
     def alive(self) -> dict[str, bool]:

@@ -18,6 +18,8 @@ from fastapi.responses import JSONResponse
 import plateveil
 from plateveil.settings import load_settings
 from producer.responses import Health
+from producer.review.routes import flag_router, login_router
+from producer.review.routes import router as review_router
 from producer.routes import router
 from producer.services import Services
 from producer.settings import ProducerSettings
@@ -41,6 +43,9 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
                   description="Upload car photos; a worker hides their licence plates and writes the "
                               "concealed photo and a JSON sidecar to the output bucket.")
     app.include_router(router)
+    app.include_router(flag_router)
+    app.include_router(login_router)
+    app.include_router(review_router)   # last: it ends with a catch-all for /review/*
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
     async def healthz() -> JSONResponse:

@@ -60,6 +60,11 @@ class PlateveilClient:
     def status(self, job_id: str) -> dict[str, Any]:
         return self._json(self.http.get(f"/v1/jobs/{job_id}"))
 
+    def flag(self, job_id: str, reason: str) -> dict[str, Any]:
+        """Report a concealed photo for review (e.g. "seller: my plate is visible"); the job goes to the
+        top of the review queue. Returns ``{job_id, flagged, flag_count, review_url}``."""
+        return self._json(self.http.post(f"/v1/jobs/{job_id}/flag", json={"reason": reason}))
+
     def wait(self, job_id: str, timeout: float = 60.0, poll: float = 0.1) -> dict[str, Any]:
         """Poll until the job is done or failed; JobTimeoutError after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
