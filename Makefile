@@ -10,11 +10,12 @@ PIP := $(PY) -m pip --disable-pip-version-check
 IMAGES ?=
 ARGS ?=
 
-.PHONY: help setup test test-unit test-integration demo bench train preview eval up down status lint typecheck doctor clean
+.PHONY: help setup browser test test-unit test-integration demo bench train preview eval up down status lint typecheck doctor clean
 
 help:
 	@echo "make setup            build .venv from requirements.lock (+ requirements-dev.lock), install plateveil -e"
-	@echo "make test             run the whole test suite (starts its own Redis + S3 + worker + API)"
+	@echo "make test             run the whole test suite (starts its own Redis + S3 + worker + API; installs chromium"
+	@echo "                      + chromium-driver with apt for the review page's browser test when root and missing)"
 	@echo "make demo [IMAGES=d]  end-to-end demo on real held-out photos (generated ones without ../shared/data, or your folder); outputs in demo-out/"
 	@echo "make bench [IMAGES=d] per-stage latency p50/p95/max in one process (ARGS='--n 50 --compare-backends')"
 	@echo "make train            the shipped training recipe (26 stages, 8 mining steps, tuning, bundle; resumes) into runs/train/"
@@ -36,13 +37,24 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	$(PIP) install -q --no-deps -e .
 	@touch $(STAMP)
 
-test: setup
+# The review page's browser test drives Debian's chromium through chromedriver. Installed here when it is
+# missing and this runs as root with apt; never fails the run (without a browser that test skips, saying why).
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium + chromium-driver (apt) for the review page's browser test (log: $(VENV)/apt-browser.log)"; \
+	  mkdir -p $(VENV); \
+	  ( apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver ) \
+	    >$(VENV)/apt-browser.log 2>&1 || echo "could not install chromium (see $(VENV)/apt-browser.log): the browser test will skip"; \
+	else echo "no chromium/chromedriver and not root with apt-get: the review page's browser test will skip"; fi
+
+test: setup browser
 	$(PY) -m pytest -q $(ARGS)
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit $(ARGS)
 
-test-integration: setup
+test-integration: setup browser
 	$(PY) -m pytest -q tests/integration $(ARGS)
 
 demo: setup

@@ -1,4 +1,5 @@
-"""``plateveil models ...``: preview, train, mine, tune, review, build, eval, and the registry verbs.
+"""``plateveil models ...``: preview, train, mine, tune, review, build, eval, corrections export, and the
+registry verbs.
 
 The training verbs are here; ``publish``/``promote``/``rollback`` (with the quality gate) are
 :mod:`model_store.training.registry_cli`, and the reading verbs ``list``/``show``/``unalias``/``workers``
@@ -104,7 +105,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     _labels_option(e)
     e.set_defaults(func=_eval)
 
+    c = msub.add_parser("corrections", help="reviewers' corrections (the /review pages) as training data")
+    csub = c.add_subparsers(dest="corrections_command", required=True, metavar="VERB")
+    x = csub.add_parser("export", help="write every corrected photo (original + corners labels, removed false "
+                                       "positives as negatives) to DIR, a corners-format data folder")
+    x.add_argument("dir", type=Path, help="output folder (images/, corners/, negatives.json, manifest.json)")
+    x.add_argument("--since", default=None, metavar="YYYY-MM-DD",
+                   help="only jobs concealed from this day on (default: the whole output prefix)")
+    x.set_defaults(func=_corrections_export)
+
     register_registry_commands(msub)
+
+
+def _corrections_export(args: argparse.Namespace) -> int:
+    from model_store.training.corrections import export_main
+
+    summary = export_main(args.dir, args.since)
+    print(f"{summary.jobs} corrected photos ({summary.plates} plates, {summary.added} drawn by reviewers, "
+          f"{summary.negatives} removed false positives) of {summary.sidecars_read} sidecars: {summary.out}")
+    print(f"train on them: copy {summary.out} under the data root (e.g. ../shared/data/plateveil-corrections/)")
+    return 0
 
 
 def _preview(args: argparse.Namespace) -> int:

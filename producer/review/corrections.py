@@ -91,8 +91,8 @@ def parse_correction(body: Any) -> Correction:
     revision = body.get("revision")
     if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
         raise CorrectionError("revision: the number of corrections the page showed (an integer >= 0)")
-    add = body.get("add") or []
-    remove = body.get("remove") or []
+    add = [] if body.get("add") is None else body["add"]
+    remove = [] if body.get("remove") is None else body["remove"]
     if not isinstance(add, list) or len(add) > MAX_ADDED:
         raise CorrectionError(f"add: a list of at most {MAX_ADDED} polygons")
     if not isinstance(remove, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in remove):

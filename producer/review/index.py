@@ -223,8 +223,9 @@ class ReviewIndex:
 
     def mark_reviewed(self, job_id: str, by: str, fields: dict[str, str] | None = None) -> None:
         """Reviewed (accepted or corrected) by ``by``: leaves the open queue, flags cleared."""
+        mapping: dict[str, str] = {"reviewed_at": iso_ms(utc_now()), "reviewed_by": by, **(fields or {})}
         pipe = self.client.pipeline()
-        pipe.hset(self.key(job_id), mapping={"reviewed_at": iso_ms(utc_now()), "reviewed_by": by, **(fields or {})})
+        pipe.hset(self.key(job_id), mapping=mapping)   # type: ignore[arg-type]
         pipe.hdel(self.key(job_id), "flagged_at", "flag_reason")
         pipe.zrem(PREFIX + "flagged", job_id)
         self._run("review", pipe.execute)
