@@ -73,7 +73,7 @@
     return node;
   }
   const pts = (poly) => poly.map((p) => p[0] + "," + p[1]).join(" ");
-  const stroke = () => Math.max(2, Math.round(job.width / 400));
+  const stroke = () => Math.max(2, Math.round(job.width / 250));
 
   function draw() {
     for (const svg of svgs) {
