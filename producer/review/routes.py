@@ -21,7 +21,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
-from plateveil.errors import BrokerError, SourceMissingError, StorageError
+from plateveil.errors import BadImageError, BrokerError, SourceMissingError, StorageError
+from plateveil.imaging import CONTENT_TYPES, sniff_image
 from plateveil.schema import STYLES, JobStatus
 from producer.review.auth import COOKIE_NAME, COOKIE_PATH, ReviewAuth, Reviewer, fingerprint, same_origin
 from producer.review.corrections import CorrectionError, apply_correction, parse_correction
@@ -37,6 +38,7 @@ STATIC = {"review.js": "text/javascript", "review.css": "text/css"}
 _CSP = ("default-src 'none'; img-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 _LOGIN_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+BROWSER_FORMATS = ("jpeg", "png", "webp", "bmp")
 _PRIVATE = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
 
 
@@ -234,7 +236,17 @@ def _photo(rv: Review, bucket: str, key: str) -> Response:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "photo not found") from exc
     except StorageError as exc:
         raise _unavailable(exc) from exc
-    return Response(obj.data, media_type=obj.info.content_type, headers=_PRIVATE)
+    fmt = sniff_image(obj.data)
+    if fmt in BROWSER_FORMATS:
+        return Response(obj.data, media_type=CONTENT_TYPES[fmt], headers=_PRIVATE)
+    # a TIFF original (browsers do not show it): upright pixels as PNG, as the pipeline saw them
+    from plateveil.imaging import decode, encode
+
+    try:
+        png = encode(decode(obj.data).image_bgr, "png")
+    except BadImageError as exc:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"cannot show this photo: {exc}") from exc
+    return Response(png, media_type="image/png", headers=_PRIVATE)
 
 
 @router.get("/jobs/{job_id}/original")

@@ -288,3 +288,21 @@ def test_queue_filters(stack, client, reviewer):
     assert (found["job_id"] in ids("low_score=1")) == low
     assert empty["job_id"] not in ids("low_score=1")
     assert reviewer.get("/review?date=yesterday").status_code == 422
+
+
+def test_a_tiff_original_is_shown_as_png_and_corrected(client, reviewer, s3):
+    scene = render_scene(seed=23, size=(320, 240))
+    tiff = cv2.imencode(".tif", scene.image_bgr)[1].tobytes()
+    job = client.wait(client.submit_photo(tiff)["job_id"], timeout=60)
+    assert job["status"] == "done" and job["output_key"].endswith(".png")
+    shown = reviewer.get(f"/review/jobs/{job['job_id']}/original")
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/png"
+    assert np.array_equal(decode(shown.content), scene.image_bgr.astype(np.int16))
+    quad = [list(p) for p in scene.plate_quad]
+    resp = reviewer.post(f"/review/api/jobs/{job['job_id']}/corrections",
+                         json={"revision": 0, "remove": list(range(job["plate_count"])), "add": [quad]})
+    assert resp.status_code == 200, resp.text
+    out, _ = output(s3, job)
+    assert out[:8] == b"\x89PNG\r\n\x1a\n"
+    expected, fmt = render(tiff, [quad], "blur", 90)
+    assert fmt == "png" and np.array_equal(decode(out), decode(expected))
