@@ -7,7 +7,7 @@ reviewer removed as no plate. The sidecars are the durable record, so the export
 
 * ``DIR/images/<job_id>.<ext>``: the original photo, upright (as the pipeline saw it, so the corners fit);
 * ``DIR/corners/<job_id>.json``: ``{"plates": [[[x, y] x4], ...]}`` (TL TR BR BL), the photo's plates after the
-  corrections: the corners format of ``model_store.data`` (``load_folder`` reads it; a photo whose
+  corrections: the corners format of ``model_store.training.data`` (``load_folder`` reads it; a photo whose
   concealments were all removed has ``[]`` and teaches the detector that those regions are background);
 * ``DIR/negatives.json``: ``{"<image file>": [[x1, y1, x2, y2], ...]}``, the removed false positives' boxes
   (not overlapping a final plate); :func:`negatives_as_rows` turns them into the ``(photo index, box)`` rows
@@ -183,7 +183,7 @@ def negatives_as_rows(samples: list[Any], negatives: dict[str, np.ndarray],
                       max_side: int = 960) -> list[tuple[int, np.ndarray]]:
     """``(index into samples, box)`` rows for ``LandmarkSampler.hard_negatives``, boxes scaled as
     ``augment.load_photos(samples, max_side)`` scales each photo; samples are matched by file name."""
-    from model_store.data import _image_size
+    from model_store.training.data import _image_size
 
     rows: list[tuple[int, np.ndarray]] = []
     for i, sample in enumerate(samples):
