@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
+import redis
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -26,7 +27,7 @@ from plateveil.imaging import CONTENT_TYPES, sniff_image
 from plateveil.schema import STYLES, JobStatus
 from producer.review.auth import COOKIE_NAME, COOKIE_PATH, ReviewAuth, Reviewer, fingerprint, same_origin
 from producer.review.corrections import CorrectionError, apply_correction, parse_correction
-from producer.review.index import QueueFilter, ReviewIndex
+from producer.review.index import PREFIX, QueueFilter, ReviewIndex
 from producer.routes import require_api_key
 from producer.services import Services
 
@@ -38,6 +39,7 @@ STATIC = {"review.js": "text/javascript", "review.css": "text/css"}
 _CSP = ("default-src 'none'; img-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 _LOGIN_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+LOCK_PREFIX = PREFIX + "lock:"
 BROWSER_FORMATS = ("jpeg", "png", "webp", "bmp")
 _PRIVATE = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
 
@@ -277,8 +279,18 @@ async def correct(request: Request, rv: ReviewDep, reviewer: ReviewerDep, job_id
     entry = await run_in_threadpool(_entry, rv, job_id)
 
     def work() -> dict[str, Any]:
-        sidecar = apply_correction(rv.services.store, rv.services.jobs, entry, correction, reviewer.name,
-                                   jpeg_quality=rv.services.settings.jpeg_quality)
+        # one correction of a job at a time (the revision check then sees the other's sidecar)
+        lock = rv.services.jobs.client.lock(LOCK_PREFIX + job_id, timeout=120, blocking_timeout=0)
+        if not lock.acquire():
+            raise CorrectionError("someone is saving a correction of this job right now: reload it", status=409)
+        try:
+            sidecar = apply_correction(rv.services.store, rv.services.jobs, entry, correction, reviewer.name,
+                                       jpeg_quality=rv.services.settings.jpeg_quality)
+        finally:
+            try:
+                lock.release()
+            except redis.RedisError:   # expired meanwhile (a very slow save): nothing to release
+                pass
         from producer.review.index import summary_of
 
         rv.index.mark_reviewed(job_id, reviewer.name, {

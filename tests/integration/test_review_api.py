@@ -224,6 +224,21 @@ def test_bad_corrections_are_refused_and_change_nothing(client, reviewer, s3):
     assert output(s3, job) == before
 
 
+def test_a_save_while_another_runs_is_refused(client, reviewer, s3, redis_client):
+    job, _, _ = done_job(client, seed=24)
+    before = output(s3, job)
+    url = f"/review/api/jobs/{job['job_id']}/corrections"
+    lock = redis_client.lock("plateveil:review:lock:" + job["job_id"], timeout=30)
+    assert lock.acquire(blocking=False)      # another save holds the job
+    try:
+        resp = reviewer.post(url, json={"revision": 0, "style": "solid"})
+        assert resp.status_code == 409 and "right now" in resp.json()["detail"]
+        assert output(s3, job) == before
+    finally:
+        lock.release()
+    assert reviewer.post(url, json={"revision": 0, "style": "solid"}).status_code == 200
+
+
 def test_corners_outside_by_a_hair_are_clipped_and_ordered(client, reviewer, s3):
     job, _, _ = done_job(client, seed=15)
     # clicked in another order (BR, TL, BL, TR) and 1 px past the left edge
