@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -69,14 +70,14 @@ def main() -> int:
         finally:
             driver.quit()
         image = Image.open(shot).convert("RGB")
-        image = image.resize((args.width, round(image.height * args.width / image.width)), Image.LANCZOS)
+        image = image.resize((args.width, round(image.height * args.width / image.width)), Image.Resampling.LANCZOS)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KiB)")
     return 0
 
 
-def start_browser_outside_pytest():  # type: ignore[no-untyped-def]
+def start_browser_outside_pytest() -> Any:
     """``start_browser`` raises pytest's Skipped without a browser: say so plainly here."""
     try:
         return start_browser()
