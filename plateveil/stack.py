@@ -170,6 +170,10 @@ class Stack:
         return f"http://127.0.0.1:{self.ports['api']}"
 
     @property
+    def worker_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.get('worker_metrics', 0)}/metrics"
+
+    @property
     def env(self) -> dict[str, str]:
         """The ``PLATEVEIL_*`` settings every service of this stack runs with."""
         return {
@@ -184,6 +188,8 @@ class Stack:
             "PLATEVEIL_API_KEYS": self.api_key,
             "PLATEVEIL_REVIEW_KEYS": f"{REVIEWER}:{self.review_key}",
             "PLATEVEIL_THREADS": "1",
+            "PLATEVEIL_METRICS_PORT": str(self.ports.get("worker_metrics", 0)),
+            "PLATEVEIL_METRICS_ADDR": "127.0.0.1",
         } | self.extra_env
 
     def s3_client(self) -> Any:
@@ -205,10 +211,11 @@ class Stack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _spawn(self, name: str, argv: list[str], marker: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, argv: list[str], marker: str,
+               env_extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = self.state_dir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        env = os.environ.copy() | self.env
+        env = os.environ.copy() | self.env | (env_extra or {})
         env["PYTHONUNBUFFERED"] = "1"
         with open(log, "ab") as fh:
             proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
@@ -235,7 +242,7 @@ class Stack:
     def _start(self, timeout: float) -> None:
         import httpx
 
-        self.ports = {"redis": free_port(), "s3": free_port(), "api": free_port()}
+        self.ports = {"redis": free_port(), "s3": free_port(), "api": free_port(), "worker_metrics": free_port()}
         redis_proc = self._spawn("redis", [
             redis_server_binary(), "--port", str(self.ports["redis"]), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(self.state_dir.resolve())], marker="redis-server")
@@ -253,7 +260,9 @@ class Stack:
                 sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool", self.pool,
                 "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--without-gossip",
                 "--without-mingle", "--without-heartbeat", "-n", f"plateveil-{self.ports['api']}@%h",
-                "-Q", self.env.get("PLATEVEIL_QUEUE", "plateveil.conceal")], marker="workers.celery_app")
+                "-Q", self.env.get("PLATEVEIL_QUEUE", "plateveil.conceal")], marker="workers.celery_app",
+                # the worker's own metrics folder (multiprocess mode; emptied when it starts)
+                env_extra={"PROMETHEUS_MULTIPROC_DIR": str((self.state_dir / "metrics").resolve())})
         if self.with_api:
             api_proc = self._spawn("api", [
                 sys.executable, "-m", "uvicorn", "producer.app:app", "--host", "127.0.0.1",
@@ -282,7 +291,8 @@ class Stack:
                 f"REVIEW_KEY={self.review_key}", f"REDIS_URL={self.redis_url}",
                 f"S3_ENDPOINT_URL={self.s3_endpoint_url}", f"S3_ACCESS_KEY_ID={S3_KEY_ID}",
                 f"S3_SECRET_ACCESS_KEY={S3_SECRET}", f"ORIGINALS_BUCKET={ORIGINALS_BUCKET}",
-                f"OUTPUT_BUCKET={OUTPUT_BUCKET}", f"LOGS={self.state_dir / 'logs'}"]
+                f"OUTPUT_BUCKET={OUTPUT_BUCKET}", f"METRICS_URL={self.api_url}/metrics",
+                f"WORKER_METRICS_URL={self.worker_metrics_url}", f"LOGS={self.state_dir / 'logs'}"]
 
     def save(self) -> None:
         state = {"api_key": self.api_key, "review_key": self.review_key, "ports": self.ports, "pool": self.pool,

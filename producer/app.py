@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 import plateveil
 from plateveil.settings import load_settings
+from producer import metrics as api_metrics
 from producer.responses import Health
 from producer.review.routes import flag_router, login_router
 from producer.review.routes import router as review_router
@@ -60,6 +61,7 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
         """Liveness: the process serves requests (does not look at dependencies)."""
         return {"status": "ok"}
 
+    api_metrics.install(app)  # GET /metrics; its middleware must stay the outermost (added last)
     return app
 
 

@@ -24,9 +24,11 @@ from __future__ import annotations
 from celery import Celery
 
 from plateveil.settings import load_settings
+from workers import metrics as worker_metrics
 from workers.settings import WorkerSettings
 
 settings = load_settings(WorkerSettings)
+worker_metrics.install(settings)  # the per-worker exporter (multiprocess mode), started with the worker
 
 
 def create_celery_app(settings: WorkerSettings) -> Celery:

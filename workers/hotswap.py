@@ -34,6 +34,7 @@ from model_store.golden import DEFAULT_MAX_MS, smoke_check
 from model_store.registry import NUDGE_CHANNEL, WORKER_STATUS_PREFIX, Registry, ensure_bootstrap
 from model_store.runtime import PlateModel, load_model
 from plateveil.errors import StorageError
+from workers import metrics as worker_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +270,7 @@ class ModelSwapper:
                     self._previous_production = old.version
                 self._source = "registry"
             self._swaps += 1
+        worker_metrics.model_swapped(slot)
         self._prune_cache()
 
     def _prune_cache(self) -> None:
@@ -284,6 +286,7 @@ class ModelSwapper:
             logger.warning("cannot prune the model cache %s", self.cache.root, exc_info=True)
 
     def _fail(self, message: str) -> None:
+        worker_metrics.model_swap_failed(message)
         with self._lock:
             self._last_error = message
             self._last_error_at = _now()
@@ -339,6 +342,7 @@ class ModelSwapper:
         self._wake.set()
 
     def _publish_state(self) -> None:
+        worker_metrics.model_state(self.state())
         if self.redis is None:
             return
         try:

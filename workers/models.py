@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model_store.runtime import PlateModel, load_model
+from workers import metrics as worker_metrics
 from workers.settings import WorkerSettings
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class ModelProvider:
             self._model = load_model(self.settings.model_dir, backend=self.settings.backend,
                                      threads=self.settings.threads)
             self._loaded_at = time.time()
+            worker_metrics.model_served("production", self._model.tag)
             logger.info("loaded model %s (%s backend, %d threads) from %s in %.0f ms", self._model.tag,
                         self._model.backend, self.settings.threads, self._model.model_dir,
                         (time.perf_counter() - t0) * 1000)

@@ -27,6 +27,8 @@ class WorkerSettings(CommonSettings, RegistryOptions):
     retry_backoff_max_s: float = Field(30.0, gt=0, description="largest retry delay")
     max_deliveries: int = Field(3, ge=1, description="a job started this often without finishing (crashes) fails")
     default_style: str = Field(DEFAULT_STYLE, description="style used when a job names none")
+    metrics_port: int = Field(9540, ge=0, le=65535, description="port of the worker's Prometheus exporter (0 = none)")
+    metrics_addr: str = Field("0.0.0.0", description="address the worker's Prometheus exporter binds")
 
     @field_validator("backend")
     @classmethod

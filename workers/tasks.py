@@ -33,6 +33,7 @@ from plateveil.errors import BrokerError, PermanentError, RetryableError
 from plateveil.jobs import JobStore
 from plateveil.schema import TASK_CONCEAL, ConcealJob, JobRecord, JobStatus, iso_ms, utc_now
 from plateveil.storage import ObjectInfo, ObjectStore, get_store
+from workers import metrics as worker_metrics
 from workers.celery_app import app, settings
 from workers.models import ModelProvider
 from workers.settings import WorkerSettings
@@ -132,6 +133,7 @@ def run_job(job: ConcealJob, ctx: WorkerContext, retries: int = 0) -> JobRecord 
     record = ctx.jobs.finish(job.job_id, JobStatus.DONE, model=result.model,
                              plates=sidecar["plates"], timings_ms=sidecar["timings_ms"], completed_at=completed_at)
     t = sidecar["timings_ms"]
+    worker_metrics.job_done(record, result.model, len(result.plates), t)
     logger.info("job %s done model=%s plates=%d style=%s size=%dx%d decode=%.1f detect=%.1f landmarks=%.1f "
                 "conceal=%.1f encode=%.1f total=%.1f ms", job.job_id, result.model, len(result.plates), job.style,
                 result.width, result.height, t.get("decode", 0), t.get("detect", 0), t.get("landmarks", 0),
@@ -160,14 +162,17 @@ def conceal_photo(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         return {"job_id": job.job_id, "status": record.status.value if record else JobStatus.DONE.value}
     except PermanentError as exc:
         logger.warning("job %s failed: %s", job.job_id, exc)
+        worker_metrics.job_failed(exc)
         _fail(ctx, job, str(exc))
     except SoftTimeLimitExceeded:
         logger.warning("job %s timed out after %.0f s", job.job_id, ctx.settings.soft_time_limit_s)
         _fail(ctx, job, f"timed out after {ctx.settings.soft_time_limit_s:.0f} s")
+        worker_metrics.job_failed("timeout")
     except RETRYABLE as exc:
         if retries >= ctx.settings.max_retries:
             logger.error("job %s failed after %d retries: %s", job.job_id, retries, exc)
             _fail(ctx, job, f"gave up after {retries + 1} attempts: {exc}")
+            worker_metrics.job_failed("retries_exhausted")
         else:
             delay = retry_delay(retries, ctx)
             logger.warning("job %s: retry %d/%d in %.1f s after: %s", job.job_id, retries + 1,
@@ -176,8 +181,10 @@ def conceal_photo(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
                 ctx.jobs.mark_retrying(job.job_id, f"retrying after: {exc}")
             except BrokerError:
                 logger.warning("job %s: could not record the retry", job.job_id)
+            worker_metrics.job_retried(exc)
             raise self.retry(exc=exc, countdown=delay, max_retries=ctx.settings.max_retries) from exc
     except Exception as exc:  # a bug or an unforeseen library error: fail the job, keep the worker
         logger.exception("job %s failed with an unexpected error", job.job_id)
         _fail(ctx, job, f"internal error: {type(exc).__name__}: {exc}")
+        worker_metrics.job_failed("internal_error")
     return {"job_id": job.job_id, "status": JobStatus.FAILED.value}
