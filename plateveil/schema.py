@@ -115,6 +115,7 @@ class ConcealJob:
     style: str
     accepted_at: str
     metadata: dict[str, str] = field(default_factory=dict)
+    key_id: str = ""  # id of the API key that submitted the job (never the key); "" when unknown
 
     @property
     def sidecar_key(self) -> str:
@@ -130,6 +131,7 @@ class ConcealJob:
             output_bucket=str(d["output_bucket"]), output_key=str(d["output_key"]), style=str(d["style"]),
             accepted_at=str(d["accepted_at"]),
             metadata={str(k): str(v) for k, v in (d.get("metadata") or {}).items()},
+            key_id=str(d.get("key_id") or ""),
         )
 
 
@@ -154,13 +156,14 @@ class JobRecord:
     timings_ms: dict[str, float] = field(default_factory=dict)
     attempts: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
+    key_id: str = ""
 
     @classmethod
     def queued(cls, job: ConcealJob) -> JobRecord:
         return cls(job_id=job.job_id, status=JobStatus.QUEUED, source_bucket=job.source_bucket,
                    source_key=job.source_key, output_bucket=job.output_bucket, output_key=job.output_key,
                    sidecar_key=job.sidecar_key, style=job.style, accepted_at=job.accepted_at,
-                   metadata=dict(job.metadata))
+                   metadata=dict(job.metadata), key_id=job.key_id)
 
     @property
     def plate_count(self) -> int:
@@ -185,6 +188,7 @@ class JobRecord:
             timings_ms={str(k): float(v) for k, v in (d.get("timings_ms") or {}).items()},
             attempts=int(d.get("attempts") or 0),
             metadata={str(k): str(v) for k, v in (d.get("metadata") or {}).items()},
+            key_id=str(d.get("key_id") or ""),
         )
 
     # Redis hash representation: every value a string, nested values as JSON.

@@ -9,9 +9,9 @@ own chain) when the ``PLATEVEIL_S3_*`` ones are unset. Every field is documented
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from plateveil.schema import DEFAULT_EVENT_STREAM, DEFAULT_QUEUE
@@ -44,6 +44,19 @@ class CommonSettings(BaseSettings):
     originals_bucket: str = Field("plateveil-originals", description="private bucket of uploaded originals")
     output_bucket: str = Field("plateveil-concealed", description="bucket of concealed photos and JSON sidecars")
     output_prefix: str = Field("concealed", description="key prefix of concealed photos")
+    log_format: str = Field("text", description="log lines: 'json' (one object per line) or 'text'")
+    log_level: str = Field("INFO", description="log level: DEBUG, INFO, WARNING, ERROR")
+
+    @field_validator("log_format", "log_level")
+    @classmethod
+    def _log_choice(cls, value: str, info: Any) -> str:
+        from plateveil.logs import FORMATS, LEVELS
+
+        value = value.strip().lower() if info.field_name == "log_format" else value.strip().upper()
+        valid = FORMATS if info.field_name == "log_format" else LEVELS
+        if value not in valid:
+            raise ValueError(f"{value!r} is not one of {', '.join(valid)}")
+        return value
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -16,7 +16,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 import plateveil
+from plateveil.logs import configure_logging
 from plateveil.settings import load_settings
+from producer import identity
 from producer import metrics as api_metrics
 from producer.responses import Health
 from producer.review.routes import flag_router, login_router
@@ -32,6 +34,7 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         current = settings or load_settings(ProducerSettings)
+        configure_logging(current.log_format, current.log_level)
         app.state.services = Services.from_settings(current)
         logger.info("upload service ready: queue=%s originals=%s output=%s storage=%s", current.queue,
                     current.originals_bucket, current.output_bucket, current.storage)
@@ -61,6 +64,7 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
         """Liveness: the process serves requests (does not look at dependencies)."""
         return {"status": "ok"}
 
+    identity.install(app)  # request_id + key_id in the log context and on new jobs
     api_metrics.install(app)  # GET /metrics; its middleware must stay the outermost (added last)
     return app
 

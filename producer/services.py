@@ -28,6 +28,7 @@ from plateveil.schema import (
     utc_now,
 )
 from plateveil.storage import ObjectStore, get_store
+from producer.identity import current_key_id
 from producer.settings import ProducerSettings
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class Services:
         return ConcealJob(job_id=job_id, source_bucket=source_bucket, source_key=source_key,
                           output_bucket=self.settings.output_bucket,
                           output_key=dated_key(self.settings.output_prefix, job_id, extension_for(out_fmt), now),
-                          style=style, accepted_at=iso_ms(now), metadata=metadata)
+                          style=style, accepted_at=iso_ms(now), metadata=metadata, key_id=current_key_id.get())
 
     def accept(self, job: ConcealJob) -> None:
         """Record ``queued`` first, then enqueue by task name; BrokerError if either fails."""

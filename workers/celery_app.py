@@ -24,11 +24,13 @@ from __future__ import annotations
 from celery import Celery
 
 from plateveil.settings import load_settings
+from workers import logs as worker_logs
 from workers import metrics as worker_metrics
 from workers.settings import WorkerSettings
 
 settings = load_settings(WorkerSettings)
 worker_metrics.install(settings)  # the per-worker exporter (multiprocess mode), started with the worker
+worker_logs.install(settings)  # PLATEVEIL_LOG_FORMAT/LEVEL; job_id and key_id on every line of a job
 
 
 def create_celery_app(settings: WorkerSettings) -> Celery:

@@ -137,7 +137,8 @@ def run_job(job: ConcealJob, ctx: WorkerContext, retries: int = 0) -> JobRecord 
     logger.info("job %s done model=%s plates=%d style=%s size=%dx%d decode=%.1f detect=%.1f landmarks=%.1f "
                 "conceal=%.1f encode=%.1f total=%.1f ms", job.job_id, result.model, len(result.plates), job.style,
                 result.width, result.height, t.get("decode", 0), t.get("detect", 0), t.get("landmarks", 0),
-                t.get("conceal", 0), t.get("encode", 0), t.get("total", 0))
+                t.get("conceal", 0), t.get("encode", 0), t.get("total", 0),
+                extra={"model": result.model, "plate_count": len(result.plates), "timings_ms": t})
     return record
 
 
