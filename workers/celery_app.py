@@ -34,7 +34,7 @@ worker_logs.install(settings)  # PLATEVEIL_LOG_FORMAT/LEVEL; job_id and key_id o
 
 
 def create_celery_app(settings: WorkerSettings) -> Celery:
-    app = Celery("plateveil", broker=settings.redis_url, include=["workers.tasks"])
+    app = Celery("plateveil", broker=settings.redis_url, include=["workers.tasks", "workers.webhooks"])
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

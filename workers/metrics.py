@@ -16,7 +16,8 @@ Metrics (all prefixed ``plateveil_``):
 * ``model_info{slot,model,version}``: 1 for each model a live worker process serves (slot
   production | canary);
 * ``model_swaps_total{slot}``, ``model_swap_failures_total{reason}``: hot swaps and refused /
-  unreadable / undownloadable registry versions.
+  unreadable / undownloadable registry versions;
+* ``webhook_deliveries_total{outcome}``: webhook attempts (delivered, retried, failed for good).
 
 Celery's prefork pool runs jobs in child processes, so the metrics use prometheus_client's
 *multiprocess mode*: every process writes its values to mmap'ed files in
@@ -71,6 +72,7 @@ PLATES_PER_PHOTO = "plateveil_plates_per_photo"
 MODEL_INFO = "plateveil_model_info"
 MODEL_SWAPS = "plateveil_model_swaps_total"
 MODEL_SWAP_FAILURES = "plateveil_model_swap_failures_total"
+WEBHOOKS = "plateveil_webhook_deliveries_total"
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30, 60, 120, 300)
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -90,6 +92,7 @@ class WorkerMetrics:
     model_info: Gauge
     swaps: Counter
     swap_failures: Counter
+    webhooks: Counter
 
 
 _metrics: WorkerMetrics | None = None
@@ -126,6 +129,8 @@ def metrics() -> WorkerMetrics:
                 swap_failures=Counter(MODEL_SWAP_FAILURES.removesuffix("_total"),
                                       "registry versions that could not be swapped in", ["reason"],
                                       registry=registry),
+                webhooks=Counter(WEBHOOKS.removesuffix("_total"), "webhook attempts by outcome", ["outcome"],
+                                 registry=registry),
             )
         return _metrics
 
@@ -195,6 +200,12 @@ def job_failed(reason: BaseException | str) -> None:
 @_safely
 def job_retried(exc: BaseException) -> None:
     metrics().retries.labels(retry_reason(exc)).inc()
+
+
+@_safely
+def webhook_sent(outcome: str) -> None:
+    """One webhook attempt's outcome: delivered, retried or failed (for good)."""
+    metrics().webhooks.labels(outcome).inc()
 
 
 @_safely

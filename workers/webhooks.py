@@ -1,0 +1,92 @@
+"""Sends the webhooks of finished jobs (see :mod:`plateveil.webhooks` for the contract).
+
+When a concealment task ends with a final status (done or failed, not a retry), the
+``task_postrun`` receiver below looks up the job's ``key_id``; if ``PLATEVEIL_WEBHOOKS`` has a
+target for it, it queues :data:`TASK_WEBHOOK` (same queue) with the completion event. That task
+POSTs once per attempt and retries with exponential backoff (``PLATEVEIL_WEBHOOK_BACKOFF_S``,
+doubling, at most ``PLATEVEIL_WEBHOOK_BACKOFF_MAX_S``) up to ``PLATEVEIL_WEBHOOK_MAX_ATTEMPTS``
+attempts; then the delivery goes to the Redis list ``plateveil:webhooks:failed``. A slow
+receiver never holds a photo job: deliveries are tasks of their own. The URL and secret are
+never in the broker message, only the key id: the worker that sends looks them up.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+from celery import Task
+from celery.signals import task_postrun
+
+from plateveil import webhooks
+from plateveil.schema import TASK_CONCEAL, CompletionEvent, JobStatus, iso_ms, utc_now
+from workers import metrics as worker_metrics
+from workers.celery_app import app, settings
+
+logger = logging.getLogger(__name__)
+
+TASK_WEBHOOK = "plateveil.deliver_webhook"
+
+
+def backoff(attempt: int) -> float:
+    """Delay before attempt ``attempt + 1`` (``attempt`` starts at 1)."""
+    return float(min(settings.webhook_backoff_s * 2 ** (attempt - 1), settings.webhook_backoff_max_s))
+
+
+@app.task(name=TASK_WEBHOOK, bind=True, acks_late=True)
+def deliver_webhook(self: Task, key_id: str, fields: dict[str, str], delivery_id: str) -> str:
+    target = settings.webhooks.get(key_id)
+    if target is None:
+        logger.warning("webhook %s for %s dropped: no PLATEVEIL_WEBHOOKS entry any more", delivery_id, key_id)
+        return "dropped"
+    attempt = int(self.request.retries or 0) + 1
+    try:
+        status = webhooks.deliver(target, key_id, fields, delivery_id, timeout_s=settings.webhook_timeout_s)
+        error = "" if 200 <= status < 300 else f"HTTP {status}"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    if not error:
+        logger.info("webhook %s (job %s) delivered to %s on attempt %d", delivery_id, fields.get("job_id"),
+                    target.url, attempt)
+        worker_metrics.webhook_sent("delivered")
+        return "delivered"
+    if attempt < settings.webhook_max_attempts:
+        delay = backoff(attempt)
+        logger.warning("webhook %s (job %s) to %s failed (%s); attempt %d/%d again in %.1f s", delivery_id,
+                       fields.get("job_id"), target.url, error, attempt, settings.webhook_max_attempts, delay)
+        worker_metrics.webhook_sent("retried")
+        raise self.retry(countdown=delay, max_retries=settings.webhook_max_attempts)
+    logger.error("webhook %s (job %s) to %s failed for good after %d attempts: %s", delivery_id,
+                 fields.get("job_id"), target.url, attempt, error)
+    worker_metrics.webhook_sent("failed")
+    from workers.tasks import get_context
+
+    webhooks.record_failure(get_context().jobs.client, key_id=key_id, url=target.url, delivery_id=delivery_id,
+                            fields=fields, attempts=attempt, error=error, failed_at=iso_ms(utc_now()))
+    return "failed"
+
+
+def queue_webhook(job_id: str) -> str | None:
+    """Queue the webhook of a finished job if its key has one; returns the delivery id."""
+    from workers.tasks import get_context
+
+    record = get_context().jobs.get(job_id)
+    if record is None or not record.status.finished or record.key_id not in settings.webhooks:
+        return None
+    delivery_id = webhooks.new_delivery_id()
+    deliver_webhook.apply_async(args=[record.key_id, CompletionEvent.of(record).to_fields(), delivery_id],
+                                queue=settings.queue)
+    return delivery_id
+
+
+@task_postrun.connect(weak=False)
+def _after_job(task: Any = None, retval: Any = None, state: str = "", **_: Any) -> None:
+    if not settings.webhooks or getattr(task, "name", "") != TASK_CONCEAL or state != "SUCCESS":
+        return
+    if not isinstance(retval, dict) or retval.get("status") not in (JobStatus.DONE.value, JobStatus.FAILED.value):
+        return
+    try:
+        queue_webhook(str(retval["job_id"]))
+    except Exception:  # a webhook must never fail the job that already finished
+        logger.exception("could not queue the webhook of job %s", retval.get("job_id"))
