@@ -33,7 +33,7 @@ import redis
 STREAM = "plateveil:events"
 
 
-def ensure_group(client: redis.Redis, stream: str, group: str, start: str = "$") -> None:
+def ensure_group(client: Any, stream: str, group: str, start: str = "$") -> None:
     try:
         client.xgroup_create(stream, group, id=start, mkstream=True)
     except redis.ResponseError as exc:
@@ -41,7 +41,7 @@ def ensure_group(client: redis.Redis, stream: str, group: str, start: str = "$")
             raise
 
 
-def consume(client: redis.Redis, handle: Callable[[str, dict[str, str]], None], *, stream: str = STREAM,
+def consume(client: Any, handle: Callable[[str, dict[str, str]], None], *, stream: str = STREAM,
             group: str, consumer: str, block_ms: int = 5000, count: int = 10, claim_idle_ms: int = 60_000,
             max_events: int | None = None) -> int:
     """Handle and acknowledge entries until ``max_events`` were handled (forever when None);
