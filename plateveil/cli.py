@@ -22,11 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from model_store.training.cli import register as register_models
     from plateveil.doctor import register as register_doctor
+    from producer.events.sqs import register as register_events
     from workers.cli import register as register_conceal
 
     register_conceal(sub)
     register_models(sub)
     register_doctor(sub)
+    register_events(sub)
     return parser
 
 

@@ -9,9 +9,10 @@ from pydantic_settings import NoDecode
 
 from plateveil.schema import DEFAULT_STYLE, STYLES
 from plateveil.settings import CommonSettings
+from producer.events.settings import EventsSettings
 
 
-class ProducerSettings(CommonSettings):
+class ProducerSettings(CommonSettings, EventsSettings):
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
         repr=False, description="comma-separated bearer API keys accepted by the upload service (required)")
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, description="largest accepted photo, in bytes (else 413)")
