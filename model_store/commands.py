@@ -96,8 +96,9 @@ def cmd_workers(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     import redis
 
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=3,
-                                  socket_timeout=5)
+    from plateveil.redisconn import redis_from_url
+
+    client = redis_from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=3, socket_timeout=5)
     try:
         states = worker_states(client)
     except redis.RedisError as exc:

@@ -66,9 +66,9 @@ def registry_from_settings(settings: RegistrySettings, notify: bool = True) -> R
     client = S3Store.from_settings(settings).client
     notifier = None
     if notify and settings.redis_url:
-        import redis
+        from plateveil.redisconn import redis_from_url
 
-        notifier = redis_notifier(redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5))
+        notifier = redis_notifier(redis_from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5))
     return Registry(client, settings.registry_bucket, settings.registry_prefix, settings.model_name, notify=notifier)
 
 

@@ -15,6 +15,7 @@ from typing import Any, cast
 import redis
 
 from plateveil.errors import BrokerError
+from plateveil.redisconn import redis_from_url
 from plateveil.schema import CompletionEvent, JobRecord, JobStatus, iso_ms, utc_now
 
 KEY_PREFIX = "plateveil:job:"
@@ -30,7 +31,7 @@ class JobStore:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> JobStore:
-        client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=3, socket_timeout=5,
+        client = redis_from_url(url, decode_responses=True, socket_connect_timeout=3, socket_timeout=5,
                                       health_check_interval=30)
         return cls(client, **kwargs)
 

@@ -11,11 +11,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from celery import Celery
 
 from plateveil.errors import BrokerError
 from plateveil.jobs import JobStore
+from plateveil.redisconn import celery_broker, redis_from_url
 from plateveil.schema import (
     TASK_CONCEAL,
     ConcealJob,
@@ -36,14 +36,16 @@ logger = logging.getLogger(__name__)
 
 def make_sender(settings: ProducerSettings) -> Celery:
     """A Celery app used only to publish: JSON, short bounded publish retries, no result backend."""
-    app = Celery("plateveil-producer", broker=settings.redis_url, set_as_current=False)
+    broker = celery_broker(settings.redis_url, {"socket_connect_timeout": settings.enqueue_timeout_s,
+                                                "socket_timeout": settings.enqueue_timeout_s})
+    app = Celery("plateveil-producer", broker=broker.url, set_as_current=False)
     app.conf.update(
+        broker_use_ssl=broker.use_ssl,
         task_serializer="json",
         accept_content=["json"],
         task_default_queue=settings.queue,
         broker_connection_timeout=settings.enqueue_timeout_s,
-        broker_transport_options={"socket_connect_timeout": settings.enqueue_timeout_s,
-                                  "socket_timeout": settings.enqueue_timeout_s},
+        broker_transport_options=broker.transport_options,  # + master_name with Redis Sentinel
         task_publish_retry=True,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5,
                                    "interval_max": 1.0},
@@ -61,7 +63,7 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: ProducerSettings) -> Services:
-        jobs = JobStore(redis.Redis.from_url(settings.redis_url, decode_responses=True,
+        jobs = JobStore(redis_from_url(settings.redis_url, decode_responses=True,
                                              socket_connect_timeout=settings.health_timeout_s,
                                              socket_timeout=settings.enqueue_timeout_s),
                         ttl_s=settings.job_ttl_s, event_stream=settings.event_stream,

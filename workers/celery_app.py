@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from plateveil.redisconn import celery_broker
 from plateveil.settings import load_settings
 from workers import logs as worker_logs
 from workers import metrics as worker_metrics
@@ -34,12 +35,14 @@ worker_logs.install(settings)  # PLATEVEIL_LOG_FORMAT/LEVEL; job_id and key_id o
 
 
 def create_celery_app(settings: WorkerSettings) -> Celery:
-    app = Celery("plateveil", broker=settings.redis_url, include=["workers.tasks", "workers.webhooks"])
+    broker = celery_broker(settings.redis_url, {"visibility_timeout": settings.visibility_timeout_s})
+    app = Celery("plateveil", broker=broker.url, include=["workers.tasks", "workers.webhooks"])
     app.conf.update(
+        broker_use_ssl=broker.use_ssl,  # rediss:// URLs
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options=broker.transport_options,  # + master_name with Redis Sentinel
         broker_connection_retry_on_startup=True,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_soft_time_limit=settings.soft_time_limit_s,

@@ -82,10 +82,9 @@ class ModelProvider:
 
 def _start_swapper(settings: WorkerSettings) -> ModelSwapper:
     """A started ModelSwapper over the configured registry (imports boto3 and redis only here)."""
-    import redis
-
     from model_store.cache import ModelCache
     from model_store.registry import Registry
+    from plateveil.redisconn import redis_from_url
     from plateveil.storage.s3 import S3Store
     from workers.hotswap import ModelSwapper
 
@@ -98,7 +97,7 @@ def _start_swapper(settings: WorkerSettings) -> ModelSwapper:
         poll_seconds=settings.model_poll_seconds, backend=settings.backend, threads=settings.threads,
         smoke_max_ms=settings.smoke_max_ms, smoke_min_found=settings.smoke_min_found,
         fallback_dir=Path(settings.model_dir) if settings.model_dir else None,
-        redis_client=redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10,
+        redis_client=redis_from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10,
                                           health_check_interval=30))
     swapper.start()
     logger.info("serving %s from the registry %s (alias %s, canary share %.2f, poll %.0f s)",
