@@ -54,7 +54,7 @@ from plateveil.errors import (
 from plateveil.schema import parse_iso
 
 if TYPE_CHECKING:
-    from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
     from workers.settings import WorkerSettings
 
@@ -82,6 +82,7 @@ REPLAYABLE = ("retries_exhausted", "too_many_deliveries", "timeout", "internal_e
 
 @dataclass(frozen=True)
 class WorkerMetrics:
+    registry: CollectorRegistry  # this process's (in multiprocess mode the values live in the files)
     jobs: Counter
     retries: Counter
     dead_letters: Counter
@@ -109,6 +110,7 @@ def metrics() -> WorkerMetrics:
 
             registry = CollectorRegistry(auto_describe=True)  # values live in the multiprocess files
             _metrics = WorkerMetrics(
+                registry=registry,
                 jobs=Counter(JOBS.removesuffix("_total"), "finished jobs by outcome and failure reason",
                              ["outcome", "reason"], registry=registry),
                 retries=Counter(RETRIES.removesuffix("_total"), "retries after retryable errors", ["reason"],
