@@ -27,7 +27,14 @@ from plateveil.jobs import JobStore
 from plateveil.metrics import queue_stats
 from plateveil.schema import ConcealJob, JobRecord, iso_ms, new_job_id, utc_now
 from plateveil.settings import load_settings
-from plateveil.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET, free_port, redis_server_binary, stop_group, wait_until
+from plateveil.stack import (
+    ORIGINALS_BUCKET,
+    OUTPUT_BUCKET,
+    free_port,
+    redis_server_binary,
+    stop_group,
+    wait_until,
+)
 from producer.services import make_sender
 from producer.settings import ProducerSettings
 
