@@ -144,3 +144,12 @@ def test_core_kubernetes_resources_validate_against_the_kubernetes_schemas():
             kv.validate(doc, version, strict=True)
             checked += 1
     assert checked >= 6
+
+
+def test_every_alert_has_its_runbook_section():
+    runbook = (ROOT / "docs" / "operations.md").read_text()
+    anchors = {line[4:].strip().lower() for line in runbook.splitlines() if line.startswith("### ")}
+    rules = yaml.safe_load((MON / "alerts.yml").read_text())["groups"][0]["rules"]
+    for rule in rules:
+        assert rule["alert"].lower() in anchors, rule["alert"]
+        assert rule["annotations"]["runbook"] == f"docs/operations.md#{rule['alert'].lower()}"
