@@ -102,17 +102,9 @@ def check_models(report: Report, settings: DoctorSettings, backends: list[str]) 
 
 
 def check_services(report: Report, settings: DoctorSettings, force_s3: bool) -> None:
-    if settings.redis_url:
-        def redis_ok() -> str:
-            import redis
+    from plateveil import doctor_ops
 
-            client = redis.Redis.from_url(settings.redis_url or "", socket_connect_timeout=2, socket_timeout=2)
-            info: dict[str, Any] = client.info("server")
-            return f"{settings.redis_url} (redis {info.get('redis_version')})"
-
-        report.run("redis", redis_ok)
-    else:
-        report.line("skip", "redis", "PLATEVEIL_REDIS_URL not set")
+    doctor_ops.check_redis(report, settings)  # plain / TLS / Sentinel, the queue, failed webhooks
     if settings.s3_endpoint_url or settings.storage != "s3" or force_s3:
         def store_ok() -> str:
             from plateveil.storage import get_store
@@ -133,8 +125,14 @@ def run_doctor(args: argparse.Namespace) -> int:
     report = Report()
     check_packages(report)
     backends = list(BACKENDS) if args.all_backends else [settings.backend]
-    check_models(report, settings, backends)
+    if not args.skip_models:
+        check_models(report, settings, backends)
     check_services(report, settings, args.s3)
+    from plateveil import doctor_ops
+
+    doctor_ops.check_observability(report)
+    doctor_ops.check_webhooks(report)
+    doctor_ops.check_intake(report, args.sqs)
     print("doctor: all checks passed" if not report.failed else f"doctor: {report.failed} check(s) FAILED")
     return 1 if report.failed else 0
 
@@ -144,6 +142,8 @@ def register(sub: Any) -> None:
                             description=__doc__.splitlines()[0])
     parser.add_argument("--all-backends", action="store_true", help="load the model with onnx AND mxnet")
     parser.add_argument("--s3", action="store_true", help="check the buckets even without an S3 endpoint")
+    parser.add_argument("--sqs", metavar="QUEUE_URL", help="check this SQS intake queue (reachable, redrive policy)")
+    parser.add_argument("--skip-models", action="store_true", help="do not load the model bundle")
     parser.set_defaults(func=run_doctor)
 
 

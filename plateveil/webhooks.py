@@ -27,7 +27,12 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from plateveil.settings import ENV_PREFIX
 
 SIGNATURE_HEADER = "X-Plateveil-Signature"
 FAILED_KEY = "plateveil:webhooks:failed"
@@ -73,6 +78,26 @@ def parse_targets(value: Any) -> dict[str, WebhookTarget]:
             raise ValueError(f"webhook of {key_id!r}: secret must be at least 16 characters")
         targets[str(key_id)] = WebhookTarget(url=url, secret=str(spec["secret"]))
     return targets
+
+
+class WebhookSettings(BaseSettings):
+    """The webhook settings (``PLATEVEIL_WEBHOOK*``): a mixin of the worker's settings, and read
+    alone by ``plateveil doctor``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    webhooks: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict, repr=False,
+        description='JSON {"<key id>": {"url": ..., "secret": ...}}: completion webhooks per API key')
+    webhook_max_attempts: int = Field(8, ge=1, description="webhook attempts before it is recorded as failed")
+    webhook_backoff_s: float = Field(2.0, gt=0, description="first webhook retry delay; doubles each retry")
+    webhook_backoff_max_s: float = Field(300.0, gt=0, description="largest webhook retry delay")
+    webhook_timeout_s: float = Field(5.0, gt=0, description="webhook request timeout")
+
+    @field_validator("webhooks", mode="before")
+    @classmethod
+    def _parse_webhooks(cls, value: Any) -> Any:
+        return parse_targets(value)
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import NoDecode
 
 from model_store.backends import BACKENDS, DEFAULT_BACKEND, check_backend
 from model_store.registry_settings import RegistryOptions
 from plateveil.schema import DEFAULT_STYLE, STYLES
 from plateveil.settings import CommonSettings
+from plateveil.webhooks import WebhookSettings
 
 
-class WorkerSettings(CommonSettings, RegistryOptions):
+class WorkerSettings(CommonSettings, RegistryOptions, WebhookSettings):
     """The worker's settings; the model registry ones (``registry_bucket``, ``model_alias``,
-    ``canary_share``...) come from :class:`~model_store.registry_settings.RegistryOptions`."""
+    ``canary_share``...) come from :class:`~model_store.registry_settings.RegistryOptions`, the webhook ones
+    (``webhooks``, ``webhook_max_attempts``...) from :class:`~plateveil.webhooks.WebhookSettings`."""
 
     backend: str = Field(DEFAULT_BACKEND, description=f"model backend: {' or '.join(BACKENDS)} (default "
                                                        f"{DEFAULT_BACKEND}, CPU); checked when the worker starts")
@@ -32,20 +31,6 @@ class WorkerSettings(CommonSettings, RegistryOptions):
     default_style: str = Field(DEFAULT_STYLE, description="style used when a job names none")
     metrics_port: int = Field(9540, ge=0, le=65535, description="port of the worker's Prometheus exporter (0 = none)")
     metrics_addr: str = Field("0.0.0.0", description="address the worker's Prometheus exporter binds")
-    webhooks: Annotated[dict[str, Any], NoDecode] = Field(
-        default_factory=dict, repr=False,
-        description='JSON {"<key id>": {"url": ..., "secret": ...}}: completion webhooks per API key')
-    webhook_max_attempts: int = Field(8, ge=1, description="webhook attempts before it is recorded as failed")
-    webhook_backoff_s: float = Field(2.0, gt=0, description="first webhook retry delay; doubles each retry")
-    webhook_backoff_max_s: float = Field(300.0, gt=0, description="largest webhook retry delay")
-    webhook_timeout_s: float = Field(5.0, gt=0, description="webhook request timeout")
-
-    @field_validator("webhooks", mode="before")
-    @classmethod
-    def _parse_webhooks(cls, value: Any) -> Any:
-        from plateveil.webhooks import parse_targets
-
-        return parse_targets(value)
 
     @field_validator("backend")
     @classmethod

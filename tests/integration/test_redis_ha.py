@@ -204,3 +204,16 @@ def test_tls_refuses_a_certificate_it_cannot_verify(tls_redis):
     jobs = JobStore.from_url(f"rediss://127.0.0.1:{tls_redis.port}/0")  # no CA given: the system's
     with pytest.raises(BrokerError, match="(?i)certificate"):
         jobs.ping()
+
+
+def test_doctor_reads_the_sentinels(sentinel_url):
+    def doctor(url: str) -> tuple[int, str]:
+        out = subprocess.run([sys.executable, "-m", "plateveil.cli", "doctor", "--skip-models"], capture_output=True,
+                             text=True, env=os.environ | {"PLATEVEIL_REDIS_URL": url}, timeout=120)
+        return out.returncode, out.stdout + out.stderr
+
+    rc, text = doctor(sentinel_url)
+    assert rc == 0, text
+    assert "1/1 sentinels answer; master plates at 127.0.0.1:" in text and "(Sentinel, redis " in text
+    rc, text = doctor(sentinel_url.replace("master_name=plates", "master_name=other"))
+    assert rc == 1 and "the sentinels know no master named 'other'" in text
