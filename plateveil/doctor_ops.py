@@ -92,10 +92,9 @@ def check_redis(report: Any, settings: Any) -> None:
 
 def check_observability(report: Any) -> None:
     """Log settings were validated when the settings loaded; metrics folder and port."""
-    from workers.settings import WorkerSettings
+    from plateveil.metrics import DEFAULT_WORKER_METRICS_PORT
 
-    port_field = WorkerSettings.model_fields["metrics_port"]
-    raw = os.environ.get(ENV_PREFIX + "METRICS_PORT", str(port_field.default))
+    raw = os.environ.get(ENV_PREFIX + "METRICS_PORT", str(DEFAULT_WORKER_METRICS_PORT))
     if not raw.isdigit() or not 0 <= int(raw) <= 65535:
         report.line("FAIL", "metrics port", f"PLATEVEIL_METRICS_PORT={raw!r} is not a port number (0 turns it off)")
     elif int(raw) == 0:
@@ -140,7 +139,7 @@ def check_webhooks(report: Any) -> None:
 
 
 def check_intake(report: Any, sqs_url: str | None) -> None:
-    from producer.events.settings import EventsSettings
+    from plateveil.intake_settings import EventsSettings
 
     try:
         events = load_settings(EventsSettings)

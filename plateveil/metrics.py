@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 QUEUE_DEPTH = "plateveil_queue_depth"
 QUEUE_OLDEST_AGE = "plateveil_queue_oldest_job_age_seconds"
 QUEUE_UP = "plateveil_queue_up"
+DEFAULT_WORKER_METRICS_PORT = 9540
+"""Default ``PLATEVEIL_METRICS_PORT`` of a worker's exporter (the deploy files scrape it)."""
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from plateveil.intake_settings import EventsSettings
 from plateveil.schema import DEFAULT_STYLE, STYLES
 from plateveil.settings import CommonSettings
-from producer.events.settings import EventsSettings
 
 
 class ProducerSettings(CommonSettings, EventsSettings):

@@ -6,6 +6,7 @@ from pydantic import Field, field_validator, model_validator
 
 from model_store.backends import BACKENDS, DEFAULT_BACKEND, check_backend
 from model_store.registry_settings import RegistryOptions
+from plateveil.metrics import DEFAULT_WORKER_METRICS_PORT
 from plateveil.schema import DEFAULT_STYLE, STYLES
 from plateveil.settings import CommonSettings
 from plateveil.webhooks import WebhookSettings
@@ -29,7 +30,7 @@ class WorkerSettings(CommonSettings, RegistryOptions, WebhookSettings):
     retry_backoff_max_s: float = Field(30.0, gt=0, description="largest retry delay")
     max_deliveries: int = Field(3, ge=1, description="a job started this often without finishing (crashes) fails")
     default_style: str = Field(DEFAULT_STYLE, description="style used when a job names none")
-    metrics_port: int = Field(9540, ge=0, le=65535, description="port of the worker's Prometheus exporter (0 = none)")
+    metrics_port: int = Field(DEFAULT_WORKER_METRICS_PORT, ge=0, le=65535, description="port of the worker's Prometheus exporter (0 = none)")
     metrics_addr: str = Field("0.0.0.0", description="address the worker's Prometheus exporter binds")
 
     @field_validator("backend")

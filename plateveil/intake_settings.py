@@ -1,5 +1,6 @@
 """Settings of the event intake (``PLATEVEIL_*``): a mixin of :class:`producer.settings.ProducerSettings`,
-so the upload service and ``plateveil events consume`` read them once at start-up with the rest."""
+so the upload service and ``plateveil events consume`` read them once at start-up with the rest. In
+the core package because ``plateveil doctor`` reads them too (producer/events/ uses them)."""
 
 from __future__ import annotations
 
