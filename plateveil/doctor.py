@@ -23,7 +23,8 @@ from plateveil.settings import CommonSettings, load_settings
 
 LOCK_FILE = Path(__file__).resolve().parents[1] / "requirements.lock"
 CHECKED_PACKAGES = ("numpy", "mxnet", "gluoncv", "onnx", "onnxruntime", "opencv-python", "celery", "redis",
-                    "boto3", "fastapi", "uvicorn", "pydantic-settings", "pillow")
+                    "boto3", "fastapi", "uvicorn", "pydantic-settings", "pillow", "prometheus_client",
+                    "python-json-logger", "cryptography", "jsonschema")
 
 
 class DoctorSettings(CommonSettings):
