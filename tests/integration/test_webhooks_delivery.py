@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,13 +71,14 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def hook_worker(stack, receiver, tmp_path_factory) -> Iterator[None]:
+def hook_worker(stack, receiver, tmp_path_factory) -> Iterator[Path]:
     """A second worker (solo pool) on its own queue, with webhooks for two key ids."""
     hooks = {"k-hookok000000": {"url": receiver.url, "secret": SECRET_OK},
              "k-hookdead0000": {"url": f"http://127.0.0.1:{free_port()}/gone", "secret": SECRET_DEAD}}
     env = os.environ | {"PLATEVEIL_QUEUE": QUEUE, "PLATEVEIL_WEBHOOKS": json.dumps(hooks),
                         "PLATEVEIL_WEBHOOK_BACKOFF_S": "0.1", "PLATEVEIL_WEBHOOK_MAX_ATTEMPTS": "3",
-                        "PLATEVEIL_WEBHOOK_TIMEOUT_S": "2", "PLATEVEIL_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1"}
+                        "PLATEVEIL_WEBHOOK_TIMEOUT_S": "2", "PLATEVEIL_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1",
+                        "PLATEVEIL_LOG_FORMAT": "json"}  # this worker also shows the JSON log lines
     log = tmp_path_factory.mktemp("hooks") / "worker.log"
     with open(log, "ab") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool", "solo",
@@ -86,7 +88,7 @@ def hook_worker(stack, receiver, tmp_path_factory) -> Iterator[None]:
                                 start_new_session=True)
     try:
         wait_until(lambda: " ready." in log.read_text(errors="replace"), 90, "webhook worker", proc, log)
-        yield
+        yield log
     finally:
         stop_group(proc.pid, "workers.celery_app")
         proc.wait(timeout=10)
@@ -149,3 +151,24 @@ def test_jobs_of_keys_without_a_webhook_send_none(stack, s3, receiver, hook_work
     wait_until(lambda: JobStore.from_url(stack.redis_url).get(job.job_id).status.finished, 60, "the job")
     time.sleep(0.5)
     assert not any(json.loads(c["body"])["job_id"] == job.job_id for c in receiver.calls)
+
+
+def test_the_worker_logs_json_lines_with_the_job_context(stack, s3, hook_worker, car_jpeg):
+    job = _submit(stack, s3, "k-nohook000000", car_jpeg)
+    wait_until(lambda: JobStore.from_url(stack.redis_url).get(job.job_id).status.finished, 60, "the job")
+
+    def done_line() -> dict[str, Any] | None:
+        for line in hook_worker.read_text(errors="replace").splitlines():
+            if line.startswith("{") and f"job {job.job_id} done" in line:
+                return json.loads(line)
+        return None
+
+    wait_until(lambda: done_line() is not None, 10, "the job's log line")
+    line = done_line()
+    assert line is not None
+    assert line["level"] == "INFO" and line["logger"] == "workers.tasks"
+    assert line["job_id"] == job.job_id and line["key_id"] == "k-nohook000000"
+    assert "@" in line["model"] and isinstance(line["plate_count"], int)
+    assert {"decode", "detect", "landmarks", "conceal", "encode", "total"} <= set(line["timings_ms"])
+    lines = [ln for ln in hook_worker.read_text(errors="replace").splitlines() if ln.strip()]
+    assert all(ln.startswith("{") for ln in lines[-20:]), lines[-20:]  # every line is JSON, Celery's too
