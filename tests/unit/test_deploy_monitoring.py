@@ -153,3 +153,15 @@ def test_every_alert_has_its_runbook_section():
     for rule in rules:
         assert rule["alert"].lower() in anchors, rule["alert"]
         assert rule["annotations"]["runbook"] == f"docs/operations.md#{rule['alert'].lower()}"
+
+
+def test_alert_rules_pass_promtool_and_their_unit_tests():
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not on PATH (Debian package prometheus); rules checked for names only")
+    check = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=MON, capture_output=True, text=True,
+                           timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    tests = subprocess.run([promtool, "test", "rules", "alerts.test.yml"], cwd=MON, capture_output=True, text=True,
+                           timeout=120)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
