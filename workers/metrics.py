@@ -15,7 +15,8 @@ Metrics (all prefixed ``plateveil_``):
 * ``plates_per_photo{model}``: plates found per done photo, by model ``name@version``;
 * ``model_info{slot,model,version}``: 1 for each model a live worker process serves (slot
   production | canary);
-* ``model_swaps_total{slot}``, ``model_swap_failures_total{reason}``: hot swaps and refused /
+* ``model_swaps_total{slot}``, ``model_swap_failures_total{reason}``: hot swaps (the first load from
+  the registry counts as one) and refused /
   unreadable / undownloadable registry versions;
 * ``webhook_deliveries_total{outcome}``: webhook attempts (delivered, retried, failed for good).
 
