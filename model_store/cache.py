@@ -7,6 +7,11 @@ never visible under the version's name. A cached version is reused after a cheap
 manifest.json has the same sha256 as the registry's and every file has the manifest's size (pass
 ``full=True`` to :meth:`ModelCache.verify` to re-hash every byte). :meth:`ModelCache.prune` removes
 versions nobody fetched for a while.
+
+The cache also remembers, per registry and alias, the last version a worker served after checking it
+(:meth:`ModelCache.save_last_good`, ``<root>/<name>/.last-good/<registry hash>-<alias>.json``): a
+worker that (re)starts while the alias points at a version it refuses, or while the registry cannot
+be reached, starts from that version instead of the shipped bundle. :meth:`prune` keeps it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from model_store.errors import ModelIntegrityError
 from model_store.registry import MANIFEST, Manifest, Registry, sha256_file
 
 logger = logging.getLogger(__name__)
+
+LAST_GOOD_DIR = ".last-good"
+
 
 class ModelCache:
     def __init__(self, root: str | Path) -> None:
@@ -119,6 +127,47 @@ class ModelCache:
                     f"{manifest.name}@{manifest.version}/{entry.path}: downloaded sha256 {digest[:12]}... "
                     f"({size} bytes) does not match the manifest's {entry.sha256[:12]}... ({entry.size} bytes)")
 
+    # -- the last version served after its checks ----------------------------------------------
+
+    def _last_good_path(self, name: str, registry_id: str, alias: str) -> Path:
+        key = hashlib.sha256(registry_id.encode()).hexdigest()[:16]
+        return self.root / name / LAST_GOOD_DIR / f"{key}-{alias}.json"
+
+    def save_last_good(self, name: str, version: str, *, registry_id: str, alias: str) -> None:
+        """Remember ``version`` as the last one served for ``alias`` of the registry ``registry_id``
+        (written atomically: a crash leaves the previous record)."""
+        path = self._last_good_path(name, registry_id, alias)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"version": version, "registry": registry_id, "alias": alias,
+                           "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(body)
+        os.replace(tmp, path)
+
+    def last_good(self, name: str, *, registry_id: str, alias: str) -> Path | None:
+        """The cached folder of the last version served for ``alias`` of ``registry_id``, when it is
+        still complete and every byte matches its manifest; else None."""
+        path = self._last_good_path(name, registry_id, alias)
+        try:
+            version = str(json.loads(path.read_text())["version"])
+        except (OSError, ValueError, KeyError):
+            return None
+        folder = self.path(name, version)
+        if "/" in version or not self.verify(folder, full=True):
+            logger.warning("the last good %s@%s is no longer complete in %s", name, version, self.root)
+            return None
+        return folder
+
+    def _last_good_versions(self, name: str) -> set[str]:
+        out = set()
+        for path in (self.root / name / LAST_GOOD_DIR).glob("*.json"):
+            try:
+                out.add(str(json.loads(path.read_text())["version"]))
+            except (OSError, ValueError, KeyError):
+                continue
+        return out
+
     def cached_versions(self, name: str) -> list[str]:
         folder = self.root / name
         if not folder.is_dir():
@@ -139,6 +188,7 @@ class ModelCache:
         Returns what was removed."""
         removed = []
         now = time.time()
+        keep = set(keep) | self._last_good_versions(name)
         for version in self.cached_versions(name):
             if version in keep:
                 continue

@@ -8,6 +8,7 @@ Serving code: nothing here trains, evaluates or imports a deep-learning framewor
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable
@@ -42,9 +43,21 @@ def registry_command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argpa
 
 
 
+def validation_metrics(metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """The overall validation numbers of a manifest's ``metrics`` (model.json's): ``{"val": {"overall":
+    {...}}}`` as the training recipe writes them, or a flat dict."""
+    metrics = metrics or {}
+    overall = (metrics.get("val") or {}).get("overall") if isinstance(metrics.get("val"), dict) else None
+    return dict(overall) if isinstance(overall, dict) else dict(metrics)
+
+
+def _cell(value: Any, fmt: str = "{:.3f}") -> str:
+    return fmt.format(float(value)) if isinstance(value, int | float) else "-"
+
+
 @registry_command
 def cmd_list(args: argparse.Namespace) -> int:
-    registry, _ = open_registry(args)
+    registry, settings = open_registry(args)
     aliases = registry.aliases()
     by_version: dict[str, list[str]] = {}
     for alias, pointer in aliases.items():
@@ -53,12 +66,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not versions:
         print(f"no versions in {registry}")
         return EXIT_OK
+    served = registry.served(settings.model_alias)
+    rows = [["version", "published", "MB", "recall@0.8", "spurious/img", "excess", "val images", "aliases",
+             f"served ({settings.model_alias})"]]
     for version in sorted(versions, key=Version):
         manifest = registry.show(version)
-        tags = ",".join(sorted(by_version.get(version, [])))
-        recall = (manifest.metrics or {}).get("recall_08")
-        print(f"{version:<24} {manifest.created_at:<26} {manifest.size / 1e6:6.1f} MB  "
-              f"recall@0.8 {recall if recall is not None else '-':<6}  {tags}")
+        m = validation_metrics(manifest.metrics)
+        rows.append([version, manifest.created_at, f"{manifest.size / 1e6:.1f}", _cell(m.get("recall_08")),
+                     _cell(m.get("spurious_per_image")), _cell(m.get("excess")), _cell(m.get("n_images"), "{:.0f}"),
+                     ",".join(sorted(by_version.get(version, []))) or "-",
+                     "yes" + (" (last)" if served and served[0] == version else "") if version in served else "-"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print("(metrics: the validation numbers in each version's model.json)")
     return EXIT_OK
 
 
@@ -111,10 +132,29 @@ def cmd_workers(args: argparse.Namespace) -> int:
         print("no worker has reported a model state (workers without a registry do not)")
         return EXIT_OK
     for worker, s in states.items():
-        canary = f"  canary {s.get('canary')} ({s.get('canary_share', 0):.0%})" if s.get("canary") else ""
-        error = f"  last error: {s['last_error']}" if s.get("last_error") else ""
-        if not s.get("in_sync", True):
-            error = f"  OUT OF SYNC (aliases: {s.get('targets')})" + error
-        print(f"{worker:<32} {s.get('production')} [{s.get('source')}]{canary}  checked {s.get('last_check')}"
-              f"{'  LOADING' if s.get('loading') else ''}{error}")
+        print(describe_worker(worker, s))
     return EXIT_OK
+
+
+def describe_worker(worker: str, s: dict[str, Any]) -> str:
+    """One worker's model state in a line or two: what it serves since when, from where, when it
+    last checked the registry, and (only while it does not serve what the aliases say) why."""
+    canary = f"  canary {s.get('canary')} ({s.get('canary_share', 0):.0%}) since {s.get('canary_since')}" \
+        if s.get("canary") else ""
+    line = (f"{worker}  {s.get('production')} [{s.get('source')}] since {s.get('production_since')}{canary}  "
+            f"checked {s.get('last_check')}{'  LOADING' if s.get('loading') else ''}")
+    try:
+        quiet = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(str(s.get("last_check")))).total_seconds()
+    except (TypeError, ValueError):
+        quiet = 0.0
+    if quiet > 2 * float(s.get("poll_seconds") or 10.0) + 5.0:
+        line += f"  NO REPORT FOR {quiet:.0f} s (stopped?)"
+    if s.get("in_sync", True):
+        return line + "  in sync"
+    targets = s.get("targets") or {}
+    wanted = ", ".join(f"{slot} -> {v}" for slot, v in targets.items() if v is not None) or "none"
+    rejected = s.get("rejected") or {}
+    refused = [f"refused {v}: {rejected[v]}" for v in dict.fromkeys(targets.values()) if v in rejected]
+    error = f"last error at {s.get('last_error_at')}: {s['last_error']}" if s.get("last_error") else ""
+    details = "; ".join(refused) or error
+    return line + f"  OUT OF SYNC (aliases: {wanted})" + (f"\n    {details}" if details else "")

@@ -1,8 +1,10 @@
-"""Built-in golden photos and the smoke check every model passes before a worker serves it.
+"""The golden photos and the smoke check every model passes before a worker serves it (and before
+``plateveil models publish`` uploads it).
 
-The photos are drawn here (no real data, no files): a car-coloured body on a road-and-sky
-background with a white plate carrying black characters, one of them seen at an angle. They are
-deterministic, so a check that passes once passes always for the same model.
+The photos are the golden set shipped in ``model_store/golden_set/`` (:data:`GOLDEN_DIR`; generated
+scenes and a few redistributable real photos with their plate corners, see its README), which the
+promotion quality gate evaluates too. :func:`drawn_photos` are three more drawn here (no files).
+Both are fixed, so a check that passes once passes always for the same model.
 
 The smoke check asks: does the model run on each photo without an error, are its outputs finite,
 are its polygons inside (or just around) the photo, is it fast enough; and, when asked
@@ -13,9 +15,12 @@ bundle that loads and runs but is blind (wrong weights, a threshold typo) does n
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -25,6 +30,8 @@ from model_store.errors import SmokeCheckError
 from model_store.runtime import PlateModel
 
 DEFAULT_MAX_MS = 3000.0
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden_set"
+GOLDEN_FORMAT = "corners"  # images/<name>.jpg + corners/<name>.json {"plates": [[[x, y] x4], ...]}
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,35 @@ def _car_photo(seed: int, size: tuple[int, int], colour: tuple[int, int, int], p
     return GoldenPhoto(f"golden-{seed}", img, (plate,))
 
 
+def load_golden_set(folder: str | Path = GOLDEN_DIR) -> list[GoldenPhoto]:
+    """The photos of a golden set folder in the corners format, with their plates."""
+    folder = Path(folder)
+    images = sorted(p for p in (folder / "images").glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not images:
+        raise SmokeCheckError(f"no golden photos in {folder / 'images'}")
+    photos = []
+    for path in images:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SmokeCheckError(f"cannot read the golden photo {path}")
+        label = folder / "corners" / f"{path.stem}.json"
+        quads = json.loads(label.read_text())["plates"] if label.is_file() else []
+        plates = tuple(tuple((float(x), float(y)) for x, y in quad) for quad in quads)
+        photos.append(GoldenPhoto(path.stem, image, plates))
+    return photos
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_golden_set() -> tuple[GoldenPhoto, ...]:
+    return tuple(load_golden_set(GOLDEN_DIR))
+
+
 def golden_photos() -> list[GoldenPhoto]:
+    """The shipped golden set (read once per process)."""
+    return list(_shipped_golden_set())
+
+
+def drawn_photos() -> list[GoldenPhoto]:
     """Three deterministic photos: a frontal plate, a small one on a wide photo, a tilted one."""
     return [
         _car_photo(1, (640, 480), (40, 40, 170), [[250, 300], [390, 300], [390, 330], [250, 330]], "AB 123 CD"),

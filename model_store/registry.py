@@ -6,6 +6,9 @@ Layout under ``s3://<bucket>/<prefix>/<name>/``::
     <version>/manifest.json        written LAST, only if absent: a version is immutable
     <version>/.publishing.json     while an upload runs: who claimed the version (digest, start)
     aliases/<alias>.json           {"version", "updated_at", "previous": [newest first]}
+    served/<alias>.json            {"versions": [{"version", "at"}, newest first]}: what workers served
+                                   successfully for that alias (written by the workers; ``rollback``
+                                   goes back to the newest of these that is not the current version)
 
 A version exists once its manifest exists; files without a manifest are an unfinished upload and
 are never served. An upload first claims its version (``.publishing.json``, conditional write), so
@@ -53,7 +56,8 @@ WORKER_STATUS_PREFIX = "plateveil:worker:"  # + "<hostname>:<pid>": a hash, fiel
 HISTORY_LIMIT = 20
 SCHEMA = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-_RESERVED = {"aliases"}
+_RESERVED = {"aliases", "served"}
+SERVED_LIMIT = 20
 _CHUNK = 1 << 20
 
 
@@ -78,7 +82,7 @@ def _now() -> str:
 
 def _check_name(kind: str, value: str) -> str:
     if not _NAME_RE.match(value) or value in _RESERVED:
-        raise RegistryError(f"invalid {kind} {value!r}: use letters, digits and . _ + - (not 'aliases')")
+        raise RegistryError(f"invalid {kind} {value!r}: use letters, digits and . _ + - (not 'aliases' or 'served')")
     return value
 
 
@@ -298,6 +302,9 @@ class Registry:
 
     def alias_key(self, alias: str) -> str:
         return f"{self._root}/aliases/{alias}.json"
+
+    def served_key(self, alias: str) -> str:
+        return f"{self._root}/served/{alias}.json"
 
     # -- low-level S3 --------------------------------------------------------------------------
 
@@ -556,20 +563,69 @@ class Registry:
         assert result is not None
         return result
 
-    def rollback(self, alias: str = "production") -> Alias:
-        """Point ``alias`` back at the version it pointed at before the last promotion."""
+    def rollback_target(self, alias: str = "production") -> tuple[str, str]:
+        """(version, why) ``rollback`` would point ``alias`` at: the newest version workers reported
+        serving successfully for it (:meth:`record_served`) that is not the current one, else the
+        version the alias pointed at before the last promotion."""
+        current = self.read_alias(alias)[0]
+        if current is None:
+            raise AliasError(f"alias {alias} of {self.name} is not set")
+        for version in self.served(alias):
+            if version != current.version and self.exists(version):
+                skipped = [v for v in current.previous[:current.previous.index(version)]
+                           if v != current.version] if version in current.previous else []
+                note = f"the last version workers served; skipped {', '.join(skipped)} (never served)" if skipped \
+                    else "the last version workers served"
+                return version, note
+        history = [v for v in current.previous if v != current.version]
+        if not history:
+            raise AliasError(f"alias {alias} of {self.name} has no earlier version to roll back to")
+        return history[0], "the previous version of the alias (no worker has reported serving another one)"
+
+    def rollback(self, alias: str = "production", to: str | None = None) -> Alias:
+        """Point ``alias`` back at ``to`` (default: :meth:`rollback_target`). The versions of the
+        alias's history newer than the target are dropped from it, as is the current one."""
+        target = to or self.rollback_target(alias)[0]
 
         def change(current: Alias | None) -> Alias | None:
             if current is None:
                 raise AliasError(f"alias {alias} of {self.name} is not set")
+            if current.version == target:
+                return None
             history = [v for v in current.previous if v != current.version]
-            if not history:
-                raise AliasError(f"alias {alias} of {self.name} has no earlier version to roll back to")
-            return Alias(history[0], _now(), tuple(history[1:]))
+            rest = history[history.index(target) + 1:] if target in history else [v for v in history if v != target]
+            return Alias(target, _now(), tuple(rest))
 
         result = self._update_alias(alias, change)
         assert result is not None
         return result
+
+    # -- what the workers served ---------------------------------------------------------------
+
+    def served(self, alias: str = "production") -> list[str]:
+        """Versions workers reported serving successfully for ``alias``, newest first."""
+        got = self._get(self.served_key(_check_name("alias", alias)))
+        if got is None:
+            return []
+        return [str(item["version"]) for item in json.loads(got[0]).get("versions", [])]
+
+    def record_served(self, alias: str, version: str) -> bool:
+        """Note that a worker serves ``version`` for ``alias`` after loading and checking it (what
+        ``rollback`` goes back to). Cheap when it is already the newest entry (one GET, no write).
+        True when written."""
+        key = self.served_key(_check_name("alias", alias))
+        for _ in range(8):
+            got = self._get(key)
+            entries = json.loads(got[0]).get("versions", []) if got is not None else []
+            if entries and entries[0].get("version") == version:
+                return False
+            entries = [{"version": version, "at": _now()}] + [e for e in entries if e.get("version") != version]
+            body = json.dumps({"versions": entries[:SERVED_LIMIT]}, indent=2).encode()
+            if got is not None and self._put(key, body, if_match=got[1]):
+                return True
+            if got is None and self._put(key, body, if_none_match=True):
+                return True
+        raise AliasError(f"the served record of {self.name} {alias} keeps changing under us")
 
     def remove_alias(self, alias: str) -> bool:
         """Delete an alias (e.g. end a canary). False when it was not set."""

@@ -33,8 +33,9 @@ class RegistryOptions(BaseSettings):
     model_poll_seconds: float = Field(10.0, gt=0, description="how often workers check the registry's aliases")
     model_cache_dir: Path = Field(Path("~/.cache/plateveil/models"), description="local cache of registry versions")
     smoke_max_ms: float = Field(3000.0, gt=0, description="golden smoke check: slowest photo allowed, ms")
-    smoke_min_found: int = Field(1, ge=0, le=3, description="golden smoke check: how many of its 3 drawn plates a "
-                                                             "model must find to be served (0: not checked)")
+    smoke_min_found: int = Field(12, ge=0, description="golden smoke check: how many of the golden set's 18 plates "
+                                                        "a model must find to be served or published (0: not "
+                                                        "checked; the shipped model finds 17)")
 
 
 class RegistrySettings(CommonSettings, RegistryOptions):

@@ -8,6 +8,11 @@ then KILL) so nothing is left behind.
     python -m plateveil.stack up [--state-dir .stack]   # prints API_URL=..., API_KEY=..., REVIEW_KEY=..., ...
     python -m plateveil.stack status
     python -m plateveil.stack down
+
+With the model registry on (the default, ``with_registry``), :func:`setup_registry` creates its bucket
+and publishes the shipped bundle as the ``production`` alias before the worker starts, so the worker
+follows the registry and ``plateveil models ...`` work against the stack; ``.stack/env`` exports every
+setting (``API_URL``, ``API_KEY``, ``PLATEVEIL_*`` incl. ``PLATEVEIL_REGISTRY_*``, ``PATH`` with the venv).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -35,6 +41,7 @@ S3_KEY_ID = "plateveil-local"
 S3_SECRET = "plateveil-local-secret"
 ORIGINALS_BUCKET = "plateveil-originals"
 OUTPUT_BUCKET = "plateveil-concealed"
+MODELS_BUCKET = "plateveil-models"
 DEFAULT_STATE_DIR = Path(".stack")
 REVIEWER = "reviewer"   # the name of the stack's one reviewer key (PLATEVEIL_REVIEW_KEYS=reviewer:KEY)
 
@@ -152,9 +159,11 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     with_worker: bool = True
     with_api: bool = True
+    with_registry: bool = True
     ports: dict[str, int] = field(default_factory=dict)
     services: list[Service] = field(default_factory=list)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
+    _log_starts: dict[str, int] = field(default_factory=dict, repr=False)  # where this run's log text begins
 
     # -- addresses -----------------------------------------------------------------------------
     @property
@@ -190,7 +199,7 @@ class Stack:
             "PLATEVEIL_THREADS": "1",
             "PLATEVEIL_METRICS_PORT": str(self.ports.get("worker_metrics", 0)),
             "PLATEVEIL_METRICS_ADDR": "127.0.0.1",
-        } | self.extra_env
+        } | (registry_env(self.state_dir) if self.with_registry else {}) | self.extra_env
 
     def s3_client(self) -> Any:
         import boto3
@@ -218,6 +227,7 @@ class Stack:
         env = os.environ.copy() | self.env | (env_extra or {})
         env["PYTHONUNBUFFERED"] = "1"
         with open(log, "ab") as fh:
+            self._log_starts[name] = fh.tell()
             proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                     start_new_session=True, cwd=Path.cwd())
         self._procs[name] = proc
@@ -227,6 +237,12 @@ class Stack:
 
     def _log(self, name: str) -> Path:
         return self.state_dir / "logs" / f"{name}.log"
+
+    def _log_text(self, name: str) -> str:
+        """What ``name`` wrote to its log in this run (the file keeps earlier runs' text)."""
+        with open(self._log(name), "rb") as fh:
+            fh.seek(self._log_starts.get(name, 0))
+            return fh.read().decode(errors="replace")
 
     def start(self, timeout: float = 60.0) -> Stack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -242,6 +258,7 @@ class Stack:
     def _start(self, timeout: float) -> None:
         import httpx
 
+        started_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
         self.ports = {"redis": free_port(), "s3": free_port(), "api": free_port(), "worker_metrics": free_port()}
         redis_proc = self._spawn("redis", [
             redis_server_binary(), "--port", str(self.ports["redis"]), "--bind", "127.0.0.1", "--save", "",
@@ -254,6 +271,8 @@ class Stack:
         s3 = self.s3_client()
         for bucket in (ORIGINALS_BUCKET, OUTPUT_BUCKET):
             s3.create_bucket(Bucket=bucket)
+        if self.with_registry:
+            setup_registry(self)
         worker_proc = api_proc = None
         if self.with_worker:
             worker_proc = self._spawn("worker", [
@@ -271,8 +290,17 @@ class Stack:
             wait_until(lambda: httpx.get(self.api_url + "/healthz", timeout=2).status_code == 200, timeout,
                        "upload service", api_proc, self._log("api"))
         if worker_proc is not None:
-            wait_until(lambda: " ready." in self._log("worker").read_text(errors="replace"), timeout, "worker",
-                       worker_proc, self._log("worker"))
+            wait_until(lambda: " ready." in self._log_text("worker"), timeout, "worker", worker_proc,
+                       self._log("worker"))
+            if self.with_registry:  # its process has loaded a model and reported it (`plateveil models workers`)
+                wait_until(lambda: self._worker_reported(started_at), timeout, "worker model state", worker_proc,
+                           self._log("worker"))
+
+    def _worker_reported(self, since: str) -> bool:
+        """A worker process of this run has written its model state (``plateveil:worker:*``)."""
+        client = self.redis_client()
+        return any(str(client.hget(key, "models_updated_at") or "") >= since
+                   for key in client.scan_iter(match="plateveil:worker:*"))
 
     def stop(self) -> None:
         for service in reversed(self.services):
@@ -298,7 +326,7 @@ class Stack:
         state = {"api_key": self.api_key, "review_key": self.review_key, "ports": self.ports, "pool": self.pool,
                  "services": [vars(s) for s in self.services]}
         (self.state_dir / "state.json").write_text(json.dumps(state, indent=1))
-        (self.state_dir / "env").write_text("".join(f"export {k}={v}\n" for k, v in self.env.items()))
+        (self.state_dir / "env").write_text(env_file(self))
 
     @classmethod
     def load(cls, state_dir: Path) -> Stack | None:
@@ -313,6 +341,36 @@ class Stack:
         return {s.name: _alive(s.pid, s.marker) for s in self.services}
 
 
+def registry_env(state_dir: Path) -> dict[str, str]:
+    """The model registry settings of a local stack: its bucket, a model cache of its own."""
+    return {"PLATEVEIL_REGISTRY_BUCKET": MODELS_BUCKET,
+            "PLATEVEIL_MODEL_CACHE_DIR": str(Path(state_dir).resolve() / "model-cache")}
+
+
+def setup_registry(stack: Stack) -> str | None:
+    """Create the registry bucket and publish the shipped bundle as ``production`` (when the registry
+    is empty), before the worker starts. Returns the version published, or None."""
+    from model_store.registry import Registry, ensure_bootstrap
+
+    s3 = stack.s3_client()
+    s3.create_bucket(Bucket=MODELS_BUCKET)
+    env = stack.env
+    registry = Registry(s3, env["PLATEVEIL_REGISTRY_BUCKET"], env.get("PLATEVEIL_REGISTRY_PREFIX", "models"),
+                        env.get("PLATEVEIL_MODEL_NAME", "plateveil-plates"))
+    version = ensure_bootstrap(registry, alias=env.get("PLATEVEIL_MODEL_ALIAS", "production"))
+    logger.debug("registry %s ready (published %s)", registry, version)
+    return version
+
+
+def env_file(stack: Stack) -> str:
+    """``.stack/env``: ``source`` it and the ``plateveil`` commands, curl and boto3 reach this stack."""
+    values = {"API_URL": stack.api_url, "API_KEY": stack.api_key, "REVIEW_URL": f"{stack.api_url}/review",
+              "REVIEW_KEY": stack.review_key} | stack.env
+    lines = [f"export {k}={shlex.quote(v)}\n" for k, v in values.items()]
+    lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent.absolute()))}:"$PATH"\n')
+    return "".join(lines)
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     existing = Stack.load(args.state_dir)
     if existing is not None:
@@ -325,7 +383,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
     stack.start()
     stack.save()
     print("\n".join(stack.info_lines()))
-    print(f"# source {args.state_dir / 'env'} for the PLATEVEIL_* settings; 'make down' stops it")
+    print(f"# source {args.state_dir / 'env'}: API_URL, API_KEY, the PLATEVEIL_* settings (registry included) and "
+          f"the plateveil command; 'make down' stops it")
     return 0
 
 

@@ -8,7 +8,14 @@ only then swaps the reference: one attribute assignment under a lock, between jo
 model object :meth:`ModelSwapper.pick` gave it for its whole run, so a swap never changes a model
 under a running job. On any failure the old model keeps serving, the reason is logged and shown by
 :meth:`ModelSwapper.state` (also written to the Redis hash ``plateveil:worker:<hostname>:<pid>``,
-field ``models``, on every poll; it expires when the worker stops polling).
+field ``models``, on every poll; it expires when the worker stops polling). Once the worker serves
+what the aliases say, the last error is cleared.
+
+Every version served after its checks is remembered twice: in the local cache
+(:meth:`~model_store.cache.ModelCache.save_last_good`), so a worker that restarts while the alias
+points at a version it refuses starts from its last good version rather than the shipped bundle; and
+in the registry (:meth:`~model_store.registry.Registry.record_served`), which ``plateveil models
+rollback`` goes back to.
 
 Canary: with ``canary_share`` > 0 and a ``canary`` alias set, that share of jobs (chosen by a hash
 of the job id, so a retried job stays on one model) gets the canary model.
@@ -93,6 +100,7 @@ class ModelSwapper:
         self._last_check: str | None = None
         self._last_error: str | None = None
         self._last_error_at: str | None = None
+        self._since: dict[str, str | None] = dict.fromkeys(SLOTS)  # when each slot's model was swapped in
         self._rejected: dict[str, str] = {}
         self._targets: dict[str, str | None] = dict.fromkeys(SLOTS)  # what the aliases said last time
         self._swaps = 0
@@ -127,12 +135,12 @@ class ModelSwapper:
                 "canary": canary.version if canary else None,
                 "canary_share": self.canary_share,
                 "targets": dict(self._targets),
-                "in_sync": self._source == "registry" and all(
-                    (m.version if m is not None else None) == self._targets[slot]
-                    for slot, m in self._models.items() if slot == "production" or self.canary_share > 0),
+                "in_sync": self._in_sync(),
                 "aliases": dict(self.aliases),
                 "registry": repr(self.registry),
                 "loading": self._loading,
+                "production_since": self._since["production"],
+                "canary_since": self._since["canary"],
                 "last_check": self._last_check,
                 "last_error": self._last_error,
                 "last_error_at": self._last_error_at,
@@ -145,8 +153,9 @@ class ModelSwapper:
 
     def start(self, background: bool = True) -> None:
         """Load the current models (synchronously: the worker takes no job before), then watch
-        for changes in the background. Falls back to the shipped bundle when the registry cannot
-        give a production model, so a worker always starts."""
+        for changes in the background. When the registry cannot give a production model (the
+        alias points at a version this worker refuses, or S3 cannot be read), it serves the last
+        version it served before (from the cache), else the shipped bundle, so a worker always starts."""
         if self.bootstrap:
             try:
                 ensure_bootstrap(self.registry, alias=self.aliases["production"])
@@ -154,12 +163,15 @@ class ModelSwapper:
                 logger.exception("could not bootstrap %s with the shipped bundle", self.registry)
         self.refresh()
         if self.current() is None:
+            self._start_from_last_good()
+        if self.current() is None:
             fallback = self.fallback_dir or default_model_dir()
             logger.warning("no production model from %s; serving the shipped bundle %s", self.registry, fallback)
             model = self._loader(fallback, backend=self.backend, threads=self.threads)
             with self._lock:
                 self._models["production"] = model
                 self._source = "shipped"
+                self._since["production"] = _now()
             self._publish_state()
         if background:
             self._stop.clear()
@@ -182,9 +194,32 @@ class ModelSwapper:
 
     # -- loading -------------------------------------------------------------------------------
 
+    def _start_from_last_good(self) -> None:
+        """Serve the last version this cache saw served for the production alias, when it is still
+        complete there and passes the checks again."""
+        folder = self.cache.last_good(self.registry.name, registry_id=repr(self.registry),
+                                      alias=self.aliases["production"])
+        if folder is None:
+            return
+        try:
+            model = self._loader(folder, backend=self.backend, threads=self.threads)
+            report = self._check(model, max_ms=self.smoke_max_ms, min_found=self.smoke_min_found or None)
+        except Exception:  # a last good copy that no longer loads: the shipped bundle it is
+            logger.exception("the last good model at %s does not load any more", folder)
+            return
+        with self._lock:
+            self._models["production"] = model
+            self._source = "last-good"
+            self._since["production"] = _now()
+        logger.warning("alias %s of %s gives no model this worker accepts (targets %s); serving the last good "
+                       "version %s from the cache %s (smoke check: %s)", self.aliases["production"], self.registry,
+                       self._targets["production"], model.tag, folder, report)
+        self._publish_state()
+
     def refresh(self) -> bool:
         """One check of the aliases; loads and swaps what changed. True when something was swapped.
-        Never raises: failures are logged and kept in :meth:`state`."""
+        Never raises: failures are logged and kept in :meth:`state`; the last error is cleared once
+        the worker serves what the aliases say."""
         swapped = False
         with self._load_lock:
             try:
@@ -193,8 +228,16 @@ class ModelSwapper:
             finally:
                 with self._lock:
                     self._last_check = _now()
+                    if self._in_sync():
+                        self._last_error = self._last_error_at = None
         self._publish_state()
         return swapped
+
+    def _in_sync(self) -> bool:
+        """Caller holds ``self._lock``."""
+        return self._source == "registry" and all(
+            (m.version if m is not None else None) == self._targets[slot]
+            for slot, m in self._models.items() if slot == "production" or self.canary_share > 0)
 
     def _refresh_slot(self, slot: str) -> bool:
         alias = self.aliases[slot]
@@ -217,6 +260,13 @@ class ModelSwapper:
             return False
         if current is not None and current.version == version and (slot == "canary" or self._source == "registry"):
             return False
+        if current is not None and current.version == version and self._source == "last-good" \
+                and self._same_as_registry(current, version):
+            # the alias came back to the version this worker started from, with the same bytes
+            with self._lock:
+                self._source = "registry"
+            self._remember_served(slot, version)
+            return True
         if version in self._rejected:
             return False
         production = self.current("production")
@@ -240,7 +290,28 @@ class ModelSwapper:
             return False
         self._swap(slot, model)
         logger.info("now serving %s for alias %s (was %s)", model.tag, alias, current.tag if current else None)
+        self._remember_served(slot, version)
         return True
+
+    def _same_as_registry(self, model: PlateModel, version: str) -> bool:
+        try:
+            return self.cache.verify(Path(model.model_dir), self.registry.manifest_bytes(version))
+        except (RegistryError, StorageError):
+            return False
+
+    def _remember_served(self, slot: str, version: str) -> None:
+        """Best effort: the cache's last good version (production) and the registry's served record."""
+        alias = self.aliases[slot]
+        if slot == "production":
+            try:
+                self.cache.save_last_good(self.registry.name, version, registry_id=repr(self.registry), alias=alias)
+            except OSError:
+                logger.warning("cannot record the last good version in %s", self.cache.root, exc_info=True)
+        try:
+            self.registry.record_served(alias, version)
+        except (RegistryError, StorageError) as exc:
+            logger.warning("cannot record in %s that %s@%s is served for %s: %s", self.registry,
+                           self.registry.name, version, alias, exc)
 
     def _load(self, version: str) -> PlateModel:
         with self._lock:
@@ -265,6 +336,7 @@ class ModelSwapper:
         with self._lock:
             old = self._models[slot]
             self._models[slot] = model
+            self._since[slot] = _now() if model is not None else None
             if slot == "production":
                 if old is not None and self._source == "registry":
                     self._previous_production = old.version

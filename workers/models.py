@@ -100,7 +100,10 @@ def _start_swapper(settings: WorkerSettings) -> ModelSwapper:
         redis_client=redis_from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10,
                                           health_check_interval=30))
     swapper.start()
-    logger.info("serving %s from the registry %s (alias %s, canary share %.2f, poll %.0f s)",
-                swapper.state()["production_tag"], registry, settings.model_alias, settings.canary_share,
-                settings.model_poll_seconds)
+    state = swapper.state()
+    where = {"registry": "from the registry", "last-good": "from the cache (its last good version; the alias "
+             "gives none this worker accepts)", "shipped": "from the shipped bundle (the registry gives none)"}
+    logger.info("serving %s %s %s (alias %s -> %s, canary share %.2f, poll %.0f s)", state["production_tag"],
+                where.get(state["source"], state["source"]), registry, settings.model_alias,
+                state["targets"]["production"], settings.canary_share, settings.model_poll_seconds)
     return swapper

@@ -24,7 +24,8 @@ from plateveil.stack import Stack
 @pytest.fixture(scope="session")
 def registry_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Redis and moto_server only (no worker, no API): the registry talks to them directly."""
-    with Stack(state_dir=tmp_path_factory.mktemp("registry-stack"), with_worker=False, with_api=False) as running:
+    with Stack(state_dir=tmp_path_factory.mktemp("registry-stack"), with_worker=False, with_api=False,
+               with_registry=False) as running:
         yield running
 
 

@@ -1,7 +1,9 @@
-"""The golden photos and the smoke check a model passes before a worker serves it."""
+"""The golden photos (the shipped golden set, the drawn ones) and the smoke check a model passes
+before a worker serves it."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,12 +12,37 @@ import numpy as np
 import pytest
 
 from model_store.errors import SmokeCheckError
-from model_store.golden import GoldenPhoto, golden_photos, smoke_check
+from model_store.golden import GOLDEN_DIR, GoldenPhoto, drawn_photos, golden_photos, load_golden_set, smoke_check
+from model_store.registry_settings import RegistryOptions
 from model_store.runtime import PlateFinding, Timings, load_model
 
 
-def test_golden_photos_are_deterministic() -> None:
-    a, b = golden_photos(), golden_photos()
+def test_the_golden_set_is_shipped_small_labelled_and_attributed() -> None:
+    photos = golden_photos()
+    assert [p.name for p in photos] == sorted(p.stem for p in (GOLDEN_DIR / "images").iterdir())
+    assert len(photos) == 17 and sum(len(p.plates) for p in photos) == 18
+    assert sum(f.stat().st_size for f in GOLDEN_DIR.rglob("*") if f.is_file()) < 600_000
+    sources = json.loads((GOLDEN_DIR / "sources.json").read_text())
+    assert set(sources) == {p.name for p in photos}
+    licences = {v["licence"].split(" ")[0] for v in sources.values()}
+    assert licences == {"the", "MIT", "CC0"}  # the project's own, MIT, CC0: nothing else
+    licence_text = (GOLDEN_DIR / "LICENSE").read_text()
+    assert "MIT License" in licence_text and "CC0" in licence_text and "Robert Lucian Chiriac" in licence_text
+    for photo in photos:
+        h, w = photo.image.shape[:2]
+        assert photo.plates, photo.name  # every golden photo shows at least one plate
+        for plate in photo.plates:
+            assert len(plate) == 4 and all(-1 <= x <= w + 1 and -1 <= y <= h + 1 for x, y in plate), photo.name
+
+
+def test_a_golden_set_folder_without_photos_is_a_clear_error(tmp_path: Any) -> None:
+    (tmp_path / "images").mkdir()
+    with pytest.raises(SmokeCheckError, match="no golden photos"):
+        load_golden_set(tmp_path)
+
+
+def test_drawn_photos_are_deterministic() -> None:
+    a, b = drawn_photos(), drawn_photos()
     assert len(a) >= 3
     for x, y in zip(a, b, strict=True):
         assert x.name == y.name and np.array_equal(x.image, y.image)
@@ -58,8 +85,9 @@ def _truth(photo_image: np.ndarray, photos: list[GoldenPhoto]) -> list[PlateFind
 
 def test_a_good_model_passes_and_is_counted() -> None:
     photos = golden_photos()
-    report = smoke_check(FakeModel(lambda img: _truth(img, photos)), photos, min_found=len(photos))  # type: ignore[arg-type]
-    assert report["found"] == report["plates"] == len(photos)
+    plates = sum(len(p.plates) for p in photos)
+    report = smoke_check(FakeModel(lambda img: _truth(img, photos)), photos, min_found=plates)  # type: ignore[arg-type]
+    assert report["found"] == report["plates"] == plates
 
 
 @pytest.mark.parametrize("plates, message", [
@@ -80,10 +108,11 @@ def test_slow_model_fails() -> None:
 
 def test_expectations_are_optional() -> None:
     assert smoke_check(FakeModel(lambda img: []))["found"] == 0  # type: ignore[arg-type]
-    with pytest.raises(SmokeCheckError, match="finds 0 of the 3"):
+    with pytest.raises(SmokeCheckError, match="finds 0 of the 18"):
         smoke_check(FakeModel(lambda img: []), min_found=1)  # type: ignore[arg-type]
 
 
-def test_the_shipped_bundle_passes() -> None:
-    report = smoke_check(load_model(threads=1))
-    assert report["photos"] == 3
+def test_the_shipped_bundle_passes_with_the_default_minimum() -> None:
+    needed = RegistryOptions().smoke_min_found
+    report = smoke_check(load_model(threads=1), min_found=needed)
+    assert report["photos"] == 17 and report["found"] >= needed >= 12

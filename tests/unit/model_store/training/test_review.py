@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from model_store.golden import golden_photos
+from model_store.golden import drawn_photos
 from model_store.training.data import load_reviewed, load_split, with_reviewed
 from model_store.training.mine import near_share
 from plateveil.cli import main
@@ -22,7 +22,7 @@ def data_root(tmp_path: Path) -> Path:
     folder = tmp_path / "data" / "cars"
     (folder / "images").mkdir(parents=True)
     (folder / "annotations").mkdir()
-    two, three = golden_photos()[1:]
+    two, three = drawn_photos()[1:]
     for g in (two, three):
         cv2.imwrite(str(folder / "images" / f"{g.name}.jpg"), g.image)
     quad = np.asarray(two.plates[0])
@@ -41,13 +41,13 @@ def test_review_then_accept_adds_the_unlabelled_plate(data_root: Path, tmp_path:
     assert "on 2 photos" in capsys.readouterr().out
     cands = json.loads((out / "candidates.json").read_text())
     # the labelled plate is not proposed; golden-3's plate is
-    three = golden_photos()[2]
+    three = drawn_photos()[2]
     quad = np.asarray(three.plates[0])
     truth = [*quad.min(axis=0), *quad.max(axis=0)]
     on_plate = [i for i, c in enumerate(cands) if c["key"] == f"cars/{three.name}.jpg"
                 and min(c["box"][2], truth[2]) - max(c["box"][0], truth[0]) > 0.5 * (truth[2] - truth[0])]
     assert on_plate, cands
-    two = np.asarray(golden_photos()[1].plates[0])
+    two = np.asarray(drawn_photos()[1].plates[0])
     labelled = np.array([[*two.min(axis=0), *two.max(axis=0)]])
     assert not [c for c in cands if near_share(np.asarray(c["box"]), labelled) >= 0.1]
     sheet = cv2.imread(str(out / "sheet-00.png"))
@@ -59,7 +59,7 @@ def test_review_then_accept_adds_the_unlabelled_plate(data_root: Path, tmp_path:
     reviewed = load_reviewed(labels)
     train, val = load_split(data_root, reviewed=False)
     after = {s.path.name: s for s in with_reviewed(train + val, reviewed)}
-    assert len(after[f"{three.name}.jpg"].boxes) == 1 and len(after[f"{golden_photos()[1].name}.jpg"].boxes) == 1
+    assert len(after[f"{three.name}.jpg"].boxes) == 1 and len(after[f"{drawn_photos()[1].name}.jpg"].boxes) == 1
 
     # accepting again adds nothing; a number that is not on the sheets is refused
     assert main(["models", "review", "--out", str(out), "--labels-file", str(labels), "--accept", str(on_plate[0])]) == 0
