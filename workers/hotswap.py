@@ -39,6 +39,7 @@ from model_store.cache import ModelCache
 from model_store.errors import ModelLoadError, RegistryError
 from model_store.golden import DEFAULT_MAX_MS, smoke_check
 from model_store.registry import NUDGE_CHANNEL, WORKER_STATUS_PREFIX, Registry, ensure_bootstrap
+from model_store.registry_settings import DEFAULT_MIN_FOUND
 from model_store.runtime import PlateModel, load_model
 from plateveil.errors import StorageError
 from workers import metrics as worker_metrics
@@ -67,7 +68,7 @@ class ModelSwapper:
     def __init__(self, registry: Registry, cache: ModelCache, *, alias: str = "production",
                  canary_alias: str = "canary", canary_share: float = 0.0, poll_seconds: float = 10.0,
                  backend: str = "onnx", threads: int = 0, smoke_max_ms: float = DEFAULT_MAX_MS,
-                 smoke_min_found: int = 1,
+                 smoke_min_found: int = DEFAULT_MIN_FOUND,
                  redis_client: Any = None, hostname: str | None = None, bootstrap: bool = True,
                  fallback_dir: Path | None = None, loader: Loader = load_model, check: Checker = smoke_check,
                  cache_idle_s: float = 3600.0) -> None:

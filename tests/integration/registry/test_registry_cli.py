@@ -1,5 +1,6 @@
 """``plateveil models publish|list|show|promote|rollback|unalias`` against moto_server and Redis,
-and the promotion quality gate (with an injected evaluation, and once with the real one)."""
+and the promotion quality gate (with an injected evaluation, and with the real one on the shipped
+golden set and on others); bundles that cannot load are refused with their own exit code."""
 
 from __future__ import annotations
 
@@ -10,9 +11,15 @@ from typing import Any
 import cv2
 import pytest
 
-from model_store.golden import golden_photos
+from model_store.golden import drawn_photos
 from model_store.registry import NUDGE_CHANNEL, Registry, redis_notifier
-from model_store.training.registry_cli import EXIT_OK, EXIT_REFUSED, GateThresholds, promote_with_gate
+from model_store.training.registry_cli import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNLOADABLE,
+    GateThresholds,
+    promote_with_gate,
+)
 from plateveil.cli import main
 
 pytestmark = pytest.mark.integration
@@ -47,10 +54,13 @@ def test_cli_round_trip(cli_env: None, registry: Registry, bundle_factory: Any, 
     pubsub.subscribe(NUDGE_CHANNEL)
     code, out = run(capsys, "publish", str(bundle_factory("1.0.0")))
     assert code == EXIT_OK and "plateveil-plates@1.0.0: 3 files" in out
+    assert "onnx: loads; smoke check 17/18 golden plates found on 17 photos" in out  # checked before the upload
     assert run(capsys, "publish", str(bundle_factory("1.0.0")))[0] == EXIT_OK  # same bytes: fine
     changed = bundle_factory("other")
     (changed / "landmarks.onnx").write_bytes(b"different")
     code, out = run(capsys, "publish", str(changed), "--version", "1.0.0")
+    assert code == EXIT_UNLOADABLE and "nothing uploaded" in out  # a broken file is refused before S3
+    code, out = run(capsys, "publish", str(changed), "--version", "1.0.0", "--skip-checks")
     assert code == 2 and "already published with different bytes" in out
     assert run(capsys, "publish", str(bundle_factory("1.1.0")))[0] == EXIT_OK
 
@@ -58,17 +68,19 @@ def test_cli_round_trip(cli_env: None, registry: Registry, bundle_factory: Any, 
     assert code == EXIT_OK and json.loads(out)["version"] == "1.1.0"
     assert run(capsys, "show", "7.7.7")[0] == 2
 
-    code, out = run(capsys, "promote", "1.0.0")  # no golden set configured: refused...
-    assert code == EXIT_REFUSED and "no golden set" in out and registry.resolve("production") is None
-    code, out = run(capsys, "promote", "1.0.0", "--force")  # ...unless forced
-    assert code == EXIT_OK and "production -> 1.0.0" in out
-    assert run(capsys, "promote", "1.1.0", "--force")[0] == EXIT_OK
+    code, out = run(capsys, "promote", "1.0.0")  # the shipped golden set by default, no production yet
+    assert code == EXIT_OK and "production -> 1.0.0 (new alias)" in out, out
+    assert "golden_set" in out and "candidate 1.0.0" in out and "(17 images, 18 plates)" in out
+    assert "no worker of" in out  # no worker follows this bucket: nothing to wait for
+    code, out = run(capsys, "promote", "1.1.0")  # the same weights: no worse than production
+    assert code == EXIT_OK and "production 1.0.0" in out and "+0.000" in out, out
     assert run(capsys, "promote", "1.1.0", "--force", "--alias", "canary")[0] == EXIT_OK
 
     code, out = run(capsys, "list")
     lines = out.strip().splitlines()
-    assert lines[0].startswith("1.0.0") and lines[1].startswith("1.1.0")
-    assert lines[1].rstrip().endswith("canary,production")
+    assert lines[0].split()[:4] == ["version", "published", "MB", "recall@0.8"]
+    assert lines[1].startswith("1.0.0") and lines[2].startswith("1.1.0")
+    assert lines[2].split()[3:8] == ["0.850", "0.170", "0.059", "200", "canary,production"]  # model.json's numbers
 
     code, out = run(capsys, "rollback")
     assert code == EXIT_OK and registry.resolve("production") == "1.0.0"
@@ -124,12 +136,12 @@ def test_quality_gate_refuses_and_force_overrides(registry: Registry, bundle_fac
     assert promote_with_gate(registry, "1.1.0", **kwargs) == EXIT_REFUSED
     out = capsys.readouterr().out
     assert "candidate 1.1.0" in out and "production 1.0.0" in out
-    assert "refused" in out and "recall@0.8 0.610 < 0.85" in out and "spurious/img 0.300 > 0.1" in out
+    assert "refused" in out and "recall@0.8 0.610 < 0.75" in out and "spurious/img 0.300 is 0.280 above" in out
     assert registry.resolve("production") == "1.0.0"
     assert sorted(evaluate.calls) == [("1.0.0", golden, "corners"), ("1.1.0", golden, "corners")]
 
     assert promote_with_gate(registry, "1.1.0", force=True, **kwargs) == EXIT_OK
-    assert "promoted anyway (--force)" in capsys.readouterr().out
+    assert "quality gate skipped (--force)" in capsys.readouterr().out
     assert registry.resolve("production") == "1.1.0"
 
     assert promote_with_gate(registry, "1.2.0", **kwargs) == EXIT_OK
@@ -141,6 +153,60 @@ def test_quality_gate_refuses_and_force_overrides(registry: Registry, bundle_fac
     assert promote_with_gate(registry, "1.0.0", alias="canary", **stricter) == EXIT_REFUSED
     assert registry.resolve("canary") is None
 
+    # no worse than production by more than the margins: a small loss passes, a larger one does not
+    evaluate.by_version["1.3.0"] = dict(GOOD, recall_08=0.90)
+    evaluate.by_version["1.4.0"] = dict(GOOD, recall_08=0.86)  # above the floor, 0.07 below production
+    for v in ("1.3.0", "1.4.0"):
+        registry.publish(bundle_factory(v))
+    capsys.readouterr()
+    assert promote_with_gate(registry, "1.4.0", **kwargs) == EXIT_REFUSED
+    assert "recall@0.8 0.860 is 0.070 below production's 0.930 (margin 0.06)" in capsys.readouterr().out
+    assert promote_with_gate(registry, "1.3.0", **kwargs) == EXIT_OK
+    assert registry.resolve("production") == "1.3.0"
+
+
+def test_a_bundle_that_cannot_load_is_refused_with_its_own_exit_code(
+        cli_env: None, registry: Registry, bundle_factory: Any, s3: Any, bucket: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    good = bundle_factory("1.0.0")
+    assert run(capsys, "publish", str(good))[0] == EXIT_OK
+
+    truncated = bundle_factory("1.1.0")
+    (truncated / "detector.onnx").write_bytes((good / "detector.onnx").read_bytes()[:100_000])
+    code, out = run(capsys, "publish", str(truncated))
+    assert code == EXIT_UNLOADABLE and "cannot be served" in out and "detector" in out and "nothing uploaded" in out
+    assert registry.list_versions() == ["1.0.0"]
+
+    blind = bundle_factory("1.2.0")
+    config = json.loads((blind / "model.json").read_text())
+    config["detector"]["score_threshold"] = 1.01
+    (blind / "model.json").write_text(json.dumps(config))
+    code, out = run(capsys, "publish", str(blind))
+    assert code == EXIT_UNLOADABLE and "finds 0 of the 18 golden plates (needs 12)" in out
+
+    no_config = bundle_factory("1.3.0")
+    (no_config / "model.json").write_text("{not json")
+    code, out = run(capsys, "publish", str(no_config))
+    assert code == EXIT_UNLOADABLE and "model.json" in out
+    assert registry.list_versions() == ["1.0.0"]
+
+    # published anyway (--skip-checks): promote refuses it as unloadable, not as "below the gate"
+    assert run(capsys, "publish", str(truncated), "--skip-checks")[0] == EXIT_OK
+    code, out = run(capsys, "promote", "1.1.0")
+    assert code == EXIT_UNLOADABLE and "refused: plateveil-plates@1.1.0 cannot be loaded" in out
+    assert "ModelLoadError" in out and "Traceback" not in out and registry.resolve("production") is None
+
+    # a byte flipped in S3 after publishing: the checksum refuses it
+    assert run(capsys, "publish", str(bundle_factory("1.4.0")))[0] == EXIT_OK
+    key = "models/plateveil-plates/1.4.0/landmarks.onnx"
+    body = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    body[1000] ^= 0xFF
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+    code, out = run(capsys, "promote", "1.4.0")
+    assert code == EXIT_UNLOADABLE and "ModelIntegrityError" in out and "does not match the manifest" in out
+    assert registry.resolve("production") is None
+    assert run(capsys, "promote", "1.0.0")[0] == EXIT_OK
+
 
 def test_gate_with_the_real_evaluation(cli_env: None, registry: Registry, bundle_factory: Any, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
@@ -150,7 +216,7 @@ def test_gate_with_the_real_evaluation(cli_env: None, registry: Registry, bundle
     def golden_set(folder: Path, phantom: bool) -> Path:
         (folder / "images").mkdir(parents=True)
         (folder / "corners").mkdir()
-        for i, photo in enumerate(golden_photos()[:2]):
+        for i, photo in enumerate(drawn_photos()[:2]):
             cv2.imwrite(str(folder / "images" / f"{photo.name}.jpg"), photo.image)
             plates = [[list(p) for p in plate] for plate in photo.plates]
             if phantom and i == 0:

@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from model_store.errors import SmokeCheckError
-from model_store.golden import GOLDEN_DIR, GoldenPhoto, drawn_photos, golden_photos, load_golden_set, smoke_check
+from model_store.golden import (
+    GOLDEN_DIR,
+    GoldenPhoto,
+    drawn_photos,
+    golden_photos,
+    load_golden_set,
+    smoke_check,
+)
 from model_store.registry_settings import RegistryOptions
 from model_store.runtime import PlateFinding, Timings, load_model
 
