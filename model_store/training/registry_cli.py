@@ -50,7 +50,6 @@ from model_store.commands import (
     worker_states,
 )
 from model_store.errors import ModelIntegrityError, ModelLoadError
-from model_store.golden import GOLDEN_DIR, GOLDEN_FORMAT
 from model_store.registry import Registry, registry_from_settings
 from model_store.registry_settings import RegistrySettings
 from plateveil.settings import load_settings
@@ -189,6 +188,7 @@ def promote_with_gate(registry: Registry, version: str, *, alias: str = "product
     """The ``promote`` command: quality gate, then the alias change. Returns the exit code:
     EXIT_OK, EXIT_REFUSED (below the gate), EXIT_UNLOADABLE (the candidate does not load) or EXIT_ERROR.
     ``golden_dir`` None: the shipped golden set. ``force`` skips the gate (and its loading) entirely."""
+    from model_store.golden import GOLDEN_DIR, GOLDEN_FORMAT  # cv2: only when a gate runs
     from model_store.runtime import (
         load_model,  # cv2: only when a gate runs (`plateveil models list` stays light)
     )
