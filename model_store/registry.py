@@ -308,6 +308,12 @@ class Registry:
 
     # -- low-level S3 --------------------------------------------------------------------------
 
+    def _hint(self, exc: Exception) -> str:
+        if _error_code(exc) == "NoSuchBucket":
+            return (f" (the registry bucket {self.bucket} does not exist: create it, or point "
+                    f"PLATEVEIL_REGISTRY_BUCKET at the one your workers use; 'make up' creates plateveil-models)")
+        return ""
+
     def _get(self, key: str) -> tuple[bytes, str] | None:
         """(body, etag) or None when the object does not exist."""
         try:
@@ -316,7 +322,8 @@ class Registry:
         except Exception as exc:
             if _is_missing(exc):
                 return None
-            raise StorageError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
+            raise StorageError(f"cannot read s3://{self.bucket}/{key}: {exc}"
+                               f"{self._hint(exc)}") from exc
 
     def _put(self, key: str, body: bytes | BinaryIO, *, if_none_match: bool = False, if_match: str | None = None,
              metadata: dict[str, str] | None = None) -> bool:
@@ -344,7 +351,8 @@ class Registry:
                     body.seek(0)
                 return self._put_checked(key, body, if_none_match=if_none_match, if_match=if_match,
                                          metadata=metadata)
-            raise StorageError(f"cannot write s3://{self.bucket}/{key}: {exc}") from exc
+            raise StorageError(f"cannot write s3://{self.bucket}/{key}: {exc}"
+                               f"{self._hint(exc)}") from exc
 
     def _put_checked(self, key: str, body: bytes | BinaryIO, *, if_none_match: bool, if_match: str | None,
                      metadata: dict[str, str] | None) -> bool:
@@ -361,7 +369,8 @@ class Registry:
         except Exception as exc:
             if _is_missing(exc):
                 return None
-            raise StorageError(f"cannot stat s3://{self.bucket}/{key}: {exc}") from exc
+            raise StorageError(f"cannot stat s3://{self.bucket}/{key}: {exc}"
+                               f"{self._hint(exc)}") from exc
 
     def _list(self, prefix: str, delimiter: str | None = None) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
@@ -372,7 +381,8 @@ class Registry:
                 yield from page.get("CommonPrefixes", [])
                 yield from page.get("Contents", [])
         except Exception as exc:
-            raise StorageError(f"cannot list s3://{self.bucket}/{prefix}: {exc}") from exc
+            raise StorageError(f"cannot list s3://{self.bucket}/{prefix}: {exc}"
+                               f"{self._hint(exc)}") from exc
 
     # -- versions ------------------------------------------------------------------------------
 
@@ -501,7 +511,8 @@ class Registry:
         except Exception as exc:
             if _is_missing(exc):
                 raise VersionNotFoundError(f"s3://{self.bucket}/{key} is missing") from exc
-            raise StorageError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
+            raise StorageError(f"cannot read s3://{self.bucket}/{key}: {exc}"
+                               f"{self._hint(exc)}") from exc
         return h.hexdigest()
 
     # -- aliases -------------------------------------------------------------------------------
@@ -635,7 +646,8 @@ class Registry:
         try:
             self.s3.delete_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
-            raise StorageError(f"cannot delete s3://{self.bucket}/{key}: {exc}") from exc
+            raise StorageError(f"cannot delete s3://{self.bucket}/{key}: {exc}"
+                               f"{self._hint(exc)}") from exc
         logger.info("%s alias %s removed", self.name, alias)
         if self.notify is not None:
             self.notify(self.name, alias, None)

@@ -105,6 +105,9 @@ def test_missing_bucket_setting_is_a_clear_error(cli_env: None, monkeypatch: pyt
     monkeypatch.delenv("PLATEVEIL_REGISTRY_BUCKET")
     code, out = run(capsys, "list")
     assert code == 2 and "PLATEVEIL_REGISTRY_BUCKET" in out
+    monkeypatch.setenv("PLATEVEIL_REGISTRY_BUCKET", "no-such-registry-bucket")
+    code, out = run(capsys, "list")
+    assert code == 2 and "the registry bucket no-such-registry-bucket does not exist" in out
 
 
 class FakeEvaluation:
