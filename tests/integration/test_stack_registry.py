@@ -73,7 +73,7 @@ def test_a_promotion_and_a_rollback_reach_the_stack_worker(stack: Stack, client:
     try:
         assert main(["models", "promote", candidate, "--wait", "60"]) == 0
         out = capsys.readouterr().out
-        assert "all 1 worker(s) serve" in out, out
+        assert "worker(s) serve plateveil-plates@" + candidate in out, out
         assert jobs(3) == {f"plateveil-plates@{candidate}"}
     finally:
         assert main(["models", "rollback", "--wait", "60"]) == 0

@@ -22,7 +22,8 @@ def tasks(stack, monkeypatch):
     ctx = module.WorkerContext.from_settings(WorkerSettings())
     monkeypatch.setattr(module, "_context", ctx)
     monkeypatch.setattr(module, "_context_pid", os.getpid())
-    return module
+    yield module
+    ctx.models.stop()  # it follows the stack's model registry: stop its swapper threads
 
 
 def _value(name: str, **labels: str) -> float:
