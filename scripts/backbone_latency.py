@@ -1,7 +1,7 @@
 """Detector latency and compute per backbone and input size, for choosing detector 2.0 (issue 24).
 
-Builds every candidate SSD+FPN detector of ``model_store.nets`` (random weights: the weights do not change
-the time), exports it to ONNX with the bundle's own export code (``model_store.export.export_net``, dynamic
+Builds every candidate SSD+FPN detector of ``model_store.training.nets`` (random weights: the weights do not change
+the time), exports it to ONNX with the bundle's own export code (``model_store.training.export.export_net``, dynamic
 H/W as shipped), and times ONNX Runtime with the serving session options (``OnnxBackend``: 2 intra-op
 threads, no spinning, all graph optimisations) on a (1, 3, H, W) input: median, p95 and min over
 ``--runs`` runs after ``--warmup`` (on a machine shared with other work the min is the steadiest). ``--repeat`` passes over all nets (interleaved, so a burst of load on a shared
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from model_store.backends.onnx_backend import OnnxBackend  # noqa: E402
-from model_store.runtime import MODEL_FILES  # noqa: E402
+from model_store.bundle import MODEL_FILES  # noqa: E402
 
 SHIPPED = ROOT / "model_store" / "weights" / "plateveil-plates-1.10.0"
 CANDIDATES = ["ssd_mnet025_fpn_pt", "ssd_mnet050_fpn_pt", "ssd_mnet075_fpn_pt", "ssd_mnetv2_fpn_pt"]
@@ -70,8 +70,8 @@ def trainable_params(net: Any) -> int:
 
 
 def export(arch: str, out_dir: Path) -> tuple[Path, int]:
-    from model_store.export import export_net
-    from model_store.nets import get_net, init_net
+    from model_store.training.export import export_net
+    from model_store.training.nets import get_net, init_net
 
     net = init_net(get_net(arch))
     export_net(net, out_dir, "detector", (1, 3, 384, 640), dynamic_hw=True)

@@ -10,7 +10,7 @@ Importing them means, per conv, in graph order:
 * folded batch norm: the Gluon conv gets the folded weight, the BatchNorm after it gamma = 1,
   beta = the folded bias, running mean = 0 and running var = 1 - eps (so that it is the identity
   plus the bias, exactly);
-* ReLU6 and TF 'SAME' padding (``model_store.nets.tf_layers``): GluonCV's MobileNet v1 uses plain ReLU, and
+* ReLU6 and TF 'SAME' padding (``model_store.training.nets.tf_layers``): GluonCV's MobileNet v1 uses plain ReLU, and
   GluonCV pads a stride-2 conv symmetrically where TF puts the one extra pixel right/bottom, which shifts
   every stride-2 layer by a pixel. Either way the imported 0.25 net calls the cat photo a torch; with both
   changes (measured) the first layer matches the TFLite one to within one quantisation step, the 1.0
@@ -21,7 +21,7 @@ Importing them means, per conv, in graph order:
 ``pretrained_net(name)`` gives a GluonCV ``mobilenet0.25/0.5/0.75/1.0`` or ``mobilenetv2_1.0`` with the
 imported weights (1001-way classifier, index 0 = background; ``mobilenet1.0`` is an embedding extractor
 without classifier: it outputs the 1024 pooled features). ``copy_backbone(net, name)`` copies those
-weights into the backbone of a plate detector from ``model_store.nets``, matching GluonCV parameter
+weights into the backbone of a plate detector from ``model_store.training.nets``, matching GluonCV parameter
 names, and fails listing every parameter it cannot match.
 """
 
@@ -39,11 +39,11 @@ import numpy as np
 from gluoncv.model_zoo import get_model
 from mxnet.gluon import HybridBlock, nn
 
-from model_store.nets import tf_sequential
+from model_store.training.nets import tf_sequential
 
 logger = logging.getLogger(__name__)
 
-# Beside the repository, like ../shared/data (model_store.data.DEFAULT_DATA_ROOT); a checkout elsewhere (a git
+# Beside the repository, like ../shared/data (model_store.training.data.DEFAULT_DATA_ROOT); a checkout elsewhere (a git
 # worktree) names the folder in PLATEVEIL_PRETRAINED_DIR.
 DEFAULT_PRETRAINED_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "pretrained"
 PRETRAINED_ENV = "PLATEVEIL_PRETRAINED_DIR"
@@ -241,7 +241,7 @@ def backbone_params(net: HybridBlock) -> dict[str, Any]:
 
 def copy_backbone(net: HybridBlock, name: str, root: Path | None = None) -> list[str]:
     """Copy the imported weights of GluonCV ``name`` into the backbone of ``net`` (initialised, e.g. by
-    ``model_store.nets.init_net``). Every backbone parameter of ``net`` must find a pretrained one of the
+    ``model_store.training.nets.init_net``). Every backbone parameter of ``net`` must find a pretrained one of the
     same layer path and shape, or nothing is copied and the error lists them all. Returns the layer paths
     of the pretrained parameters left unused (layers after the detector's last tap, the classifier)."""
     target = backbone_params(net)

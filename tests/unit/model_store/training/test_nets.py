@@ -155,8 +155,8 @@ def test_tf_layout_detectors_export_to_onnx_with_the_same_outputs(tmp_path, name
     """The ``_pt`` detectors (ReLU6, bottom/right padding before strided convs) survive the ONNX export: ONNX
     Runtime gives MXNet's outputs at the shipped input sizes."""
     from model_store.backends.onnx_backend import OnnxBackend
-    from model_store.export import export_net
-    from model_store.runtime import MODEL_FILES
+    from model_store.bundle import MODEL_FILES
+    from model_store.training.export import export_net
 
     net = init_net(get_net(name), seed=3)
     export_net(net, tmp_path, "detector", (1, 3, 384, 640), dynamic_hw=True)

@@ -10,7 +10,7 @@ import pytest
 mx = pytest.importorskip("mxnet")
 pytest.importorskip("tflite")
 
-from model_store.nets import get_net, init_net  # noqa: E402
+from model_store.training.nets import get_net, init_net  # noqa: E402
 from model_store.training.pretrained import (  # noqa: E402
     PRETRAINED,
     PretrainedError,
