@@ -281,3 +281,30 @@ def top_k(net: HybridBlock, rgb: np.ndarray, k: int = 5) -> list[int]:
     """The ``k`` most likely ImageNet classes (1001-way, 0 = background) of one photo."""
     logits = net(to_input(rgb)).asnumpy()[0]
     return [int(i) for i in np.argsort(-logits)[:k]]
+
+
+def check_report(root: Path | None = None, k: int = 5) -> list[str]:
+    """Lines naming each imported net's top-``k`` classes (with probabilities) on the photos of
+    ``<root>/check``; for the embedding extractor, the embedding's size. Raises PretrainedError if a file is
+    missing or does not fit."""
+    root = Path(root or default_pretrained_root())
+    check = root / "check"
+    labels_path = check / "imagenet_labels.txt"
+    if not labels_path.is_file():
+        raise PretrainedError(f"no check photos: {labels_path} not found (see ../shared/pretrained/README.md)")
+    labels = labels_path.read_text().splitlines()
+    photos = sorted(check.glob("*.png"))
+    lines = []
+    for name, spec in PRETRAINED.items():
+        net = pretrained_net(name, root)
+        lines.append(f"{name} ({spec.file}, {spec.input_size}x{spec.input_size})")
+        for photo in photos:
+            out = net(to_input(load_rgb(photo, spec.input_size))).asnumpy()[0]
+            if not spec.classifier:
+                lines.append(f"  {photo.name}: embedding of {out.size} (no classifier in this file)")
+                continue
+            prob = np.exp(out - out.max())
+            prob /= prob.sum()
+            top = np.argsort(-prob)[:k]
+            lines.append(f"  {photo.name}: " + ", ".join(f"{labels[i]} {prob[i]:.2f}" for i in top))
+    return lines

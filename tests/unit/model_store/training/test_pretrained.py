@@ -164,3 +164,23 @@ def test_a_file_that_is_not_tflite_is_refused(tmp_path: Path):
     (tmp_path / PRETRAINED["mobilenet0.25"].file).write_bytes(b"\0" * 64)
     with pytest.raises(PretrainedError, match="mobilenet_v1_0.25_128_quant.tflite"):
         pretrained_net("mobilenet0.25", root=tmp_path)
+
+
+@needs_files
+def test_cli_prints_each_nets_top5_on_the_check_photos(capsys):
+    from plateveil.cli import main
+
+    assert main(["models", "pretrained", "--dir", str(ROOT)]) == 0
+    out = capsys.readouterr().out
+    blocks = {b.split(" ", 1)[0]: b for b in out.split("\n") if b and not b.startswith(" ")}
+    assert set(blocks) == set(PRETRAINED)
+    assert "  grace_hopper.png: military uniform 0.9" in out   # v2: 0.93
+    assert "  cat.png: embedding of 1024 (no classifier in this file)" in out
+    assert out.count("  bird.png: chickadee ") == len(CLASSIFIERS)
+
+
+def test_cli_without_the_pretrained_folder_says_what_is_missing(tmp_path: Path):
+    from plateveil.cli import main
+
+    with pytest.raises(SystemExit, match=r"no check photos: .*check/imagenet_labels.txt not found"):
+        main(["models", "pretrained", "--dir", str(tmp_path)])
