@@ -12,8 +12,9 @@ Importing them means, per conv, in graph order:
   plus the bias, exactly);
 * ReLU6 and TF 'SAME' padding (``model_store.training.nets.tf_layers``): GluonCV's MobileNet v1 uses plain ReLU, and
   GluonCV pads a stride-2 conv symmetrically where TF puts the one extra pixel right/bottom, which shifts
-  every stride-2 layer by a pixel. Either way the imported 0.25 net calls the cat photo a torch; with both
-  changes (measured) the first layer matches the TFLite one to within one quantisation step, the 1.0
+  every stride-2 layer by a pixel. Measured on the 0.25 net's top-1: with GluonCV's padding it calls the cat
+  photo a torch (ReLU or ReLU6), with plain ReLU it calls the bird a gallinule (TFLite: chickadee); with both
+  changes the first layer matches the TFLite one to within one quantisation step, the 1.0
   embedding has cosine 0.999 with the TFLite one, and every classifier gives the TFLite model's top-5 on
   the check photos up to its uint8 output's ties (tests/unit/model_store/training/test_pretrained.py runs the
   TFLite interpreter, tflite-runtime, as the reference).
@@ -107,7 +108,7 @@ def pretrained_path(name: str, root: Path | None = None) -> Path:
     return path
 
 
-def _dequantise(tensor: Any, buf: bytes, model: Any) -> np.ndarray:
+def _dequantise(tensor: Any, model: Any) -> np.ndarray:
     raw = model.Buffers(tensor.Buffer()).DataAsNumpy()
     dtype = {_TFLITE_UINT8: np.uint8, _TFLITE_INT32: np.int32}.get(tensor.Type())
     if dtype is None:
@@ -140,7 +141,7 @@ def read_tflite(path: Path) -> list[TFLiteConv]:
             continue
         depthwise = code == tflite.BuiltinOperator.DEPTHWISE_CONV_2D
         wt, bt = graph.Tensors(op.Inputs(1)), graph.Tensors(op.Inputs(2))
-        w, b = _dequantise(wt, buf, model), _dequantise(bt, buf, model)
+        w, b = _dequantise(wt, model), _dequantise(bt, model)
         w = w.transpose(3, 0, 1, 2) if depthwise else w.transpose(0, 3, 1, 2)
         options = (tflite.DepthwiseConv2DOptions if depthwise else tflite.Conv2DOptions)()
         table = op.BuiltinOptions()
