@@ -1,4 +1,4 @@
-"""``plateveil models ...``: preview, train, mine, tune, review, build, eval, corrections export, and the
+"""``plateveil models ...``: preview, train, mine, tune, review, build, eval, pretrained, corrections export, and the
 registry verbs.
 
 The training verbs are here; ``publish``/``promote``/``rollback`` (with the quality gate) are
@@ -105,6 +105,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _labels_option(e)
     e.set_defaults(func=_eval)
 
+    w = msub.add_parser("pretrained", help="check the ImageNet MobileNets of ../shared/pretrained: top-5 classes of "
+                                           "each imported net on the check photos")
+    w.add_argument("--dir", type=Path, default=None,
+                   help="the pretrained folder (default: $PLATEVEIL_PRETRAINED_DIR, else ../shared/pretrained)")
+    w.set_defaults(func=_pretrained)
+
     c = msub.add_parser("corrections", help="reviewers' corrections (the /review pages) as training data")
     csub = c.add_subparsers(dest="corrections_command", required=True, metavar="VERB")
     x = csub.add_parser("export", help="write every corrected photo (original + corners labels, removed false "
@@ -124,6 +130,17 @@ def _corrections_export(args: argparse.Namespace) -> int:
     print(f"{summary.jobs} corrected photos ({summary.plates} plates, {summary.added} drawn by reviewers, "
           f"{summary.negatives} removed false positives) of {summary.sidecars_read} sidecars: {summary.out}")
     print(f"train on them: copy {summary.out} under the data root (e.g. ../shared/data/plateveil-corrections/)")
+    return 0
+
+
+def _pretrained(args: argparse.Namespace) -> int:
+    from model_store.training.pretrained import PretrainedError, check_report
+
+    try:
+        lines = check_report(args.dir)
+    except PretrainedError as exc:
+        raise SystemExit(f"plateveil models pretrained: {exc}") from None
+    print("\n".join(lines))
     return 0
 
 

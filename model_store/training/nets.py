@@ -11,6 +11,11 @@ Registry: ``get_net(name)`` raises ValueError listing the valid names.
 * ``ssd_mnet025_fpn_sq``: ``ssd_mnet025_fpn`` with a fourth anchor shape per width, w/h = 1: half the plates
   labelled in the Kaggle and Open Images photos are boxes under 1.5 wide per high (US and Brazilian plates seen
   at an angle, square, two-line and motorcycle plates), which the w/h 2-5 anchors overlap under IoU 0.5.
+* ``ssd_mnet025_fpn_pt``, ``ssd_mnet050_fpn_pt``, ``ssd_mnet075_fpn_pt``, ``ssd_mnetv2_fpn_pt``: the square-anchor
+  detector (``_sq`` anchors) on MobileNet v1 0.25 / 0.5 / 0.75 or v2 1.0 run as the TF-slim nets were trained
+  (ReLU6, TF 'SAME' padding: see :func:`tf_layers`), so that the ImageNet weights of ``../shared/pretrained``
+  (``model_store.training.pretrained.copy_backbone``) mean what they meant there. Their input is
+  ``(x - 128) / 128`` RGB (mean = std = 128/255), not the ImageNet mean/std of the other detectors.
 * ``landmark_cnn``: a small CNN on the expanded crop with two heads: 4 corners (8 numbers,
   crop-normalised) and plate / not-a-plate logits.
 """
@@ -21,6 +26,8 @@ from typing import Any
 
 import mxnet as mx
 from gluoncv.model_zoo import get_model
+from gluoncv.model_zoo.mobilenet import LinearBottleneck
+from gluoncv.nn import ReLU6
 from mxnet.gluon import HybridBlock, nn
 
 # Anchor shapes (w, h) in network-input pixels, per level, for plates: widths x (w/h) ratios, per detector.
@@ -28,7 +35,17 @@ PLATE_RATIOS = (2.0, 3.5, 5.0)
 SQUARE_RATIOS = (1.0, 2.0, 3.5, 5.0)
 LEVEL_WIDTHS = {8: (20, 36), 16: (56, 90), 32: (140, 220), 64: (320, 480)}
 DETECTOR_RATIOS = {"ssd_mnet025_fpn": PLATE_RATIOS, "ssd_mnet050_fpn": PLATE_RATIOS,
-                   "ssd_mnet025_fpn_sq": SQUARE_RATIOS}
+                   "ssd_mnet025_fpn_sq": SQUARE_RATIOS, "ssd_mnet025_fpn_pt": SQUARE_RATIOS,
+                   "ssd_mnet050_fpn_pt": SQUARE_RATIOS, "ssd_mnet075_fpn_pt": SQUARE_RATIOS,
+                   "ssd_mnetv2_fpn_pt": SQUARE_RATIOS}
+# Per GluonCV backbone: the index of the last ``features`` layer at stride 8, 16 and 32, and the channels there.
+# v2 stops at its 320-channel block (the 1280-channel 1x1 conv after it only feeds the classifier).
+BACKBONES = {
+    "mobilenet0.25": ((32, 68, 80), (64, 128, 256)),
+    "mobilenet0.5": ((32, 68, 80), (128, 256, 512)),
+    "mobilenet0.75": ((32, 68, 80), (192, 384, 768)),
+    "mobilenetv2_1.0": ((8, 15, 19), (32, 96, 320)),
+}
 DEFAULT_DETECTOR = "ssd_mnet025_fpn"
 
 
@@ -42,6 +59,39 @@ def default_levels(arch: str = DEFAULT_DETECTOR) -> list[dict[str, Any]]:
         {"stride": s, "anchors": [[float(w), round(w / r, 2)] for w in widths for r in ratios]}
         for s, widths in LEVEL_WIDTHS.items()
     ]
+
+
+class PadBottomRight(HybridBlock):
+    """One zero row below and one column right: TF 'SAME' before a stride-2 3x3 conv on even sides."""
+
+    def hybrid_forward(self, F, x):
+        return F.pad(x, mode="constant", pad_width=(0, 0, 0, 0, 0, 1, 0, 1))
+
+
+def tf_layers(layer: HybridBlock) -> list[HybridBlock]:
+    """``layer`` (of a GluonCV MobileNet) as the TF-slim MobileNets run it: ReLU becomes ReLU6, and a strided
+    conv pads bottom/right only (TF 'SAME' on even sides, so inputs whose sides are multiples of 32) instead
+    of GluonCV's symmetric padding, which shifts every stride-2 layer by a pixel. The layers keep their
+    parameters; LinearBottleneck blocks are changed inside."""
+    if isinstance(layer, nn.Activation) and layer._act_type == "relu":
+        return [ReLU6()]
+    if isinstance(layer, nn.Conv2D) and tuple(layer._kwargs["stride"]) != (1, 1):
+        if tuple(layer._kwargs["kernel"]) != (3, 3) or tuple(layer._kwargs["pad"]) != (1, 1):
+            raise ValueError(f"{layer.name}: only 3x3 convs with padding 1 are converted to TF 'SAME'")
+        layer._kwargs["pad"] = (0, 0)
+        return [PadBottomRight(), layer]
+    if isinstance(layer, LinearBottleneck):
+        layer.out = tf_sequential(layer.out)
+    return [layer]
+
+
+def tf_sequential(seq: nn.HybridSequential) -> nn.HybridSequential:
+    """A HybridSequential of ``seq``'s layers through :func:`tf_layers`."""
+    out = nn.HybridSequential(prefix="")
+    for layer in seq:
+        for converted in tf_layers(layer):
+            out.add(converted)
+    return out
 
 
 def _conv_bn(channels: int, kernel: int = 3, stride: int = 1, groups: int = 1, relu: bool = True
@@ -64,21 +114,21 @@ def _sep_conv(in_ch: int, out_ch: int, stride: int = 1) -> nn.HybridSequential:
 class SSDFPN(HybridBlock):
     """Backbone taps -> FPN-lite -> per-level heads. Outputs [cls_0, box_0, cls_1, box_1, ...]."""
 
-    def __init__(self, backbone: str, num_anchors: list[int], width: int = 64, **kwargs: Any) -> None:
+    def __init__(self, backbone: str, num_anchors: list[int], width: int = 64, tf_same: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         base = get_model(backbone, pretrained=False).features
-        channels = {"mobilenet0.25": (64, 128, 256), "mobilenet0.5": (128, 256, 512)}[backbone]
+        ends, channels = BACKBONES[backbone]
         with self.name_scope():
             self.stage3 = nn.HybridSequential()
             self.stage4 = nn.HybridSequential()
             self.stage5 = nn.HybridSequential()
             for i, layer in enumerate(base):
-                if i <= 32:
-                    self.stage3.add(layer)
-                elif i <= 68:
-                    self.stage4.add(layer)
-                elif i <= 80:
-                    self.stage5.add(layer)
+                if i > ends[2]:
+                    break
+                stage = self.stage3 if i <= ends[0] else self.stage4 if i <= ends[1] else self.stage5
+                for converted in (tf_layers(layer) if tf_same else [layer]):
+                    stage.add(converted)
             self.lat3 = _conv_bn(width, 1)
             self.lat4 = _conv_bn(width, 1)
             self.lat5 = _conv_bn(width, 1)
@@ -133,14 +183,18 @@ class LandmarkCNN(HybridBlock):
         return self.corners(h), self.plate(h)
 
 
-def _ssd(backbone: str, arch: str) -> SSDFPN:
-    return SSDFPN(backbone, [len(level["anchors"]) for level in default_levels(arch)])
+def _ssd(backbone: str, arch: str, tf_same: bool = False) -> SSDFPN:
+    return SSDFPN(backbone, [len(level["anchors"]) for level in default_levels(arch)], tf_same=tf_same)
 
 
 _NETS = {
     "ssd_mnet025_fpn": lambda: _ssd("mobilenet0.25", "ssd_mnet025_fpn"),
     "ssd_mnet050_fpn": lambda: _ssd("mobilenet0.5", "ssd_mnet050_fpn"),
     "ssd_mnet025_fpn_sq": lambda: _ssd("mobilenet0.25", "ssd_mnet025_fpn_sq"),
+    "ssd_mnet025_fpn_pt": lambda: _ssd("mobilenet0.25", "ssd_mnet025_fpn_pt", tf_same=True),
+    "ssd_mnet050_fpn_pt": lambda: _ssd("mobilenet0.5", "ssd_mnet050_fpn_pt", tf_same=True),
+    "ssd_mnet075_fpn_pt": lambda: _ssd("mobilenet0.75", "ssd_mnet075_fpn_pt", tf_same=True),
+    "ssd_mnetv2_fpn_pt": lambda: _ssd("mobilenetv2_1.0", "ssd_mnetv2_fpn_pt", tf_same=True),
     "landmark_cnn": LandmarkCNN,
 }
 

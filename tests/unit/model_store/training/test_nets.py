@@ -148,3 +148,22 @@ def test_averaged_params_are_the_mean_of_each_weight_and_load_into_the_net(tmp_p
         average_params([paths[0], tmp_path / "det.params"], tmp_path / "bad.params")
     with pytest.raises(ValueError, match="at least two"):
         average_params(paths[:1], tmp_path / "one.params")
+
+
+@pytest.mark.parametrize("name", [n for n in net_names() if n.endswith("_pt")])
+def test_tf_layout_detectors_export_to_onnx_with_the_same_outputs(tmp_path, name):
+    """The ``_pt`` detectors (ReLU6, bottom/right padding before strided convs) survive the ONNX export: ONNX
+    Runtime gives MXNet's outputs at the shipped input sizes."""
+    from model_store.backends.onnx_backend import OnnxBackend
+    from model_store.bundle import MODEL_FILES
+    from model_store.training.export import export_net
+
+    net = init_net(get_net(name), seed=3)
+    export_net(net, tmp_path, "detector", (1, 3, 384, 640), dynamic_hw=True)
+    graph = OnnxBackend(threads=1).load({"onnx": tmp_path / MODEL_FILES["detector"]["onnx"]})
+    rng = np.random.default_rng(0)
+    for shape in [(1, 3, 384, 640), (1, 3, 288, 512)]:
+        x = rng.normal(size=shape).astype(np.float32)
+        ours = [o.asnumpy() for o in net(mx.nd.array(x))]
+        for a, b in zip(graph.run(x), ours, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
