@@ -1,7 +1,8 @@
 """The ``plateveil`` console script.
 
 Each package registers its own sub-commands, so this file stays a table of contents:
-``conceal`` (workers.cli), ``models ...`` (model_store.training.cli), ``doctor`` (plateveil.doctor).
+``conceal`` (workers.cli), ``models ...`` (model_store.training.cli), ``doctor`` (plateveil.doctor),
+``keys new`` (plateveil.apikeys).
 Imports are lazy so that ``plateveil --help`` does not load mxnet. The console script sits above
 every package, so it is the one module outside ``model_store/training`` that imports training code
 (the ``models`` verbs); no service (``workers``, ``producer``) imports this module.
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from model_store.training.cli import register as register_models
+    from plateveil.apikeys import register as register_keys
     from plateveil.doctor import register as register_doctor
     from producer.events.sqs import register as register_events
     from workers.cli import register as register_conceal
@@ -29,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_models(sub)
     register_doctor(sub)
     register_events(sub)
+    register_keys(sub)
     return parser
 
 

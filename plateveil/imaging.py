@@ -64,6 +64,30 @@ def sniff_image(data: bytes) -> str | None:
     return None
 
 
+def animation(data: bytes, fmt: str | None = None) -> str | None:
+    """Why ``data`` is refused as animated (APNG with more than one frame, animated WebP), else
+    None. Reads chunk headers only; imports nothing."""
+    fmt = fmt or sniff_image(data)
+    if fmt == "png":
+        i, n = 8, len(data)
+        while i + 8 <= n:
+            length = int.from_bytes(data[i:i + 4], "big")
+            kind = bytes(data[i + 4:i + 8])
+            if kind == b"IDAT":
+                return None
+            if kind == b"acTL" and i + 12 <= n and int.from_bytes(data[i + 8:i + 12], "big") > 1:
+                return "animated PNG (APNG) is not supported: send a single still photo"
+            i += 12 + length
+        return None
+    if fmt == "webp":
+        if bytes(data[12:16]) == b"VP8X" and len(data) > 20 and data[20] & 0x02:
+            return "animated WebP is not supported: send a single still photo"
+        return None
+    if fmt == "gif":
+        return "GIF is not supported (animated or not): send a JPEG, PNG or WebP photo"
+    return None
+
+
 def output_format(input_format: str) -> str:
     """The format ``encode`` writes for an input of ``input_format``."""
     return input_format if input_format in ENCODABLE else "png"

@@ -1,4 +1,8 @@
-"""The upload service: ``uvicorn producer.app:app`` (OpenAPI at /openapi.json, docs at /docs).
+"""The upload service: ``uvicorn producer.app:app`` (OpenAPI at /openapi.json, docs at /docs, both
+behind the API key; ``PLATEVEIL_DOCS_ENABLED=false`` removes them).
+
+:class:`producer.guard.RequestGuard` wraps every route: keys, rate limits and body limits are
+checked before FastAPI reads a body.
 
 Importing this module reads no settings and connects to nothing; the settings are read once when
 the app starts (lifespan), and a bad environment stops it with a message naming the variables.
@@ -11,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -21,6 +25,7 @@ from plateveil.settings import load_settings
 from producer import identity
 from producer import metrics as api_metrics
 from producer.events.routes import router as events_router
+from producer.guard import SCOPE_KEY_ID, RequestGuard
 from producer.responses import Health
 from producer.review.routes import flag_router, login_router
 from producer.review.routes import router as review_router
@@ -42,7 +47,7 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            app.state.services.close()
+            await app.state.services.aclose()
 
     app = FastAPI(title="plateveil upload service", version=plateveil.__version__, lifespan=lifespan,
                   description="Upload car photos; a worker hides their licence plates and writes the "
@@ -52,14 +57,18 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
     app.include_router(flag_router)
     app.include_router(login_router)
     app.include_router(review_router)   # last: it ends with a catch-all for /review/*
+    app.add_middleware(RequestGuard)
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
-    async def healthz() -> JSONResponse:
-        """Readiness: Redis answers and both buckets exist (503 otherwise)."""
+    async def healthz(request: Request) -> JSONResponse:
+        """Readiness: Redis answers and both buckets exist (503 otherwise). Says only ok/down;
+        with a valid API key also which dependency is down and why."""
         checks = await run_in_threadpool(app.state.services.health)
         healthy = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ok" if healthy else "down", "checks": checks},
-                            status_code=200 if healthy else 503)
+        body: dict[str, object] = {"status": "ok" if healthy else "down"}
+        if request.scope.get(SCOPE_KEY_ID):
+            body["checks"] = checks
+        return JSONResponse(body, status_code=200 if healthy else 503)
 
     @app.get("/livez")
     async def livez() -> dict[str, str]:

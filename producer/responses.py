@@ -21,10 +21,10 @@ class Accepted(BaseModel):
 
 
 class JobRequest(BaseModel):
-    bucket: str = Field(min_length=1)
-    key: str = Field(min_length=1)
+    bucket: str = Field(min_length=3, max_length=63, description="S3 bucket name (allowlisted per key)")
+    key: str = Field(min_length=1, max_length=1024, description="object key")
     style: str | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, str] = Field(default_factory=dict, description="short printable-ASCII fields")
 
 
 class Skipped(BaseModel):
@@ -36,6 +36,8 @@ class Skipped(BaseModel):
 class EventsAccepted(BaseModel):
     accepted: list[Accepted]
     skipped: list[Skipped]
+    duplicates: list[Skipped] = Field(default_factory=list,
+                                      description="deliveries already seen (a retried notification): no new job")
 
 
 class JobView(BaseModel):
@@ -61,5 +63,5 @@ class JobView(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
-    checks: dict[str, str]
+    status: str = Field(description="ok | down")
+    checks: dict[str, str] | None = Field(None, description="per dependency; only with a valid API key")

@@ -1,12 +1,16 @@
 """The ``/v1`` endpoints: upload a photo, conceal a photo already in S3, take S3 event
-notifications, and read a job's status. Blocking I/O (S3, Redis) runs in the thread pool."""
+notifications, and read a job's status. Blocking I/O (S3, Redis) runs in the thread pool.
+
+Authentication, rate limits and body limits are enforced before any route runs, by
+:class:`producer.guard.RequestGuard`; the routes find the caller's key id in the scope and use it
+for the source allowlist and the key's share of the queue. Client errors are 4xx with a reason;
+503 means a dependency (S3, Redis) is down and never carries its address.
+"""
 
 from __future__ import annotations
 
-import hmac
-import json
+import hashlib
 import logging
-import re
 from typing import Annotated, Any
 from urllib.parse import unquote_plus
 
@@ -15,18 +19,28 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from plateveil.errors import BrokerError, StorageError
-from plateveil.imaging import DECODABLE, output_format, sniff_image
+from plateveil.imaging import DECODABLE, animation, output_format, sniff_image
 from plateveil.schema import STYLES, ConcealJob, content_type_for, extension_for, format_for
+from producer.guard import SCOPE_KEY_ID
+from producer.limits import QueueShareFull
 from producer.responses import Accepted, EventsAccepted, JobRequest, JobView, Skipped
 from producer.services import Services
+from producer.validation import (
+    META_MAX_BYTES,
+    InputError,
+    check_bucket,
+    check_key,
+    check_metadata,
+    loads_checked,
+    scrub,
+    source_allowed,
+)
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1")
-_bearer = HTTPBearer(auto_error=False, description="an API key from PLATEVEIL_API_KEYS")
-_META_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_META_MAX_BYTES = 2048
-_MULTIPART_OVERHEAD = 64 * 1024
+_bearer = HTTPBearer(auto_error=False, description="an API key whose hash is in PLATEVEIL_API_KEY_HASHES")
+NOT_FOUND = "no such object, or this API key may not read it"
 
 
 def services(request: Request) -> Services:
@@ -37,37 +51,37 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 
 def require_api_key(request: Request,
-                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    keys = services(request).settings.api_keys
-    given = creds.credentials.encode() if creds is not None else b""
-    # compare against every key (no early exit) so timing does not tell which prefix matched
-    ok = False
-    for key in keys:
-        ok |= hmac.compare_digest(given, key.encode())
-    if creds is None or not ok:
+                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+    """The caller's key id. The guard has checked the key before the body was read; this
+    dependency declares the bearer scheme in OpenAPI and refuses a request the guard did not pass."""
+    key_id = request.scope.get(SCOPE_KEY_ID)
+    if creds is None or key_id is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid API key",
                             headers={"WWW-Authenticate": "Bearer"})
+    return str(key_id)
+
+
+KeyId = Annotated[str, Depends(require_api_key)]
+_AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or wrong API key"},
+    408: {"description": "request body too slow"},
+    413: {"description": "request body too large"},
+    422: {"description": "invalid input (reason in detail)"},
+    429: {"description": "rate limit, failed-auth limit or the key's queue share reached (Retry-After)"},
+    503: {"description": "S3 or Redis down (Retry-After)"},
+}
 
 
 def _check_style(style: str | None, svc: Services) -> str:
     style = style or svc.settings.default_style
     if style not in STYLES:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"unknown style {style!r}; valid styles: {', '.join(STYLES)}")
+                            f"unknown style {str(style)[:40]!r}; valid styles: {', '.join(STYLES)}")
     return style
 
 
-def _check_metadata(meta: dict[str, Any]) -> dict[str, str]:
-    out = {}
-    for name, value in meta.items():
-        if not _META_NAME.match(str(name)) or not isinstance(value, str | int | float | bool):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                f"bad metadata field {name!r}: names are [a-z0-9_-], values scalars")
-        out[str(name)] = str(value)
-    if len(json.dumps(out).encode()) > _META_MAX_BYTES or not all(v.isascii() for v in out.values()):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"metadata must be ASCII and at most {_META_MAX_BYTES} bytes")
-    return out
+def _bad(exc: InputError) -> HTTPException:
+    return HTTPException(exc.status, str(exc))
 
 
 def _too_large(svc: Services) -> HTTPException:
@@ -75,8 +89,9 @@ def _too_large(svc: Services) -> HTTPException:
                          f"photo larger than {svc.settings.max_upload_bytes} bytes")
 
 
-def _unavailable(exc: Exception) -> HTTPException:
-    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"temporarily unavailable: {exc}",
+def _unavailable(what: str, exc: Exception) -> HTTPException:
+    logger.warning("503: %s unavailable: %s", what, exc)
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{what} temporarily unavailable; retry later",
                          headers={"Retry-After": "5"})
 
 
@@ -87,11 +102,34 @@ def _accepted(request: Request, job: ConcealJob) -> Accepted:
                     accepted_at=job.accepted_at)
 
 
-async def _accept(svc: Services, job: ConcealJob) -> None:
+async def _admit(svc: Services, key_id: str, jobs: list[ConcealJob]) -> None:
+    """Count ``jobs`` against the key's share of the queue (429 + Retry-After when full)."""
     try:
-        await run_in_threadpool(svc.accept, job)
+        await svc.limits.admit(key_id, [j.job_id for j in jobs], svc.settings.key_max_inflight,
+                               svc.settings.queue_retry_after_s)
+    except QueueShareFull as exc:
+        logger.warning("429 key %s: queue share of %d jobs reached", key_id, exc.share)
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            f"this key already has {exc.share} jobs queued or running (its share of the "
+                            "queue); retry when some have finished",
+                            headers={"Retry-After": str(exc.retry_after_s)}) from None
     except BrokerError as exc:
-        raise _unavailable(exc) from exc
+        raise _unavailable("job queue", exc) from exc
+
+
+async def _release(svc: Services, key_id: str, jobs: list[ConcealJob]) -> None:
+    try:
+        await svc.limits.release(key_id, [j.job_id for j in jobs])
+    except BrokerError:
+        logger.warning("could not release %d queue slots of key %s (they expire with the jobs)", len(jobs), key_id)
+
+
+async def _accept(svc: Services, key_id: str, job: ConcealJob) -> None:
+    try:
+        await run_in_threadpool(svc.accept, job, key_id)
+    except BrokerError as exc:
+        await _release(svc, key_id, [job])
+        raise _unavailable("job queue", exc) from exc
 
 
 async def _read_raw_body(request: Request, limit: int, svc: Services) -> bytes:
@@ -104,13 +142,23 @@ async def _read_raw_body(request: Request, limit: int, svc: Services) -> bytes:
     return b"".join(chunks)
 
 
+def _parse_metadata(text: str | None, svc: Services) -> dict[str, str]:
+    if not text:
+        return {}
+    if len(text) > 2 * META_MAX_BYTES:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"metadata must be at most {META_MAX_BYTES} bytes")
+    try:
+        return check_metadata(loads_checked(text, svc.settings.json_max_depth, svc.settings.json_max_number_chars))
+    except InputError as exc:
+        raise _bad(exc) from None
+
+
 @router.post("/photos", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
-             dependencies=[Depends(require_api_key)],
-             responses={401: {"description": "missing or wrong API key"}, 413: {"description": "photo too large"},
-                        415: {"description": "not a supported image"}, 503: {"description": "S3 or Redis down"}})
+             responses={**_AUTH_RESPONSES, 415: {"description": "not a supported image"}})
 async def upload_photo(
     request: Request,
     svc: ServicesDep,
+    key_id: KeyId,
     file: Annotated[UploadFile | None, File(description="the photo (multipart); or send a raw image/* body")] = None,
     style: Annotated[str | None, Form(description=f"one of {', '.join(STYLES)}")] = None,
     metadata: Annotated[str | None, Form(description="JSON object of short string fields kept with the job")] = None,
@@ -118,9 +166,6 @@ async def upload_photo(
 ) -> Accepted:
     """Store the photo in the originals bucket and queue a concealment job (202)."""
     limit = svc.settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + _MULTIPART_OVERHEAD:
-        raise _too_large(svc)
     content_type = request.headers.get("content-type", "")
     if file is not None:
         data = await file.read(limit + 1)
@@ -136,108 +181,194 @@ async def upload_photo(
     if fmt is None or fmt not in DECODABLE:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                             f"not a supported image ({fmt or 'unknown signature'}); send one of: {', '.join(DECODABLE)}")
+    moving = animation(data, fmt)
+    if moving:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, moving)
     chosen_style = _check_style(style or style_param, svc)
-    meta: dict[str, Any] = {}
-    if metadata:
-        try:
-            meta = json.loads(metadata)
-        except json.JSONDecodeError:
-            meta = None  # type: ignore[assignment]
-        if not isinstance(meta, dict):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "metadata must be a JSON object")
-    clean_meta = _check_metadata(meta)
+    clean_meta = _parse_metadata(metadata, svc)
 
     job = svc.new_job(svc.settings.originals_bucket, None, output_format(fmt), chosen_style, clean_meta,
                       source_ext=extension_for(fmt))
+    await _admit(svc, key_id, [job])
     try:
         await run_in_threadpool(svc.store.put, job.source_bucket, job.source_key, data, content_type_for(fmt),
-                                clean_meta | {"job-id": job.job_id})
+                                clean_meta | {"job-id": job.job_id, "api-key-id": key_id})
     except StorageError as exc:
-        raise _unavailable(exc) from exc
-    await _accept(svc, job)
+        await _release(svc, key_id, [job])
+        raise _unavailable("storage", exc) from exc
+    await _accept(svc, key_id, job)
     return _accepted(request, job)
 
 
+def _check_source(svc: Services, key_id: str, bucket: str, key: str) -> None:
+    """422 for a malformed bucket or key; 404 (the same as a missing object) when not allowed."""
+    try:
+        check_bucket(bucket)
+        check_key(key)
+    except InputError as exc:
+        raise _bad(exc) from None
+    if not source_allowed(bucket, key, svc.settings.sources_for(key_id)):
+        logger.info("key %s may not read s3://%s/%s (answered as not found)", key_id, bucket, key)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
+
+
 async def _job_for_object(svc: Services, bucket: str, key: str, style: str,
-                          metadata: dict[str, str]) -> ConcealJob:
-    """A job for an object already in storage; HTTPException 404/413/415 when it cannot be one."""
+                          metadata: dict[str, str]) -> tuple[ConcealJob, str]:
+    """A job for an allowed object already in storage, and the object's ETag; HTTPException
+    404/413/415 when it cannot be one."""
     try:
         info = await run_in_threadpool(svc.store.head, bucket, key)
     except StorageError as exc:
-        raise _unavailable(exc) from exc
+        raise _unavailable("storage", exc) from exc
     if info is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"s3://{bucket}/{key} does not exist")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
     if info.size > svc.settings.max_upload_bytes:
         raise _too_large(svc)
     fmt = format_for(info.content_type, key)
     if fmt is None or fmt not in DECODABLE:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                            f"s3://{bucket}/{key} is not a supported image by content type "
-                            f"({info.content_type}) or extension")
-    return svc.new_job(bucket, key, output_format(fmt), style, metadata)
+                            "not a supported image by content type or extension")
+    return svc.new_job(bucket, key, output_format(fmt), style, metadata), info.etag
 
 
 @router.post("/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
-             dependencies=[Depends(require_api_key)],
-             responses={404: {"description": "no such object"}, 415: {"description": "not an image"}})
-async def create_job(request: Request, svc: ServicesDep, body: JobRequest) -> Accepted:
-    """Queue a concealment job for a photo that is already in S3 (checked with a HEAD)."""
+             responses={**_AUTH_RESPONSES, 404: {"description": "no such object, or not allowed for this key"},
+                        415: {"description": "not an image"}})
+async def create_job(request: Request, svc: ServicesDep, key_id: KeyId, body: JobRequest) -> Accepted:
+    """Queue a concealment job for a photo already in S3, in a source this key may read
+    (checked before a HEAD; "not allowed" and "not found" are the same 404)."""
     style = _check_style(body.style, svc)
-    job = await _job_for_object(svc, body.bucket, body.key, style, _check_metadata(body.metadata))
-    await _accept(svc, job)
+    try:
+        meta = check_metadata(body.metadata)
+    except InputError as exc:
+        raise _bad(exc) from None
+    _check_source(svc, key_id, body.bucket, body.key)
+    job, _ = await _job_for_object(svc, body.bucket, body.key, style, meta)
+    await _admit(svc, key_id, [job])
+    await _accept(svc, key_id, job)
     return _accepted(request, job)
 
 
-@router.post("/s3-events", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted,
-             dependencies=[Depends(require_api_key)])
-async def s3_events(request: Request, svc: ServicesDep, notification: dict[str, Any]) -> EventsAccepted:
-    """Take an S3 event notification; queue one job per created object (other events are ignored).
-
-    Objects in the output bucket are skipped, so pointing the output bucket's notifications here
-    cannot loop.
-    """
-    accepted: list[Accepted] = []
-    skipped: list[Skipped] = []
+def _parse_records(notification: dict[str, Any], max_records: int) -> list[dict[str, str]] | None:
+    """Every record as {event, bucket, key, etag, sequencer}; None for an S3 test event.
+    The whole batch is checked before anything is enqueued."""
     records = notification.get("Records")
     if not isinstance(records, list):
         if notification.get("Event") == "s3:TestEvent":
-            return EventsAccepted(accepted=[], skipped=[])
+            return None
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "expected an S3 event notification with Records")
-    style = svc.settings.default_style
-    for record in records:
+    if len(records) > max_records:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                            f"{len(records)} records in one notification; at most {max_records}")
+    parsed = []
+    for n, record in enumerate(records):
         try:
-            event_name = str(record.get("eventName", ""))
-            bucket = str(record["s3"]["bucket"]["name"])
-            key = unquote_plus(str(record["s3"]["object"]["key"]))
+            obj = record["s3"]["object"]
+            item = {"event": str(record.get("eventName", "")), "bucket": record["s3"]["bucket"]["name"],
+                    "key": unquote_plus(obj["key"]), "etag": str(obj.get("eTag") or obj.get("etag") or ""),
+                    "sequencer": str(obj.get("sequencer") or "")}
+            if not isinstance(item["bucket"], str):
+                raise TypeError
+            check_bucket(item["bucket"])
+            check_key(item["key"])
         except (KeyError, TypeError, AttributeError):
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                "each record needs s3.bucket.name and s3.object.key") from None
-        if not event_name.startswith("ObjectCreated"):
-            skipped.append(Skipped(bucket=bucket, key=key, reason=f"ignored event {event_name or '(none)'}"))
-            continue
-        if bucket == svc.settings.output_bucket:
+                                f"record {n}: each record needs s3.bucket.name and s3.object.key") from None
+        except InputError as exc:
+            raise HTTPException(exc.status, f"record {n}: {exc}") from None
+        parsed.append(item)
+    return parsed
+
+
+def _delivery_id(bucket: str, key: str, version: str) -> str:
+    return hashlib.sha256(f"{bucket}\0{key}\0{version}".encode()).hexdigest()
+
+
+@router.post("/s3-events", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted,
+             responses={**_AUTH_RESPONSES})
+async def s3_events(request: Request, svc: ServicesDep, key_id: KeyId, notification: dict[str, Any]) -> EventsAccepted:
+    """Take an S3 event notification; queue one job per created object (other events are ignored).
+
+    The whole batch is checked (shape, names, sources, HEADs) before anything is enqueued; a
+    delivery seen before (same bucket, key and ETag, else sequencer) is listed under
+    ``duplicates`` and makes no job, so a sender retrying after a 503 or a timeout is safe.
+    Objects in the output bucket are skipped, so pointing its notifications here cannot loop.
+    """
+    records = _parse_records(notification, svc.settings.max_event_records)
+    if records is None:
+        return EventsAccepted(accepted=[], skipped=[])
+    skipped: list[Skipped] = []
+    candidates: list[tuple[dict[str, str], ConcealJob]] = []
+    sources = svc.settings.sources_for(key_id)
+    style = svc.settings.default_style
+    for rec in records:
+        bucket, key = rec["bucket"], rec["key"]
+        if not rec["event"].startswith("ObjectCreated"):
+            skipped.append(Skipped(bucket=bucket, key=key, reason=f"ignored event {rec['event'][:60] or '(none)'}"))
+        elif bucket == svc.settings.output_bucket:
             skipped.append(Skipped(bucket=bucket, key=key, reason="object is in the output bucket"))
-            continue
+        elif not source_allowed(bucket, key, sources):
+            skipped.append(Skipped(bucket=bucket, key=key, reason=NOT_FOUND))
+        else:
+            try:
+                job, etag = await _job_for_object(svc, bucket, key, style, {})
+            except HTTPException as exc:
+                if exc.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
+                    raise  # nothing enqueued yet: the sender's retry starts over
+                skipped.append(Skipped(bucket=bucket, key=key, reason=str(exc.detail)))
+                continue
+            candidates.append((rec | {"head_etag": etag}, job))
+
+    fresh: list[tuple[str, ConcealJob]] = []
+    duplicates: list[Skipped] = []
+    try:
+        for rec, job in candidates:
+            version = rec["etag"] or rec["sequencer"] or rec["head_etag"]
+            delivery = _delivery_id(rec["bucket"], rec["key"], version.strip('"'))
+            if await svc.limits.first_delivery(delivery, svc.settings.event_dedup_ttl_s):
+                fresh.append((delivery, job))
+            else:
+                duplicates.append(Skipped(bucket=rec["bucket"], key=rec["key"],
+                                          reason="duplicate delivery: a job was already made for it"))
+    except BrokerError as exc:
+        await _forget(svc, [d for d, _ in fresh])
+        raise _unavailable("job queue", exc) from exc
+    try:
+        await _admit(svc, key_id, [job for _, job in fresh])
+    except HTTPException:
+        await _forget(svc, [d for d, _ in fresh])
+        raise
+    accepted: list[Accepted] = []
+    for n, (_, job) in enumerate(fresh):
         try:
-            job = await _job_for_object(svc, bucket, key, style, {})
-        except HTTPException as exc:
-            if exc.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
-                raise
-            skipped.append(Skipped(bucket=bucket, key=key, reason=str(exc.detail)))
-            continue
-        await _accept(svc, job)
+            await run_in_threadpool(svc.accept, job, key_id)
+        except BrokerError as exc:
+            rest = fresh[n:]
+            await _forget(svc, [d for d, _ in rest])
+            await _release(svc, key_id, [j for _, j in rest])
+            raise _unavailable("job queue", exc) from exc
         accepted.append(_accepted(request, job))
-    return EventsAccepted(accepted=accepted, skipped=skipped)
+    return EventsAccepted(accepted=accepted, skipped=skipped, duplicates=duplicates)
+
+
+async def _forget(svc: Services, deliveries: list[str]) -> None:
+    try:
+        await svc.limits.forget(deliveries)
+    except BrokerError:
+        logger.warning("could not forget %d event deliveries (a retry will see them as duplicates)", len(deliveries))
 
 
 @router.get("/jobs/{job_id}", response_model=JobView, name="get_job",
-            dependencies=[Depends(require_api_key)], responses={404: {"description": "unknown job"}})
-def get_job(request: Request, svc: ServicesDep, job_id: str) -> JobView:
+            responses={**_AUTH_RESPONSES, 404: {"description": "unknown job"}})
+def get_job(request: Request, svc: ServicesDep, key_id: KeyId, job_id: str) -> JobView:
     """A job's status, plates found, output location, model version and timings."""
+    if len(job_id) > 64 or not job_id.isalnum():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
     try:
         record = svc.jobs.get(job_id)
     except BrokerError as exc:
-        raise _unavailable(exc) from exc
+        raise _unavailable("job store", exc) from exc
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
-    return JobView(**record.to_dict(), status_url=str(request.url_for("get_job", job_id=job_id)))
+    view = record.to_dict() | {"error": scrub(record.error)}
+    return JobView(**view, status_url=str(request.url_for("get_job", job_id=job_id)))

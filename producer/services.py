@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from celery import Celery
 
@@ -29,7 +28,9 @@ from plateveil.schema import (
 )
 from plateveil.storage import ObjectStore, get_store
 from producer.identity import current_key_id
+from producer.limits import Limits
 from producer.settings import ProducerSettings
+from producer.validation import scrub
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Services:
     jobs: JobStore
     sender: Celery
     health_store: ObjectStore
+    limits: Limits
 
     @classmethod
     def from_settings(cls, settings: ProducerSettings) -> Services:
@@ -70,11 +72,13 @@ class Services:
                         event_maxlen=settings.event_stream_maxlen)
         quick = settings.model_copy(update={"s3_connect_timeout_s": settings.health_timeout_s,
                                             "s3_read_timeout_s": settings.health_timeout_s, "s3_max_attempts": 1})
-        return cls(settings, get_store(settings), jobs, make_sender(settings), get_store(quick))
+        limits = Limits.from_url(settings.redis_url, settings.enqueue_timeout_s, settings.job_ttl_s)
+        return cls(settings, get_store(settings), jobs, make_sender(settings), get_store(quick), limits)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.jobs.client.close()
         self.sender.close()
+        await self.limits.aclose()
 
     def new_job(self, source_bucket: str, source_key: str | None, out_fmt: str, style: str,
                 metadata: dict[str, str], source_ext: str = "img") -> ConcealJob:
@@ -89,7 +93,7 @@ class Services:
                           output_key=dated_key(self.settings.output_prefix, job_id, extension_for(out_fmt), now),
                           style=style, accepted_at=iso_ms(now), metadata=metadata, key_id=current_key_id.get())
 
-    def accept(self, job: ConcealJob) -> None:
+    def accept(self, job: ConcealJob, key_id: str = "-") -> None:
         """Record ``queued`` first, then enqueue by task name; BrokerError if either fails."""
         self.jobs.create(JobRecord.queued(job))
         try:
@@ -98,22 +102,26 @@ class Services:
         except Exception as exc:  # kombu/redis raise many connection error types
             logger.exception("could not enqueue job %s", job.job_id)
             try:
-                self.jobs.finish(job.job_id, JobStatus.FAILED, error=f"could not enqueue: {exc}")
+                self.jobs.finish(job.job_id, JobStatus.FAILED, error="could not enqueue (job queue unavailable)")
             except BrokerError:
                 pass
             raise BrokerError(f"could not enqueue job: {exc}") from exc
-        logger.info("queued job %s s3://%s/%s style=%s", job.job_id, job.source_bucket, job.source_key, job.style)
+        logger.info("queued job %s key=%s s3://%s/%s style=%s", job.job_id, key_id, job.source_bucket,
+                    job.source_key, job.style)
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, str]:
+        """Per dependency "ok" or "down: <reason>" (scrubbed of addresses; shown only with a key)."""
         checks: dict[str, str] = {}
         try:
             self.jobs.ping()
             checks["redis"] = "ok"
         except BrokerError as exc:
-            checks["redis"] = f"down: {exc}"
+            logger.warning("health: redis down: %s", exc)
+            checks["redis"] = f"down: {scrub(str(exc))}"
         try:
             self.health_store.check([self.settings.originals_bucket, self.settings.output_bucket])
             checks[self.store.name] = "ok"
         except Exception as exc:  # any failure means "not healthy"; report it
-            checks[self.store.name] = f"down: {exc}"
+            logger.warning("health: %s down: %s", self.store.name, exc)
+            checks[self.store.name] = f"down: {scrub(str(exc))}"
         return checks

@@ -6,15 +6,22 @@ all at the end. The PLATEVEIL_* variables of that stack are set for the test pro
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from plateveil.stack import Stack
+from plateveil.apikeys import hash_key
+from plateveil.stack import LOCAL_KEY_ID, ORIGINALS_BUCKET, Stack
 
 MAX_UPLOAD_BYTES = 2_000_000
+LOCAL_KEY = secrets.token_urlsafe(24)
+PARTNER_KEY = secrets.token_urlsafe(24)
+"""A second client: key id ``partner``, may read only ``partner-bucket/inbox/`` (and not the originals)."""
+PARTNER_BUCKET = "partner-bucket"
+MAX_EVENT_RECORDS = 50
 
 STACK_ENV = {
     "PLATEVEIL_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
@@ -23,6 +30,16 @@ STACK_ENV = {
     "PLATEVEIL_RETRY_BACKOFF_MAX_S": "0.2",
     "PLATEVEIL_S3_MAX_ATTEMPTS": "1",
     "PLATEVEIL_S3_CONNECT_TIMEOUT_S": "1",
+    "PLATEVEIL_API_KEY_HASHES": f"{LOCAL_KEY_ID}:{hash_key(LOCAL_KEY)},partner:{hash_key(PARTNER_KEY)}",
+    "PLATEVEIL_SOURCE_ALLOW": f"{LOCAL_KEY_ID}={ORIGINALS_BUCKET}/;partner={PARTNER_BUCKET}/inbox/",
+    # the suite sends many requests and photos from one key and one address; the limits
+    # themselves are tested on their own app (tests/integration/test_api_limits.py)
+    "PLATEVEIL_RATE_PER_S": "1000",
+    "PLATEVEIL_RATE_BURST": "1000",
+    "PLATEVEIL_AUTH_FAIL_BURST": "200",
+    "PLATEVEIL_KEY_MAX_INFLIGHT": "500",
+    "PLATEVEIL_MAX_EVENT_RECORDS": str(MAX_EVENT_RECORDS),
+    "PLATEVEIL_BODY_IDLE_TIMEOUT_S": "2",
 }
 
 
@@ -30,7 +47,8 @@ STACK_ENV = {
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state_dir = tmp_path_factory.mktemp("stack")
     saved = dict(os.environ)
-    with Stack(state_dir=state_dir, pool="solo", concurrency=1, extra_env=dict(STACK_ENV)) as running:
+    with Stack(state_dir=state_dir, pool="solo", concurrency=1, api_key=LOCAL_KEY,
+               extra_env=dict(STACK_ENV)) as running:
         os.environ.update(running.env)
         try:
             yield running

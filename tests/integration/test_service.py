@@ -90,7 +90,7 @@ def test_job_for_an_object_already_in_s3(client, s3, car_jpeg):
 def test_job_for_a_missing_object_is_404(client):
     resp = client.http.post("/v1/jobs", json={"bucket": ORIGINALS_BUCKET, "key": "no/such.jpg"})
     assert resp.status_code == 404
-    assert "does not exist" in resp.json()["detail"]
+    assert resp.json()["detail"] == "no such object, or this API key may not read it"
 
 
 def test_s3_event_notification_enqueues_created_objects(client, s3, car_jpeg):
@@ -156,7 +156,12 @@ def test_broken_photo_fails_and_the_next_job_succeeds(client, car_jpeg):
 def test_healthz_and_openapi(stack):
     health = httpx.get(stack.api_url + "/healthz")
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "checks": {"redis": "ok", "s3": "ok"}}
-    spec = httpx.get(stack.api_url + "/openapi.json").json()
+    assert health.json() == {"status": "ok"}  # details only with a key
+    auth = {"Authorization": f"Bearer {stack.api_key}"}
+    assert httpx.get(stack.api_url + "/healthz", headers=auth).json() == {
+        "status": "ok", "checks": {"redis": "ok", "s3": "ok"}}
+    assert httpx.get(stack.api_url + "/openapi.json").status_code == 401
+    assert httpx.get(stack.api_url + "/docs").status_code == 401
+    spec = httpx.get(stack.api_url + "/openapi.json", headers=auth).json()
     assert {"/v1/photos", "/v1/jobs", "/v1/s3-events", "/v1/jobs/{job_id}", "/healthz"} <= set(spec["paths"])
-    assert httpx.get(stack.api_url + "/docs").status_code == 200
+    assert httpx.get(stack.api_url + "/docs", headers=auth).status_code == 200

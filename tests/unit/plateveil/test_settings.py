@@ -16,23 +16,47 @@ def clean_env(monkeypatch):
             monkeypatch.delenv(name)
 
 
+HASH1, HASH2 = "1" * 64, "2" * 64
+
+
 def test_missing_required_settings_are_named(monkeypatch):
     with pytest.raises(SettingsError) as err:
         load_settings(ProducerSettings)
-    assert "PLATEVEIL_REDIS_URL" in str(err.value) and "PLATEVEIL_API_KEYS" in str(err.value)
+    assert "PLATEVEIL_REDIS_URL" in str(err.value) and "PLATEVEIL_API_KEY_HASHES" in str(err.value)
 
 
-def test_api_keys_are_comma_separated_and_not_shown(monkeypatch):
+def test_api_key_hashes_are_comma_separated_and_not_shown(monkeypatch):
     monkeypatch.setenv("PLATEVEIL_REDIS_URL", "redis://127.0.0.1:1/0")
-    monkeypatch.setenv("PLATEVEIL_API_KEYS", " k1, k2 ,")
+    monkeypatch.setenv("PLATEVEIL_API_KEY_HASHES", f" k1:{HASH1}, k2:{HASH2} ,")
     settings = load_settings(ProducerSettings)
-    assert settings.api_keys == ("k1", "k2")
-    assert "k1" not in repr(settings)
+    assert [k.key_id for k in settings.api_key_hashes] == ["k1", "k2"]
+    assert HASH1 not in repr(settings)
+    # default allowlist: every key reads the originals bucket only
+    assert settings.sources_for("k1") == (("plateveil-originals", ""),)
+
+
+def test_plain_keys_and_bad_hashes_are_refused(monkeypatch):
+    monkeypatch.setenv("PLATEVEIL_REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("PLATEVEIL_API_KEY_HASHES", "secret1,secret2")
+    with pytest.raises(SettingsError, match="PLATEVEIL_API_KEY_HASHES"):
+        load_settings(ProducerSettings)
+
+
+def test_source_allowlist_per_key(monkeypatch):
+    monkeypatch.setenv("PLATEVEIL_REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("PLATEVEIL_API_KEY_HASHES", f"k1:{HASH1}")
+    monkeypatch.setenv("PLATEVEIL_SOURCE_ALLOW", "k1=partner/inbox/|partner2;*=shared/in/")
+    settings = load_settings(ProducerSettings)
+    assert settings.sources_for("k1") == (("partner", "inbox/"), ("partner2", ""), ("shared", "in/"))
+    assert settings.sources_for("other") == (("shared", "in/"),)
+    monkeypatch.setenv("PLATEVEIL_SOURCE_ALLOW", "k1=UPPER_case!!/x")
+    with pytest.raises(SettingsError, match="PLATEVEIL_SOURCE_ALLOW"):
+        load_settings(ProducerSettings)
 
 
 def test_unknown_default_style_is_refused(monkeypatch):
     monkeypatch.setenv("PLATEVEIL_REDIS_URL", "redis://127.0.0.1:1/0")
-    monkeypatch.setenv("PLATEVEIL_API_KEYS", "k")
+    monkeypatch.setenv("PLATEVEIL_API_KEY_HASHES", f"k:{HASH1}")
     monkeypatch.setenv("PLATEVEIL_DEFAULT_STYLE", "sparkles")
     with pytest.raises(SettingsError, match="PLATEVEIL_DEFAULT_STYLE"):
         load_settings(ProducerSettings)

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import pytest
+
+from plateveil.apikeys import KeyHash, find_key, hash_key, new_key, parse_key_hashes
+from plateveil.cli import main
+
+
+def test_a_key_matches_only_its_own_hash():
+    a, b = new_key(), new_key()
+    hashes = parse_key_hashes(f"alpha:{hash_key(a)}, beta:{hash_key(b)}")
+    assert find_key(a, hashes) == "alpha" and find_key(b, hashes) == "beta"
+    assert find_key(a + "x", hashes) is None and find_key("", hashes) is None
+    assert len(a) >= 43  # 32 random bytes
+
+
+@pytest.mark.parametrize("text", ["nohash", "Bad Id:" + "0" * 64, "id:1234", "id:" + "g" * 64,
+                                  f"a:{'0' * 64},a:{'1' * 64}"])
+def test_bad_hash_lines_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_key_hashes(text)
+
+
+def test_cli_prints_a_key_and_its_hash_line(capsys):
+    assert main(["keys", "new", "--id", "partner-a"]) == 0
+    out = capsys.readouterr().out
+    key = out.split("API_KEY=")[1].split()[0]
+    line = out.split("entry: ")[1].split()[0]
+    assert parse_key_hashes(line) == (KeyHash("partner-a", hash_key(key)),)
+    assert main(["keys", "new", "--id", "Not Valid"]) == 2
