@@ -1,9 +1,16 @@
 """Decode uploaded photo bytes to an upright 8-bit BGR array, and encode the result once.
 
-``decode`` sniffs the format from magic bytes, refuses empty, truncated, unknown and oversized
-(decompression-bomb) data with :class:`~plateveil.errors.BadImageError`, applies the EXIF
-orientation (1-8) to the pixels, and keeps only the ICC colour profile: EXIF and GPS metadata are
-dropped. ``encode`` writes the same format back (JPEG, PNG, WebP; other lossless inputs as PNG) and
+``decode`` sniffs the format from magic bytes, refuses empty, truncated, unknown, animated and
+oversized (decompression-bomb) data with :class:`~plateveil.errors.BadImageError`, applies the EXIF
+orientation (1-8) to the pixels, and keeps only the ICC colour profile (when it is a valid profile
+of at most :data:`MAX_ICC_BYTES`; others are dropped): EXIF and GPS metadata are dropped.
+
+Decode memory budget: before any pixel is decoded, the memory the decode needs is computed from
+the header (width x height x channels x bytes per sample, alpha and 16-bit included, plus the 8-bit
+BGR copy when a conversion is needed). Over ``budget_bytes`` a JPEG is decoded at 1/2, 1/4 or 1/8
+scale by libjpeg (``cv2.IMREAD_REDUCED_COLOR_*``; the result says ``reduced``), anything else is
+refused with the numbers. Conversions (16-bit, alpha over white) run in bands of rows, so no
+full-size float copy is ever made. ``encode`` writes the same format back (JPEG, PNG, WebP; other lossless inputs as PNG) and
 re-attaches the ICC profile by splicing it into the encoded stream, so pixels are encoded once.
 
 OpenCV does the pixel work (fast); Pillow only opens the header to read size, EXIF orientation
@@ -13,6 +20,8 @@ and ICC profile (it does not decode pixels). ``sniff_image`` needs nothing but t
 from __future__ import annotations
 
 import io
+import logging
+import re
 import struct
 import warnings
 import zlib
@@ -24,7 +33,14 @@ from plateveil.errors import BadImageError
 if TYPE_CHECKING:  # numpy, OpenCV and Pillow are imported where pixels are handled, so that the
     import numpy as np  # upload service can use sniff_image / output_format without them
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_DECODE_BUDGET_BYTES = 256 * 2**20
+"""Largest decode (decoded samples + the 8-bit BGR result) a worker does at full size: a 50 MP
+RGB photo needs 150 MB; a 7070x7070 RGBA PNG needs 350 MB (its 16-bit version 550 MB) and is refused."""
+MAX_ICC_BYTES = 128 * 1024
+"""Largest ICC profile kept (sRGB is 3 KB, Display P3 0.5 KB); larger ones are dropped."""
 
 # formats we decode; anything else sniffed (gif, heic...) is refused with a clear reason
 DECODABLE = ("jpeg", "png", "webp", "bmp", "tiff")
@@ -101,6 +117,7 @@ class DecodedImage:
     format: str
     icc_profile: bytes | None = None
     orientation: int = 1  # the EXIF orientation that was applied (1 = none)
+    reduced: int = 1  # decoded at 1/reduced of the stored size (JPEG over the decode budget)
 
     @property
     def height(self) -> int:
@@ -115,11 +132,13 @@ class DecodedImage:
 # decoding
 
 
-def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+           budget_bytes: int = DEFAULT_DECODE_BUDGET_BYTES) -> DecodedImage:
     """Decode ``data`` to an upright BGR uint8 array; see the module docstring.
 
-    Raises :class:`BadImageError` for empty, unknown, truncated or undecodable data and for images
-    over ``max_pixels`` (checked from the header, before any pixel is decoded).
+    Raises :class:`BadImageError` for empty, unknown, animated, truncated or undecodable data, for
+    images over ``max_pixels`` and for non-JPEG images whose decode needs more than
+    ``budget_bytes`` (both checked from the header, before any pixel is decoded).
     """
     if not data:
         raise BadImageError("empty image data")
@@ -128,14 +147,19 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
         raise BadImageError("not an image: unrecognised file signature")
     if fmt not in DECODABLE:
         raise BadImageError(f"unsupported image format {fmt!r}; supported: {', '.join(DECODABLE)}")
+    moving = animation(data, fmt)
+    if moving:
+        raise BadImageError(moving)
 
-    width, height, orientation, icc = _read_header(data, fmt)
+    header = _read_header(data, fmt)
+    width, height = header.width, header.height
     if width <= 0 or height <= 0:
         raise BadImageError(f"invalid image size {width}x{height}")
     if width * height > max_pixels:
         raise BadImageError(
             f"image too large: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the "
             f"{max_pixels / 1e6:.1f} MP limit")
+    reduce = _reduction(header, fmt, budget_bytes)
     if fmt == "jpeg" and not _jpeg_complete(data):
         raise BadImageError("truncated JPEG: no end-of-image marker after the scan data")
 
@@ -143,22 +167,101 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     import numpy as np
 
     buf = np.frombuffer(data, dtype=np.uint8)
+    # UNCHANGED (and IGNORE_ORIENTATION) leave EXIF orientation to us
+    flags = cv2.IMREAD_UNCHANGED if reduce == 1 else (_REDUCED_FLAGS[reduce] | cv2.IMREAD_IGNORE_ORIENTATION)
     try:
-        raw = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # UNCHANGED also ignores EXIF orientation
-    except cv2.error as exc:
-        raise BadImageError(f"cannot decode {fmt}: {exc}") from None
+        raw = cv2.imdecode(buf, flags)
+    except cv2.error:
+        raise BadImageError(f"cannot decode {fmt}: corrupt or unsupported data") from None
     if raw is None or raw.size == 0:
         raise BadImageError(f"cannot decode {fmt}: corrupt or truncated data")
     image = _to_bgr8(raw)
-    if image.shape[0] != height or image.shape[1] != width:
-        # header and pixel data disagree (rare; multi-page TIFF): trust the pixels
-        height, width = image.shape[:2]
-    image = np.ascontiguousarray(apply_orientation(image, orientation))
-    return DecodedImage(image, fmt, icc, orientation)
+    del raw
+    image = np.ascontiguousarray(apply_orientation(image, header.orientation))
+    return DecodedImage(image, fmt, _valid_icc(header.icc), header.orientation, reduce)
 
 
-def _read_header(data: bytes, fmt: str) -> tuple[int, int, int, bytes | None]:
-    """(width, height, EXIF orientation, ICC profile) from the header, without decoding pixels."""
+_REDUCED_FLAGS = {2: 17, 4: 33, 8: 65}  # cv2.IMREAD_REDUCED_COLOR_2/4/8 (libjpeg scales while decoding)
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the header says, read without decoding pixels."""
+
+    width: int
+    height: int
+    channels: int  # as OpenCV decodes them (IMREAD_UNCHANGED), alpha included
+    bytes_per_sample: int  # 1, 2 (16-bit) or 4 (32-bit int / float)
+    orientation: int = 1
+    icc: bytes | None = None
+
+    def decode_bytes(self, reduce: int = 1) -> int:
+        """Memory of the decode: the decoded samples, plus the 8-bit BGR result when it is a copy."""
+        w, h = -(-self.width // reduce), -(-self.height // reduce)
+        if reduce > 1:  # IMREAD_REDUCED_COLOR_* gives 8-bit BGR directly
+            return w * h * 3
+        samples = w * h * self.channels * self.bytes_per_sample
+        converted = 0 if (self.channels == 3 and self.bytes_per_sample == 1) else w * h * 3
+        return samples + converted
+
+
+def _reduction(header: Header, fmt: str, budget_bytes: int) -> int:
+    """1 when the decode fits the budget; else the JPEG scale that fits; else BadImageError."""
+    need = header.decode_bytes()
+    if need <= budget_bytes:
+        return 1
+    if fmt == "jpeg":
+        for reduce in (2, 4, 8):
+            if header.decode_bytes(reduce) <= budget_bytes:
+                logger.info("%dx%d JPEG needs %.0f MiB to decode, over the %.0f MiB budget: decoding at 1/%d",
+                            header.width, header.height, need / 2**20, budget_bytes / 2**20, reduce)
+                return reduce
+    depth = f"{8 * header.bytes_per_sample}-bit"
+    raise BadImageError(
+        f"image needs {need / 2**20:.0f} MiB to decode ({header.width}x{header.height}, {header.channels} "
+        f"channels, {depth}), over the {budget_bytes / 2**20:.0f} MiB decode budget; send a smaller or "
+        "8-bit photo without alpha")
+
+
+# PIL mode -> (channels as OpenCV decodes them, bytes per sample); unknown modes count as the worst
+_MODES = {"1": (1, 1), "L": (1, 1), "P": (3, 1), "PA": (4, 1), "LA": (4, 1), "La": (4, 1), "RGB": (3, 1),
+          "RGBA": (4, 1), "RGBa": (4, 1), "RGBX": (4, 1), "CMYK": (4, 1), "YCbCr": (3, 1), "LAB": (3, 1),
+          "HSV": (3, 1), "I;16": (1, 2), "I;16L": (1, 2), "I;16B": (1, 2), "I;16N": (1, 2), "I": (1, 4),
+          "F": (1, 4)}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}  # colour type -> channels (gray+alpha decodes as BGRA)
+
+
+def _png_layout(data: bytes) -> tuple[int, int]:
+    """(channels, bytes per sample) from a PNG's IHDR (PIL reports 16-bit colour as 8-bit modes)."""
+    bit_depth, color_type = data[24], data[25]
+    channels = _PNG_CHANNELS.get(color_type, 4)
+    if color_type == 3 and b"tRNS" in data[33:data.find(b"IDAT")]:
+        channels = 4  # palette with transparency decodes as BGRA
+    return channels, 2 if bit_depth == 16 else 1
+
+
+def _layout(im: Any, data: bytes, fmt: str) -> tuple[int, int]:
+    if fmt == "png" and len(data) > 26:
+        return _png_layout(data)
+    channels, size = _MODES.get(im.mode, (4, 4))
+    if im.mode == "P" and "transparency" in im.info:
+        channels = 4
+    if fmt == "tiff":
+        bits = im.tag_v2.get(258)  # BitsPerSample
+        bits = max(bits) if isinstance(bits, tuple | list) and bits else bits
+        if isinstance(bits, int) and bits > 8:
+            size = max(size, (bits + 7) // 8)
+        samples = im.tag_v2.get(277)  # SamplesPerPixel
+        if isinstance(samples, int) and samples > channels:
+            channels = samples
+    return channels, size
+
+
+_REPR = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>")
+
+
+def _read_header(data: bytes, fmt: str) -> Header:
+    """Size, decoded layout, EXIF orientation and ICC profile from the header, without decoding pixels."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -168,6 +271,7 @@ def _read_header(data: bytes, fmt: str) -> tuple[int, int, int, bytes | None]:
             im = Image.open(io.BytesIO(data))
             width, height = im.size
             info = dict(im.info)
+            channels, size = _layout(im, data, fmt)
             orientation = 1
             if fmt == "tiff":
                 orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
@@ -175,14 +279,51 @@ def _read_header(data: bytes, fmt: str) -> tuple[int, int, int, bytes | None]:
                 exif = Image.Exif()
                 exif.load(info["exif"])
                 orientation = int(exif.get(_EXIF_ORIENTATION, 1))
-    except Image.DecompressionBombError as exc:
-        raise BadImageError(f"image too large: {exc}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, TypeError) as exc:
-        raise BadImageError(f"cannot read {fmt} header: {exc}") from None
+    except Image.DecompressionBombError:
+        raise BadImageError("image too large (decompression bomb)") from None
+    except UnidentifiedImageError:
+        raise BadImageError(f"cannot read {fmt} header: not a valid {fmt} file") from None
+    except (OSError, SyntaxError, ValueError, struct.error, TypeError, IndexError, KeyError) as exc:
+        raise BadImageError(f"cannot read {fmt} header: {_REPR.sub('data', str(exc))[:200]}") from None
     if orientation not in range(1, 9):
         orientation = 1
     icc = info.get("icc_profile") or None
-    return int(width), int(height), orientation, icc
+    return Header(int(width), int(height), channels, size, orientation, icc)
+
+
+def _valid_icc(icc: bytes | None, max_bytes: int = MAX_ICC_BYTES) -> bytes | None:
+    """``icc`` when it is a well-formed ICC profile of at most ``max_bytes``, else None (dropped):
+    the header's size field matches, the 'acsp' signature is there, every tag lies inside the
+    profile, and littleCMS (Pillow's ImageCms) can open it."""
+    if not icc:
+        return None
+    reason = None
+    if not isinstance(icc, bytes | bytearray) or len(icc) > max_bytes:
+        reason = f"larger than {max_bytes} bytes"
+    elif len(icc) < 132 or int.from_bytes(icc[0:4], "big") != len(icc) or icc[36:40] != b"acsp":
+        reason = "not an ICC profile (size field or 'acsp' signature wrong)"
+    else:
+        count = int.from_bytes(icc[128:132], "big")
+        if 132 + 12 * count > len(icc):
+            reason = "tag table runs past the end"
+        else:
+            for n in range(count):
+                offset = int.from_bytes(icc[136 + 12 * n:140 + 12 * n], "big")
+                size = int.from_bytes(icc[140 + 12 * n:144 + 12 * n], "big")
+                if offset + size > len(icc):
+                    reason = "a tag runs past the end"
+                    break
+    if reason is None:
+        try:
+            from PIL import ImageCms
+
+            ImageCms.ImageCmsProfile(io.BytesIO(bytes(icc)))
+        except Exception:  # littleCMS refuses it (PyCMSError, OSError...)
+            reason = "littleCMS cannot read it"
+    if reason is not None:
+        logger.info("ICC profile of %d bytes dropped: %s", len(icc), reason)
+        return None
+    return bytes(icc)
 
 
 def _jpeg_complete(data: bytes) -> bool:
@@ -211,33 +352,45 @@ def _jpeg_complete(data: bytes) -> bool:
     return False
 
 
-def _to_bgr8(raw: np.ndarray) -> np.ndarray:
-    """Grayscale / BGRA / 16-bit / float decodes -> 8-bit BGR (alpha composited over white)."""
-    import cv2
+def _to_bgr8(raw: np.ndarray, band_samples: int = 1 << 22) -> np.ndarray:
+    """Grayscale / BGRA / 16-bit / float decodes -> 8-bit BGR (alpha composited over white).
+
+    8-bit BGR comes back as it is; everything else is converted in bands of rows of about
+    ``band_samples`` samples into one preallocated result, so the temporaries stay small."""
     import numpy as np
 
-    img = raw
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = np.clip(img.astype(np.float32) * (255.0 if img.dtype.kind == "f" else 1.0), 0, 255).astype(np.uint8)
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    channels = img.shape[2]
-    if channels == 1:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    if channels == 2:  # gray + alpha
-        gray = img[:, :, 0]
-        img = np.dstack([gray, gray, gray, img[:, :, 1]])
-        channels = 4
-    if channels == 4:
-        alpha = img[:, :, 3:4]
+    img = raw if raw.ndim == 3 else raw[:, :, None]
+    h, w, c = img.shape
+    if img.dtype == np.uint8 and c == 3:
+        return img
+    out = np.empty((h, w, 3), np.uint8)
+    rows = max(1, band_samples // max(1, w * c))
+    for y in range(0, h, rows):
+        out[y:y + rows] = _band_to_bgr8(img[y:y + rows])
+    return out
+
+
+def _band_to_bgr8(band: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    if band.dtype == np.uint16:
+        band = (band >> 8).astype(np.uint8)
+    elif band.dtype != np.uint8:
+        scale = 255.0 if band.dtype.kind == "f" else 1.0
+        band = np.clip(band.astype(np.float32) * scale, 0, 255).astype(np.uint8)
+    c = band.shape[2]
+    if c == 1:
+        return np.repeat(band, 3, axis=2)
+    if c == 2:  # gray + alpha
+        band = np.concatenate([band[:, :, :1]] * 3 + [band[:, :, 1:2]], axis=2)
+    if band.shape[2] >= 4:
+        alpha = band[:, :, 3:4]
         if alpha.min() == 255:
-            return np.ascontiguousarray(img[:, :, :3])
-        a = alpha.astype(np.float32) / 255.0
-        out = img[:, :, :3].astype(np.float32) * a + 255.0 * (1.0 - a)
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-    return img[:, :, :3]
+            return band[:, :, :3]
+        a = alpha.astype(np.uint16)
+        mixed = (band[:, :, :3].astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
+        return mixed.astype(np.uint8)
+    return band[:, :, :3]
 
 
 def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
@@ -330,4 +483,4 @@ def _webp_with_icc(webp: bytes, icc: bytes, width: int, height: int) -> bytes:
 def describe(decoded: DecodedImage) -> dict[str, Any]:
     """Small summary for logs and reports."""
     return {"format": decoded.format, "width": decoded.width, "height": decoded.height,
-            "orientation": decoded.orientation, "icc": decoded.icc_profile is not None}
+            "orientation": decoded.orientation, "icc": decoded.icc_profile is not None, "reduced": decoded.reduced}

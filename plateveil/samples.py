@@ -103,3 +103,22 @@ def write_samples(folder: str | Path, count: int, size: tuple[int, int] = (800, 
         path.write_bytes(scene.png() if path.suffix == ".png" else scene.jpeg())
         paths.append(path)
     return paths
+
+
+def flat_png(width: int, height: int, color_type: int = 6, bit_depth: int = 8, level: int = 9) -> bytes:
+    """A PNG of one flat colour, written row by row (a few KB of memory whatever its size): the
+    "small file, huge decode" photos the decode budget is about. ``color_type`` 0 gray, 2 RGB,
+    4 gray+alpha, 6 RGBA; ``bit_depth`` 8 or 16."""
+    import struct
+    import zlib
+
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[color_type]
+    row = b"\x00" + b"\x80" * (width * channels * bit_depth // 8)  # filter 0, mid grey, half alpha
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    comp = zlib.compressobj(level)
+    idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
