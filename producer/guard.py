@@ -13,7 +13,8 @@ For ``/v1/*`` and the API docs it, in this order:
    is spooled past it), nothing for ``body_idle_timeout_s`` or not all of it within
    ``body_total_timeout_s`` -> 408. ``/v1/photos`` streams (limit ``max_upload_bytes`` plus
    ``multipart_overhead_bytes``); every other body (at most ``max_json_bytes``) is read here first,
-   JSON ones scanned for nesting depth and number length (422), then replayed to the app.
+   JSON ones scanned for nesting depth and number length, then parsed (422 with the reason for
+   any of these), then replayed to the app.
 
 Other paths (``/healthz``, ``/livez``) get the same body limits; a valid key there is noted in
 the scope so ``/healthz`` can show details. The key id (never the key) goes to the scope
@@ -35,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plateveil.apikeys import find_key
 from plateveil.errors import BrokerError
-from producer.validation import InputError, check_json_text
+from producer.validation import InputError, loads_checked
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ class RequestGuard:
             try:
                 body = await reader.read_all()
                 if "json" in headers.get("content-type", "") and body:
-                    check_json_text(body, settings.json_max_depth, settings.json_max_number_chars)
+                    loads_checked(body, settings.json_max_depth, settings.json_max_number_chars)
             except BodyRefused as exc:
                 await answer(send, exc.status_code, str(exc.detail))
                 return

@@ -1,0 +1,164 @@
+"""A generated corpus of bad input (issue 27): every kind a hostile but careful new user tried,
+built from code at test time (nothing binary is checked in). Each :class:`Case` says how it is
+sent and what the service must answer: the HTTP status (and a phrase of the reason), and for
+photos the API accepts, how the job must end (``done`` or ``failed`` with a phrase)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from plateveil.samples import flat_png, render_scene
+
+ORIGINALS = "plateveil-originals"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    send: Callable[[Any, str], Any]  # (httpx client with the key, base url) -> response
+    status: int
+    reason: str = ""  # a phrase of the answer's detail (4xx) or of the job's error (failed)
+    job: str | None = None  # "done" / "failed" when the API accepts it (202)
+    check_output: Callable[[bytes], bool] | None = field(default=None)
+
+
+def _car(seed: int = 7, size: tuple[int, int] = (320, 240)) -> np.ndarray:
+    return render_scene(seed=seed, size=size).image_bgr
+
+
+def _jpeg(img: np.ndarray | None = None) -> bytes:
+    return cv2.imencode(".jpg", _car() if img is None else img)[1].tobytes()
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def pixel_bomb_png() -> bytes:
+    """A tiny PNG whose header claims 30000 x 30000 pixels."""
+    png = bytearray(cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes())
+    ihdr = b"IHDR" + struct.pack(">II", 30000, 30000) + bytes(png[24:29])
+    png[16:24] = ihdr[4:12]
+    png[29:33] = struct.pack(">I", zlib.crc32(ihdr))
+    return bytes(png)
+
+
+def animated(fmt: str) -> bytes:
+    frames = [Image.fromarray(np.full((32, 32, 3), v, np.uint8)) for v in (0, 128, 255)]
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], duration=80, loop=0)
+    return buf.getvalue()
+
+
+def junk_icc_png() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(_car()[:, :, ::-1]).save(buf, "PNG", icc_profile=b"\x00\x10\x00\x00" + b"Z" * (2**20 - 4))
+    return buf.getvalue()
+
+
+def polyglot_jpeg() -> bytes:
+    """A JPEG with an HTML/ZIP trailer after its end-of-image marker."""
+    return _jpeg() + b"<html><script>alert(1)</script></html>PK\x03\x04" + b"POLYGLOT-TRAILER" * 64
+
+
+def junk_exif_jpeg() -> bytes:
+    data = _jpeg()
+    app1 = b"Exif\x00\x00" + b"MM\x00\x2a\x00\x00\x00\x08" + b"\xff" * 200  # IFD count 65535, no entries
+    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:]
+
+
+def bmp_bomb() -> bytes:
+    header = b"BM" + struct.pack("<IHHI", 54, 0, 0, 54)
+    info = struct.pack("<IiiHHIIiiII", 40, 40000, 40000, 1, 24, 0, 0, 0, 0, 0, 0)
+    return header + info + b"\x00" * 64
+
+
+def _upload(data: bytes, name: str = "photo.jpg", **form: str) -> Callable[[Any, str], Any]:
+    return lambda http, url: http.post("/v1/photos", files={"file": (name, data)}, data=form or None)
+
+
+def _post_json(path: str, text: str) -> Callable[[Any, str], Any]:
+    return lambda http, url: http.post(path, content=text, headers={"Content-Type": "application/json"})
+
+
+def _event(bucket: str, key: str, etag: str = "e1") -> dict[str, Any]:
+    return {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": {"key": key, "eTag": etag}}}
+
+
+def _no_key(method: str, path: str, body: bytes) -> Callable[[Any, str], Any]:
+    import httpx
+
+    return lambda http, url: httpx.request(method, url + path, content=body,
+                                           headers={"Content-Type": "application/json"}, timeout=30)
+
+
+def cases(max_upload_bytes: int) -> list[Case]:
+    truncated = _jpeg(_car(size=(640, 480)))
+    truncated = truncated[: len(truncated) * 2 // 3]
+    png = cv2.imencode(".png", _car())[1].tobytes()
+    big_body = b"{" + b" " * (16 * 2**20)  # 16 MB
+    return [
+        # -- refused at the API --------------------------------------------------------------------
+        Case("16 MB JSON body without a key", _no_key("POST", "/v1/s3-events", big_body), 401, "invalid API key"),
+        Case("16 MB JSON body with a key", _post_json("/v1/s3-events", big_body.decode()), 413, "larger than"),
+        Case("photo over the upload limit", _upload(b"\xff\xd8\xff\xe0" + b"\0" * (max_upload_bytes + 1)), 413),
+        Case("JSON nested 100,000 deep", _post_json("/v1/jobs", "[" * 100_000), 413, "larger than"),
+        Case("JSON nested 20,000 deep", _post_json("/v1/jobs", "[" * 20_000 + "]" * 20_000), 422, "nested deeper"),
+        Case("5,000-digit number", _post_json("/v1/jobs", '{"bucket": ' + "7" * 5000 + "}"), 422, "number longer"),
+        Case("metadata nested 100,000 deep", _upload(_jpeg(), metadata="[" * 100_000), 422, "metadata must be"),
+        Case("metadata with a 5,000-digit number", _upload(_jpeg(), metadata='{"a": ' + "1" * 5000 + "}"), 422),
+        Case("CRLF in a metadata value", _upload(_jpeg(), metadata='{"a": "x\\r\\nX-Amz-Meta-B: y"}'), 422,
+             "no CR, LF"),
+        Case("bucket UPPER_case!!", _post_json("/v1/jobs", '{"bucket": "UPPER_case!!", "key": "a.jpg"}'), 422,
+             "invalid bucket name"),
+        Case("bucket a/../b", _post_json("/v1/jobs", '{"bucket": "a/../b", "key": "a.jpg"}'), 422,
+             "invalid bucket name"),
+        Case("key with .. segments", _post_json("/v1/jobs", f'{{"bucket": "{ORIGINALS}", "key": "a/../b.jpg"}}'),
+             422, "invalid object key"),
+        Case("another team's bucket", _post_json("/v1/jobs", '{"bucket": "hr-private", "key": "passport-scan.jpg"}'),
+             404, "no such object"),
+        Case("1,000-record S3 event", lambda http, url: http.post(
+            "/v1/s3-events", json={"Records": [_event(ORIGINALS, f"k{n}.jpg", f"e{n}") for n in range(1000)]}),
+            413),
+        Case("S3 event with a malformed record", lambda http, url: http.post(
+            "/v1/s3-events", json={"Records": [_event(ORIGINALS, "a.jpg"), {"s3": {}}]}), 422, "record 1"),
+        Case("invalid UTF-8 in JSON", lambda http, url: http.post(
+            "/v1/s3-events", content=b'{"a": "\xff\xfe"}', headers={"Content-Type": "application/json"}),
+            422, "invalid JSON"),
+        Case("zero-byte photo", _upload(b""), 415, "not a supported image"),
+        Case("wrong magic (text named .jpg)", _upload(b"hello, I am text" * 20), 415, "unknown signature"),
+        Case("GIF", _upload(b"GIF89a" + b"\0" * 64, "a.gif"), 415),
+        Case("HEIC signature", _upload(b"\0\0\0\x18ftypheic" + b"\0" * 64, "a.heic"), 415),
+        Case("animated WebP", _upload(animated("WEBP"), "a.webp"), 415, "animated WebP"),
+        Case("animated PNG (APNG)", _upload(animated("PNG"), "a.png"), 415, "animated PNG"),
+        Case("raw body that is not an image type", lambda http, url: http.post(
+            "/v1/photos", content=_jpeg(), headers={"Content-Type": "application/octet-stream"}), 422),
+        Case("unknown style", _upload(_jpeg(), style="sparkles"), 422, "valid styles"),
+        Case("job id with path characters", lambda http, url: http.get("/v1/jobs/..%2F..%2Fetc"), 404),
+        # -- accepted, then failed by the worker with a reason ---------------------------------------
+        Case("pixel bomb (30000x30000 header)", _upload(pixel_bomb_png(), "a.png"), 202, "too large", "failed"),
+        Case("7070x7070 RGBA PNG", _upload(flat_png(7070, 7070, 6, 8), "a.png"), 202, "decode budget", "failed"),
+        Case("7070x7070 16-bit RGBA PNG", _upload(flat_png(7070, 7070, 6, 16), "a.png"), 202, "decode budget",
+             "failed"),
+        Case("truncated JPEG", _upload(truncated), 202, "truncated", "failed"),
+        Case("truncated PNG", _upload(png[: len(png) // 2], "a.png"), 202, "png", "failed"),
+        Case("JPEG magic only", _upload(b"\xff\xd8\xff\xe0"), 202, "jpeg", "failed"),
+        Case("PNG signature then junk", _upload(b"\x89PNG\r\n\x1a\n" + b"\x00" * 200, "a.png"), 202, "png", "failed"),
+        Case("BMP claiming 40000x40000", _upload(bmp_bomb(), "a.bmp"), 202, "", "failed"),
+        # -- accepted and concealed, the dangerous part dropped ---------------------------------------
+        Case("polyglot JPEG + HTML/ZIP trailer", _upload(polyglot_jpeg()), 202, job="done",
+             check_output=lambda out: b"POLYGLOT" not in out and b"<script>" not in out),
+        Case("1 MB junk ICC profile", _upload(junk_icc_png(), "a.png"), 202, job="done",
+             check_output=lambda out: b"iCCP" not in out and len(out) < 500_000),
+        Case("junk EXIF segment", _upload(junk_exif_jpeg()), 202, job="done",
+             check_output=lambda out: b"Exif" not in out),
+    ]
