@@ -83,9 +83,10 @@ class PipelineResult:
 # stages
 
 
-def decode_stage(data: bytes, max_pixels: int = imaging.DEFAULT_MAX_PIXELS) -> imaging.DecodedImage:
+def decode_stage(data: bytes, max_pixels: int = imaging.DEFAULT_MAX_PIXELS,
+                 budget_bytes: int = imaging.DEFAULT_DECODE_BUDGET_BYTES) -> imaging.DecodedImage:
     """Bytes -> upright BGR image (raises BadImageError)."""
-    return imaging.decode(data, max_pixels=max_pixels)
+    return imaging.decode(data, max_pixels=max_pixels, budget_bytes=budget_bytes)
 
 
 def find_stage(model: PlateFinder, image_bgr: np.ndarray) -> tuple[Sequence[FoundPlate], FinderTimings]:
@@ -114,6 +115,7 @@ def conceal_bytes(
     jpeg_quality: int = 90,
     max_pixels: int = imaging.DEFAULT_MAX_PIXELS,
     style_options: dict[str, Any] | None = None,
+    decode_budget_bytes: int = imaging.DEFAULT_DECODE_BUDGET_BYTES,
 ) -> PipelineResult:
     """Run the whole pipeline on one photo's bytes.
 
@@ -122,7 +124,7 @@ def conceal_bytes(
     check_style(style)
     concealer = get_concealer(style, **(style_options or {}))
     t0 = time.perf_counter()
-    decoded = decode_stage(data, max_pixels=max_pixels)
+    decoded = decode_stage(data, max_pixels=max_pixels, budget_bytes=decode_budget_bytes)
     t1 = time.perf_counter()
     plates, model_timings = find_stage(model, decoded.image_bgr)
     t2 = time.perf_counter()

@@ -40,6 +40,8 @@ STACK_ENV = {
     "PLATEVEIL_KEY_MAX_INFLIGHT": "500",
     "PLATEVEIL_MAX_EVENT_RECORDS": str(MAX_EVENT_RECORDS),
     "PLATEVEIL_BODY_IDLE_TIMEOUT_S": "2",
+    # 64 MiB: 22 MP of RGB at full size; the corpus's 6000x4000 JPEG is decoded at half scale
+    "PLATEVEIL_DECODE_BUDGET_MB": "64",
 }
 
 

@@ -32,6 +32,8 @@ class WorkerSettings(CommonSettings, RegistryOptions, WebhookSettings):
     default_style: str = Field(DEFAULT_STYLE, description="style used when a job names none")
     metrics_port: int = Field(DEFAULT_WORKER_METRICS_PORT, ge=0, le=65535, description="port of the worker's Prometheus exporter (0 = none)")
     metrics_addr: str = Field("0.0.0.0", description="address the worker's Prometheus exporter binds")
+    decode_budget_mb: int = Field(256, ge=16, description="decode memory budget per photo, MiB: over it a JPEG "
+                                  "is decoded at 1/2-1/8 scale, anything else fails (plateveil.imaging)")
 
     @field_validator("backend")
     @classmethod

@@ -123,7 +123,8 @@ def run_job(job: ConcealJob, ctx: WorkerContext, retries: int = 0) -> JobRecord 
     source = ctx.store.get(job.source_bucket, job.source_key)
     model = ctx.models.pick(job.job_id)
     result = conceal_bytes(source.data, model, style=job.style or ctx.settings.default_style,
-                           jpeg_quality=ctx.settings.jpeg_quality)
+                           jpeg_quality=ctx.settings.jpeg_quality,
+                           decode_budget_bytes=ctx.settings.decode_budget_mb * 2**20)
     completed_at = iso_ms(utc_now())
     meta = {"model-version": result.model, "plate-count": str(len(result.plates)), "job-id": job.job_id}
     ctx.store.put(job.output_bucket, job.output_key, result.image_bytes, result.content_type, meta)

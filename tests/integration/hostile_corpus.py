@@ -76,6 +76,13 @@ def junk_exif_jpeg() -> bytes:
     return data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:]
 
 
+def big_flat_jpeg() -> bytes:
+    """6000x4000 (72 MB decoded), a few hundred KB stored: over the test stack's 64 MiB budget."""
+    img = np.full((4000, 6000, 3), 140, np.uint8)
+    img[1500:2500, 2000:4000] = (30, 60, 200)
+    return cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+
+
 def bmp_bomb() -> bytes:
     header = b"BM" + struct.pack("<IHHI", 54, 0, 0, 54)
     info = struct.pack("<IiiHHIIiiII", 40, 40000, 40000, 1, 24, 0, 0, 0, 0, 0, 0)
@@ -161,4 +168,6 @@ def cases(max_upload_bytes: int) -> list[Case]:
              check_output=lambda out: b"iCCP" not in out and len(out) < 500_000),
         Case("junk EXIF segment", _upload(junk_exif_jpeg()), 202, job="done",
              check_output=lambda out: b"Exif" not in out),
+        Case("6000x4000 JPEG over the worker's decode budget", _upload(big_flat_jpeg()), 202, job="done",
+             check_output=lambda out: Image.open(io.BytesIO(out)).size == (3000, 2000)),
     ]

@@ -1,4 +1,4 @@
-"""Every kind of bad input in the generated corpus (tests/integration/hostile_corpus.py, 36 kinds)
+"""Every kind of bad input in the generated corpus (tests/integration/hostile_corpus.py, 37 kinds)
 goes through the real API and worker: each gets its answer (never a 5xx), no accepted job hangs,
 job errors name no internal address or object, and the next good photo still succeeds."""
 
