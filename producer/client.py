@@ -1,4 +1,7 @@
-"""A small synchronous client of the upload service (httpx)."""
+"""A small synchronous client of the upload service (httpx).
+
+A 429 (rate limit, the key's share of the queue) or a 503 (a dependency down) is retried after its
+``Retry-After`` for up to ``retry_for_s`` seconds in all, then raised like any other error."""
 
 from __future__ import annotations
 
@@ -17,9 +20,23 @@ class JobTimeoutError(TimeoutError):
 
 class PlateveilClient:
     def __init__(self, base_url: str, api_key: str, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, retry_for_s: float = 60.0) -> None:
         self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
                                  headers={"Authorization": f"Bearer {api_key}"})
+        self.retry_for_s = retry_for_s
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        deadline = time.monotonic() + self.retry_for_s
+        while True:
+            resp = self.http.request(method, url, **kwargs)
+            left = deadline - time.monotonic()
+            if resp.status_code not in (429, 503) or left <= 0:
+                return resp
+            try:
+                wait = float(resp.headers.get("Retry-After", "1"))
+            except ValueError:
+                wait = 1.0
+            time.sleep(min(max(wait, 0.05), 30.0, left))
 
     def __enter__(self) -> PlateveilClient:
         return self
@@ -49,16 +66,16 @@ class PlateveilClient:
             import json
 
             form["metadata"] = json.dumps(metadata)
-        return self._json(self.http.post("/v1/photos", files={"file": (name, data)}, data=form))
+        return self._json(self._request("POST", "/v1/photos", files={"file": (name, data)}, data=form))
 
     def submit_s3_object(self, bucket: str, key: str, style: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"bucket": bucket, "key": key}
         if style:
             body["style"] = style
-        return self._json(self.http.post("/v1/jobs", json=body))
+        return self._json(self._request("POST", "/v1/jobs", json=body))
 
     def status(self, job_id: str) -> dict[str, Any]:
-        return self._json(self.http.get(f"/v1/jobs/{job_id}"))
+        return self._json(self._request("GET", f"/v1/jobs/{job_id}"))
 
     def flag(self, job_id: str, reason: str) -> dict[str, Any]:
         """Report a concealed photo for review (e.g. "seller: my plate is visible"); the job goes to the

@@ -251,3 +251,42 @@ def test_s3_down_refuses_the_whole_batch_with_503_and_no_address(stack, redis_cl
     assert health.json()["checks"]["s3"].startswith("down") and str(dead_port) not in health.text
     assert _run(dead_app, lambda http: http.get("/healthz")).json() == {"status": "down"}
     assert _job_count(redis_client) == before
+
+
+def test_the_client_waits_out_a_429_and_retries(stack, car_jpeg):
+    """PlateveilClient honours Retry-After on 429: with a burst of 1 and 2 requests/s, an upload and
+    then a status call; the status call is refused once, waited out, and answered."""
+    import threading
+
+    import uvicorn
+
+    from plateveil.stack import free_port
+
+    queue = f"plateveil.test-client-{secrets.token_hex(3)}"
+    app, keys = _own_app(stack, rate_per_s=2.0, rate_burst=1, queue=queue)
+    key = next(iter(keys.values()))
+    statuses: list[int] = []
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        async def tracked(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+            await send(message)
+        await app(scope, receive, tracked)
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(counting, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(0.05)
+        with PlateveilClient(f"http://127.0.0.1:{port}", key) as client:
+            job = client.submit_photo(car_jpeg)
+            assert client.status(job["job_id"])["status"] == "queued"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert statuses[0] == 202 and statuses[-1] == 200 and 429 in statuses
+    redis_client = stack.redis_client()
+    redis_client.delete(queue)
