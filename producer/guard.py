@@ -153,7 +153,8 @@ class RequestGuard:
                              f"{settings.rate_burst}) exceeded", {"Retry-After": _retry_after(wait)})
                 return
 
-        limit = settings.photo_body_limit if path == PHOTO_PATH else settings.max_json_bytes
+        photo = path.rstrip("/") == PHOTO_PATH
+        limit = settings.photo_body_limit if photo else settings.max_json_bytes
         declared = headers.get("content-length")
         if declared is not None:
             if not declared.strip().isdigit():
@@ -164,7 +165,7 @@ class RequestGuard:
                 return
         reader = BodyReader(receive, limit, settings.body_idle_timeout_s, settings.body_total_timeout_s)
         inner: Receive = reader.receive
-        if path != PHOTO_PATH and scope["method"] not in _BODYLESS:
+        if not photo and scope["method"] not in _BODYLESS:
             try:
                 body = await reader.read_all()
                 if "json" in headers.get("content-type", "") and body:

@@ -90,11 +90,15 @@ class Limits:
             keys=[RATE_PREFIX + bucket], args=[rate, burst, f"{time.time():.6f}", cost]))
         return bool(int(allowed)), float(wait)
 
-    async def admit(self, key_id: str, job_ids: list[str], share: int, retry_after_s: int) -> None:
-        """Count ``job_ids`` against ``key_id``'s share; QueueShareFull when they do not fit."""
+    async def admit(self, key_id: str, job_ids: list[str], share: int, retry_after_s: int,
+                    max_age_s: float = 3600.0) -> None:
+        """Count ``job_ids`` against ``key_id``'s share; QueueShareFull when they do not fit.
+        Jobs admitted more than ``max_age_s`` ago stop counting whatever their status (a job lost
+        by a crashed worker must not hold a slot for the job record's lifetime)."""
         if not job_ids:
             return
         zkey = INFLIGHT_PREFIX + key_id
+        await self._run("inflight", self.client.zremrangebyscore(zkey, "-inf", time.time() - max_age_s))
         members = await self._run("inflight", self.client.zrange(zkey, 0, -1))
         done: list[str] = []
         if members:

@@ -106,7 +106,7 @@ async def _admit(svc: Services, key_id: str, jobs: list[ConcealJob]) -> None:
     """Count ``jobs`` against the key's share of the queue (429 + Retry-After when full)."""
     try:
         await svc.limits.admit(key_id, [j.job_id for j in jobs], svc.settings.key_max_inflight,
-                               svc.settings.queue_retry_after_s)
+                               svc.settings.queue_retry_after_s, svc.settings.key_inflight_max_age_s)
     except QueueShareFull as exc:
         logger.warning("429 key %s: queue share of %d jobs reached", key_id, exc.share)
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,

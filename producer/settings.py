@@ -33,6 +33,8 @@ class ProducerSettings(CommonSettings, EventsSettings):
     auth_fail_burst: int = Field(20, ge=1, description="failed authentications in a burst per client IP (then 429)")
     key_max_inflight: int = Field(50, ge=1, description="per-key share of the queue: queued + running jobs (429)")
     queue_retry_after_s: int = Field(5, ge=1, description="Retry-After of a 429 for a full queue share")
+    key_inflight_max_age_s: float = Field(3600.0, gt=0, description="a job admitted longer ago than this no "
+                                          "longer counts against its key's share (lost or stuck jobs)")
     max_event_records: int = Field(100, ge=1, description="most records in one POST /v1/s3-events (413 above)")
     event_dedup_ttl_s: int = Field(2 * 24 * 3600, ge=60, description="how long an S3 event delivery is "
                                    "remembered to drop retried notifications")

@@ -228,6 +228,12 @@ def test_a_key_over_its_queue_share_gets_429_and_others_do_not(stack, car_jpeg, 
     # a finished job frees its slot
     redis_client.hset("plateveil:job:" + first[0].json()["job_id"], "status", "done")
     assert _run(app, upload(key_a)).status_code == 202
+    assert _run(app, upload(key_a)).status_code == 429
+    # and so does a job admitted longer ago than key_inflight_max_age_s (lost by a crashed worker)
+    zkey = "plateveil:inflight:" + a
+    stuck = first[1].json()["job_id"]
+    redis_client.zadd(zkey, {stuck: redis_client.zscore(zkey, stuck) - 7200})
+    assert _run(app, upload(key_a)).status_code == 202
     redis_client.delete(queue)
 
 
