@@ -62,7 +62,7 @@ def require_api_key(request: Request,
 
 
 KeyId = Annotated[str, Depends(require_api_key)]
-_AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or wrong API key"},
     408: {"description": "request body too slow"},
     413: {"description": "request body too large"},
@@ -154,7 +154,7 @@ def _parse_metadata(text: str | None, svc: Services) -> dict[str, str]:
 
 
 @router.post("/photos", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
-             responses={**_AUTH_RESPONSES, 415: {"description": "not a supported image"}})
+             responses={**AUTH_RESPONSES, 415: {"description": "not a supported image"}})
 async def upload_photo(
     request: Request,
     svc: ServicesDep,
@@ -232,7 +232,7 @@ async def _job_for_object(svc: Services, bucket: str, key: str, style: str,
 
 
 @router.post("/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
-             responses={**_AUTH_RESPONSES, 404: {"description": "no such object, or not allowed for this key"},
+             responses={**AUTH_RESPONSES, 404: {"description": "no such object, or not allowed for this key"},
                         415: {"description": "not an image"}})
 async def create_job(request: Request, svc: ServicesDep, key_id: KeyId, body: JobRequest) -> Accepted:
     """Queue a concealment job for a photo already in S3, in a source this key may read
@@ -285,7 +285,7 @@ def _delivery_id(bucket: str, key: str, version: str) -> str:
 
 
 @router.post("/s3-events", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted,
-             responses={**_AUTH_RESPONSES})
+             responses={**AUTH_RESPONSES})
 async def s3_events(request: Request, svc: ServicesDep, key_id: KeyId, notification: dict[str, Any]) -> EventsAccepted:
     """Take an S3 event notification; queue one job per created object (other events are ignored).
 
@@ -359,7 +359,7 @@ async def _forget(svc: Services, deliveries: list[str]) -> None:
 
 
 @router.get("/jobs/{job_id}", response_model=JobView, name="get_job",
-            responses={**_AUTH_RESPONSES, 404: {"description": "unknown job"}})
+            responses={**AUTH_RESPONSES, 404: {"description": "unknown job"}})
 def get_job(request: Request, svc: ServicesDep, key_id: KeyId, job_id: str) -> JobView:
     """A job's status, plates found, output location, model version and timings."""
     if len(job_id) > 64 or not job_id.isalnum():

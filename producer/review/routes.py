@@ -28,7 +28,7 @@ from plateveil.schema import STYLES, JobStatus
 from producer.review.auth import COOKIE_NAME, COOKIE_PATH, ReviewAuth, Reviewer, fingerprint, same_origin
 from producer.review.corrections import CorrectionError, apply_correction, parse_correction
 from producer.review.index import PREFIX, QueueFilter, ReviewIndex
-from producer.routes import require_api_key
+from producer.routes import AUTH_RESPONSES, require_api_key
 from producer.services import Services
 
 logger = logging.getLogger(__name__)
@@ -350,7 +350,8 @@ class Flagged(BaseModel):
 
 @flag_router.post("/jobs/{job_id}/flag", status_code=status.HTTP_202_ACCEPTED, response_model=Flagged,
                   dependencies=[Depends(require_api_key)],
-                  responses={404: {"description": "unknown job"}, 409: {"description": "job not done"}})
+                  responses={**AUTH_RESPONSES, 404: {"description": "unknown job"},
+                             409: {"description": "job not done"}})
 def flag_job(request: Request, rv: ReviewDep, job_id: str, body: FlagRequest) -> Flagged:
     """Report a concealed photo (e.g. a seller says the plate is visible): the job goes to the top of
     the review queue with the reason."""

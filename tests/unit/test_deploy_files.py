@@ -163,8 +163,10 @@ def test_minio_users_have_policies_naming_only_their_buckets():
     assert all(r.startswith(("arn:aws:s3:::plateveil-originals", "arn:aws:s3:::plateveil-concealed",
                              "arn:aws:s3:::plateveil-models")) for r in every)
     assert "*" not in {r.split(":::")[1] for r in every}
-    assert resources(producer, "s3:PutObject") == {"arn:aws:s3:::plateveil-originals/*"}
-    assert resources(producer, "s3:GetObject") == {"arn:aws:s3:::plateveil-originals/*"}
+    # the producer stores originals and, for review corrections, rewrites concealed photos
+    both = {"arn:aws:s3:::plateveil-originals/*", "arn:aws:s3:::plateveil-concealed/*"}
+    assert resources(producer, "s3:PutObject") == resources(producer, "s3:GetObject") == both
+    assert "arn:aws:s3:::plateveil-models/*" not in resources(producer, "s3:GetObject")
     assert resources(worker, "s3:PutObject") == {"arn:aws:s3:::plateveil-concealed/*", "arn:aws:s3:::plateveil-models/*"}
     assert "arn:aws:s3:::plateveil-concealed/*" not in resources(worker, "s3:GetObject")
     assert all(s["Effect"] == "Allow" and not any(a in ("s3:*", "admin:*") for a in s["Action"])
