@@ -63,6 +63,7 @@ def require_api_key(request: Request,
 
 KeyId = Annotated[str, Depends(require_api_key)]
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "malformed body (multipart without a boundary, ...)"},
     401: {"description": "missing or wrong API key"},
     408: {"description": "request body too slow"},
     413: {"description": "request body too large"},
