@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plateveil.apikeys import hash_key
+from plateveil.apikeys import derived_key_id, hash_key
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,6 @@ OUTPUT_BUCKET = "plateveil-concealed"
 MODELS_BUCKET = "plateveil-models"
 DEFAULT_STATE_DIR = Path(".stack")
 REVIEWER = "reviewer"   # the name of the stack's one reviewer key (PLATEVEIL_REVIEW_KEYS=reviewer:KEY)
-LOCAL_KEY_ID = "local"
 
 
 class StackError(RuntimeError):
@@ -188,7 +187,7 @@ class Stack:
     @property
     def env(self) -> dict[str, str]:
         """The ``PLATEVEIL_*`` settings every service of this stack runs with (the API key only
-        as its hash, under the key id ``local``)."""
+        as its hash, under its derived key id ``k-<12 hex>``)."""
         return {
             "PLATEVEIL_REDIS_URL": self.redis_url,
             "PLATEVEIL_STORAGE": "s3",
@@ -198,7 +197,7 @@ class Stack:
             "PLATEVEIL_S3_SECRET_ACCESS_KEY": S3_SECRET,
             "PLATEVEIL_ORIGINALS_BUCKET": ORIGINALS_BUCKET,
             "PLATEVEIL_OUTPUT_BUCKET": OUTPUT_BUCKET,
-            "PLATEVEIL_API_KEY_HASHES": f"{LOCAL_KEY_ID}:{hash_key(self.api_key)}",
+            "PLATEVEIL_API_KEY_HASHES": f"{derived_key_id(self.api_key)}:{hash_key(self.api_key)}",
             "PLATEVEIL_REVIEW_KEYS": f"{REVIEWER}:{self.review_key}",
             "PLATEVEIL_THREADS": "1",
             "PLATEVEIL_METRICS_PORT": str(self.ports.get("worker_metrics", 0)),

@@ -2,7 +2,7 @@
 or parses a request body (FastAPI parses Form/File/JSON body parameters before dependencies run,
 so a dependency would be too late).
 
-For ``/v1/*`` and the API docs it, in this order:
+For ``/v1/*`` (but ``/v1/events/sns``, which SNS signs instead) and the API docs it, in this order:
 
 1. checks the bearer key against the stored hashes (``PLATEVEIL_API_KEY_HASHES``): missing or
    wrong -> 401 without reading the body; more than ``auth_fail_burst`` failures from one client
@@ -12,7 +12,8 @@ For ``/v1/*`` and the API docs it, in this order:
 4. reads the body through a counting, timed ``receive``: past the limit -> 413 at once (nothing
    is spooled past it), nothing for ``body_idle_timeout_s`` or not all of it within
    ``body_total_timeout_s`` -> 408. ``/v1/photos`` streams (limit ``max_upload_bytes`` plus
-   ``multipart_overhead_bytes``); every other body (at most ``max_json_bytes``) is read here first,
+   ``multipart_overhead_bytes``); every other body (at most ``max_json_bytes``; 300 KiB for
+   ``/v1/events/*``, SNS messages being up to 256 KiB) is read here first,
    JSON ones scanned for nesting depth and number length, then parsed (422 with the reason for
    any of these), then replayed to the app.
 
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 SCOPE_KEY_ID = "plateveil.key_id"
 PHOTO_PATH = "/v1/photos"
+EVENTS_PREFIX = "/v1/events/"
+EVENT_BODY_LIMIT = 300 * 1024  # = producer.events.routes.SNS_MAX_BYTES (SNS: 256 KiB + the envelope)
+SIGNED_PATHS = frozenset({"/v1/events/sns"})  # no API key: the SNS signature and topic allow-list instead
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
@@ -121,7 +125,7 @@ class RequestGuard:
         settings = services.settings
         path: str = scope["path"]
         headers = Headers(scope=scope)
-        protected = path.startswith("/v1/") or path == "/v1" or path in DOCS_PATHS
+        protected = (path.startswith("/v1/") or path == "/v1" or path in DOCS_PATHS) and path not in SIGNED_PATHS
 
         key_id = None
         scheme, _, token = headers.get("authorization", "").partition(" ")
@@ -154,7 +158,8 @@ class RequestGuard:
                 return
 
         photo = path.rstrip("/") == PHOTO_PATH
-        limit = settings.photo_body_limit if photo else settings.max_json_bytes
+        limit = settings.photo_body_limit if photo else (
+            EVENT_BODY_LIMIT if path.startswith(EVENTS_PREFIX) else settings.max_json_bytes)
         declared = headers.get("content-length")
         if declared is not None:
             if not declared.strip().isdigit():

@@ -9,7 +9,8 @@
   never push a key past its share (both may be refused in a race; neither is let through).
   The worker does not need to know: a job's own status record says when it stops counting.
 * :meth:`Limits.first_delivery` / :meth:`Limits.forget` - S3 event deduplication with
-  ``SET NX EX``: a delivery id seen before is a duplicate.
+  ``SET NX EX`` on the event intake's claim key (:func:`producer.events.intake.claim_key`), so an
+  object version delivered through ``/v1/s3-events``, SNS, MinIO or SQS makes one job.
 
 Redis errors surface as :class:`~plateveil.errors.BrokerError`.
 """
@@ -30,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 RATE_PREFIX = "plateveil:rate:"
 INFLIGHT_PREFIX = "plateveil:inflight:"
-DEDUP_PREFIX = "plateveil:s3event:"
 
 _TOKEN_BUCKET = """
 local rate = tonumber(ARGV[1])
@@ -125,11 +125,11 @@ class Limits:
         if job_ids:
             await self._run("inflight", self.client.zrem(INFLIGHT_PREFIX + key_id, *job_ids))
 
-    async def first_delivery(self, delivery_id: str, ttl_s: int) -> bool:
-        """True the first time ``delivery_id`` is seen within ``ttl_s`` (SET NX EX)."""
-        return bool(await self._run("dedup", self.client.set(DEDUP_PREFIX + delivery_id, "1", nx=True, ex=ttl_s)))
+    async def first_delivery(self, claim: str, job_id: str, ttl_s: int) -> bool:
+        """True the first time ``claim`` (a Redis key) is set within ``ttl_s`` (SET NX EX, value the job id)."""
+        return bool(await self._run("dedup", self.client.set(claim, job_id, nx=True, ex=ttl_s)))
 
-    async def forget(self, delivery_ids: list[str]) -> None:
-        """Deliveries that made no job after all (enqueue failed): a retry may make them."""
-        if delivery_ids:
-            await self._run("dedup", self.client.delete(*(DEDUP_PREFIX + d for d in delivery_ids)))
+    async def forget(self, claims: list[str]) -> None:
+        """Claims that made no job after all (enqueue failed): a retry may make them."""
+        if claims:
+            await self._run("dedup", self.client.delete(*claims))

@@ -87,11 +87,24 @@ def route_template(app: Any, scope: Scope) -> str:
     path = getattr(route, "path", None)
     if path:
         return str(path)
-    for candidate in getattr(app, "routes", ()):
+    return _template_in(getattr(app, "routes", ()), scope) or "unmatched"
+
+
+def _template_in(routes: Any, scope: Scope) -> str | None:
+    """The first route of ``routes`` matching ``scope``, looking into included routers (FastAPI
+    keeps ``include_router`` ones as wrappers without a path). Needed for answers given before
+    routing (the request guard's 401/413/429)."""
+    for candidate in routes:
+        inner = getattr(candidate, "original_router", None)
+        if getattr(candidate, "path", None) is None and inner is not None:
+            found = _template_in(getattr(inner, "routes", ()), scope)
+            if found:
+                return found
+            continue
         match, _ = candidate.matches(scope)
         if match != Match.NONE:
             return str(getattr(candidate, "path", "unmatched"))
-    return "unmatched"
+    return None
 
 
 class MetricsMiddleware:

@@ -9,7 +9,6 @@ for the source allowlist and the key's share of the queue. Client errors are 4xx
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Annotated, Any
 from urllib.parse import unquote_plus
@@ -21,6 +20,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from plateveil.errors import BrokerError, StorageError
 from plateveil.imaging import DECODABLE, animation, output_format, sniff_image
 from plateveil.schema import STYLES, ConcealJob, content_type_for, extension_for, format_for
+from producer.events import intake
+from producer.events.intake import claim_key
 from producer.guard import SCOPE_KEY_ID
 from producer.limits import QueueShareFull
 from producer.responses import Accepted, EventsAccepted, JobRequest, JobView, Skipped
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1")
 _bearer = HTTPBearer(auto_error=False, description="an API key whose hash is in PLATEVEIL_API_KEY_HASHES")
-NOT_FOUND = "no such object, or this API key may not read it"
+NOT_FOUND = intake.NOT_FOUND
 
 
 def services(request: Request) -> Services:
@@ -251,7 +252,7 @@ async def create_job(request: Request, svc: ServicesDep, key_id: KeyId, body: Jo
 
 
 def _parse_records(notification: dict[str, Any], max_records: int) -> list[dict[str, str]] | None:
-    """Every record as {event, bucket, key, etag, sequencer}; None for an S3 test event.
+    """Every record as {event, bucket, key, version, etag, sequencer}; None for an S3 test event.
     The whole batch is checked before anything is enqueued."""
     records = notification.get("Records")
     if not isinstance(records, list):
@@ -267,7 +268,7 @@ def _parse_records(notification: dict[str, Any], max_records: int) -> list[dict[
             obj = record["s3"]["object"]
             item = {"event": str(record.get("eventName", "")), "bucket": record["s3"]["bucket"]["name"],
                     "key": unquote_plus(obj["key"]), "etag": str(obj.get("eTag") or obj.get("etag") or ""),
-                    "sequencer": str(obj.get("sequencer") or "")}
+                    "version": str(obj.get("versionId") or ""), "sequencer": str(obj.get("sequencer") or "")}
             if not isinstance(item["bucket"], str):
                 raise TypeError
             check_bucket(item["bucket"])
@@ -281,18 +282,15 @@ def _parse_records(notification: dict[str, Any], max_records: int) -> list[dict[
     return parsed
 
 
-def _delivery_id(bucket: str, key: str, version: str) -> str:
-    return hashlib.sha256(f"{bucket}\0{key}\0{version}".encode()).hexdigest()
-
-
 @router.post("/s3-events", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted,
              responses={**AUTH_RESPONSES})
 async def s3_events(request: Request, svc: ServicesDep, key_id: KeyId, notification: dict[str, Any]) -> EventsAccepted:
     """Take an S3 event notification; queue one job per created object (other events are ignored).
 
     The whole batch is checked (shape, names, sources, HEADs) before anything is enqueued; a
-    delivery seen before (same bucket, key and ETag, else sequencer) is listed under
-    ``duplicates`` and makes no job, so a sender retrying after a 503 or a timeout is safe.
+    delivery seen before (same bucket, key and version: versionId, else ETag, else sequencer, else
+    the HEAD's ETag; the same claim as the SNS/MinIO/SQS intake) is listed under ``duplicates`` and
+    makes no job, so a sender retrying after a 503 or a timeout is safe.
     Objects in the output bucket are skipped, so pointing its notifications here cannot loop.
     """
     records = _parse_records(notification, svc.settings.max_event_records)
@@ -324,9 +322,9 @@ async def s3_events(request: Request, svc: ServicesDep, key_id: KeyId, notificat
     duplicates: list[Skipped] = []
     try:
         for rec, job in candidates:
-            version = rec["etag"] or rec["sequencer"] or rec["head_etag"]
-            delivery = _delivery_id(rec["bucket"], rec["key"], version.strip('"'))
-            if await svc.limits.first_delivery(delivery, svc.settings.event_dedup_ttl_s):
+            version = rec["version"] or rec["etag"].strip('"') or rec["sequencer"] or rec["head_etag"]
+            delivery = claim_key(rec["bucket"], rec["key"], version)
+            if await svc.limits.first_delivery(delivery, job.job_id, svc.settings.events_dedupe_ttl_s):
                 fresh.append((delivery, job))
             else:
                 duplicates.append(Skipped(bucket=rec["bucket"], key=rec["key"],

@@ -75,9 +75,14 @@ class Services:
         limits = Limits.from_url(settings.redis_url, settings.enqueue_timeout_s, settings.job_ttl_s)
         return cls(settings, get_store(settings), jobs, make_sender(settings), get_store(quick), limits)
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
+        """Close the blocking clients (for users without an event loop: ``plateveil events consume``;
+        the asyncio Redis client of the limits is only ever connected inside the API's loop)."""
         self.jobs.client.close()
         self.sender.close()
+
+    async def aclose(self) -> None:
+        self.close()
         await self.limits.aclose()
 
     def new_job(self, source_bucket: str, source_key: str | None, out_fmt: str, style: str,

@@ -7,8 +7,8 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from plateveil.intake_settings import EventsSettings
 from plateveil.apikeys import KEY_ID, KeyHash, hash_key, parse_key_hashes
+from plateveil.intake_settings import EventsSettings
 from plateveil.schema import DEFAULT_STYLE, STYLES
 from plateveil.settings import CommonSettings
 from producer.validation import parse_source
@@ -36,8 +36,6 @@ class ProducerSettings(CommonSettings, EventsSettings):
     key_inflight_max_age_s: float = Field(3600.0, gt=0, description="a job admitted longer ago than this no "
                                           "longer counts against its key's share (lost or stuck jobs)")
     max_event_records: int = Field(100, ge=1, description="most records in one POST /v1/s3-events (413 above)")
-    event_dedup_ttl_s: int = Field(2 * 24 * 3600, ge=60, description="how long an S3 event delivery is "
-                                   "remembered to drop retried notifications")
     source_allow: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
         default_factory=dict, description="per key id, the bucket/prefix sources POST /v1/jobs and "
         "S3 events may read: 'key_id=bucket/prefix|bucket2;*=bucket3/in/' ('*' = every key); "

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from plateveil.apikeys import hash_key
-from plateveil.stack import LOCAL_KEY_ID, ORIGINALS_BUCKET, Stack
+from plateveil.apikeys import derived_key_id, hash_key
+from plateveil.stack import ORIGINALS_BUCKET, Stack
 
 MAX_UPLOAD_BYTES = 2_000_000
 LOCAL_KEY = secrets.token_urlsafe(24)
+LOCAL_KEY_ID = derived_key_id(LOCAL_KEY)  # what the stack names its own key
 PARTNER_KEY = secrets.token_urlsafe(24)
 """A second client: key id ``partner``, may read only ``partner-bucket/inbox/`` (and not the originals)."""
 PARTNER_BUCKET = "partner-bucket"
@@ -31,7 +32,9 @@ STACK_ENV = {
     "PLATEVEIL_S3_MAX_ATTEMPTS": "1",
     "PLATEVEIL_S3_CONNECT_TIMEOUT_S": "1",
     "PLATEVEIL_API_KEY_HASHES": f"{LOCAL_KEY_ID}:{hash_key(LOCAL_KEY)},partner:{hash_key(PARTNER_KEY)}",
-    "PLATEVEIL_SOURCE_ALLOW": f"{LOCAL_KEY_ID}={ORIGINALS_BUCKET}/;partner={PARTNER_BUCKET}/inbox/",
+    # sns / sqs: what the SNS endpoint and the SQS consumer may read (tests/integration/test_event_intake.py)
+    "PLATEVEIL_SOURCE_ALLOW": f"{LOCAL_KEY_ID}={ORIGINALS_BUCKET}/;partner={PARTNER_BUCKET}/inbox/;"
+                              f"sns={ORIGINALS_BUCKET}/;sqs={ORIGINALS_BUCKET}/",
     # the suite sends many requests and photos from one key and one address; the limits
     # themselves are tested on their own app (tests/integration/test_api_limits.py)
     "PLATEVEIL_RATE_PER_S": "1000",

@@ -4,7 +4,10 @@ Used by SNS and MinIO deliveries (:mod:`producer.events.routes`) and the SQS con
 (:mod:`producer.events.sqs`); ``POST /v1/s3-events`` can call it too
 (``await run_in_threadpool(submit_record, svc, record, style)`` per record). For each record:
 
-1. only ``ObjectCreated:*`` events; objects of the output bucket are skipped (no loops);
+1. only ``ObjectCreated:*`` events; objects of the output bucket are skipped (no loops); so are
+   malformed bucket names and keys (S3 naming rules; checked before any S3 call) and objects
+   outside the sender's sources (``PLATEVEIL_SOURCE_ALLOW``: its key id, ``sns`` or ``sqs``),
+   the latter with the same reason as a missing object;
 2. the key must match one of ``PLATEVEIL_EVENTS_PREFIXES`` and ``PLATEVEIL_EVENTS_SUFFIXES`` when set;
 3. ``HEAD`` the object (gone -> skipped; too large / not an image -> skipped);
 4. **idempotency**: the object version (bucket, key, ``versionId`` or else ETag; the record's,
@@ -29,6 +32,9 @@ from plateveil.imaging import DECODABLE, output_format
 from plateveil.schema import ConcealJob, format_for
 from producer.events.records import ObjectRecord
 from producer.services import Services
+from producer.validation import InputError, check_bucket, check_key, source_allowed
+
+NOT_FOUND = "no such object, or this API key may not read it"
 
 logger = logging.getLogger(__name__)
 
@@ -58,18 +64,26 @@ def key_matches(key: str, prefixes: tuple[str, ...], suffixes: tuple[str, ...]) 
 
 
 def submit_record(svc: Services, record: ObjectRecord, style: str | None = None,
-                  metadata: dict[str, str] | None = None) -> Outcome:
+                  metadata: dict[str, str] | None = None, sender: str = "*") -> Outcome:
     """Make (at most) one job for ``record``; see the module docstring. Blocking (S3, Redis)."""
     settings = svc.settings
     if not record.created:
         return Outcome(record, skipped=f"ignored event {record.event_name or '(none)'}")
     if record.bucket == settings.output_bucket:
         return Outcome(record, skipped="object is in the output bucket")
+    try:
+        check_bucket(record.bucket)
+        check_key(record.key)
+    except InputError as exc:
+        return Outcome(record, skipped=str(exc))
+    if not source_allowed(record.bucket, record.key, settings.sources_for(sender)):
+        logger.info("%s may not read s3://%s/%s (skipped as not found)", sender, record.bucket, record.key)
+        return Outcome(record, skipped=NOT_FOUND)
     if not key_matches(record.key, settings.events_prefixes, settings.events_suffixes):
         return Outcome(record, skipped="key does not match PLATEVEIL_EVENTS_PREFIXES / _SUFFIXES")
     info = svc.store.head(record.bucket, record.key)
     if info is None:
-        return Outcome(record, skipped=f"s3://{record.bucket}/{record.key} does not exist")
+        return Outcome(record, skipped=NOT_FOUND)
     version = record.version_id or record.etag or info.etag
     claim = claim_key(record.bucket, record.key, version)
     client = svc.jobs.client
@@ -77,7 +91,7 @@ def submit_record(svc: Services, record: ObjectRecord, style: str | None = None,
         return Outcome(record, skipped=f"larger than {settings.max_upload_bytes} bytes")
     fmt = format_for(info.content_type, record.key)
     if fmt is None or fmt not in DECODABLE:
-        return Outcome(record, skipped=f"not a supported image by content type ({info.content_type}) or extension")
+        return Outcome(record, skipped="not a supported image by content type or extension")
     job = svc.new_job(record.bucket, record.key, output_format(fmt), style or settings.default_style,
                       dict(metadata or {}))
     try:

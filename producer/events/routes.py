@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -25,7 +25,7 @@ from producer.events import sns
 from producer.events.intake import Outcome, submit_record
 from producer.events.records import NotificationError, parse_body, parse_notification
 from producer.responses import Accepted, EventsAccepted, Skipped
-from producer.routes import require_api_key
+from producer.routes import AUTH_RESPONSES, require_api_key
 from producer.services import Services
 
 logger = logging.getLogger(__name__)
@@ -49,14 +49,16 @@ def _answer(request: Request, outcomes: list[Outcome]) -> EventsAccepted:
     return EventsAccepted(accepted=accepted, skipped=skipped)
 
 
-async def _submit_all(svc: Services, doc_records: list[Any]) -> list[Outcome]:
+async def _submit_all(svc: Services, doc_records: list[Any], sender: str) -> list[Outcome]:
+    """One outcome per record (``sender``: the key id, or ``sns``, whose sources apply)."""
     outcomes = []
     for record in doc_records:
         try:
-            outcomes.append(await run_in_threadpool(submit_record, svc, record))
+            outcomes.append(await run_in_threadpool(submit_record, svc, record, None, None, sender))
         except (StorageError, BrokerError) as exc:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"temporarily unavailable: {exc}",
-                                headers={"Retry-After": "5"}) from exc
+            logger.warning("503: event intake: %s", exc)
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "storage or job queue temporarily "
+                                "unavailable; retry later", headers={"Retry-After": "5"}) from exc
     return outcomes
 
 
@@ -80,6 +82,7 @@ def _certificates(request: Request) -> sns.CertificateCache:
 
 
 @router.post("/sns", response_model=EventsAccepted, responses={
+    **{k: v for k, v in AUTH_RESPONSES.items() if k not in (401, 429)},
     403: {"description": "not from an allowed topic, or a bad signature"}, 404: {"description": "SNS intake off"}})
 async def sns_delivery(request: Request) -> EventsAccepted:
     """Amazon SNS HTTP(S) subscription endpoint (signature-verified, no API key)."""
@@ -121,17 +124,17 @@ async def sns_delivery(request: Request) -> EventsAccepted:
         # signed by SNS but not a notification: a retry cannot help; answer 200 so SNS drops it
         logger.warning("SNS message %s is not an object notification: %s", msg.get("MessageId"), exc)
         return EventsAccepted(accepted=[], skipped=[])
-    return _answer(request, await _submit_all(svc, records))
+    return _answer(request, await _submit_all(svc, records, "sns"))
 
 
 @router.post("/minio", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted,
-             dependencies=[Depends(require_api_key)])
-async def minio_delivery(request: Request) -> EventsAccepted:
-    """MinIO webhook target (set its ``auth_token`` to an API key)."""
+             responses={**AUTH_RESPONSES})
+async def minio_delivery(request: Request, key_id: Annotated[str, Depends(require_api_key)]) -> EventsAccepted:
+    """MinIO webhook target (set its ``auth_token`` to an API key; the key's sources apply)."""
     svc: Services = request.app.state.services
     body = await _read_limited(request, SNS_MAX_BYTES)
     try:
         records = parse_notification(json.loads(body))
     except (json.JSONDecodeError, UnicodeDecodeError, NotificationError) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"not a MinIO/S3 notification: {exc}") from None
-    return _answer(request, await _submit_all(svc, records))
+    return _answer(request, await _submit_all(svc, records, key_id))

@@ -48,7 +48,7 @@ def sqs_client(settings: ProducerSettings, queue_url: str) -> Any:
 
 def handle_body(svc: Services, body: str) -> list[Outcome]:
     """The outcomes of one message; raises NotificationError / StorageError / BrokerError to leave it."""
-    return [submit_record(svc, record) for record in parse_body(body)]
+    return [submit_record(svc, record, sender="sqs") for record in parse_body(body)]
 
 
 def receive_once(svc: Services, client: Any, queue_url: str, stats: ConsumeStats) -> int:

@@ -296,3 +296,18 @@ def test_the_client_waits_out_a_429_and_retries(stack, car_jpeg):
     assert statuses[0] == 202 and statuses[-1] == 200 and 429 in statuses
     redis_client = stack.redis_client()
     redis_client.delete(queue)
+
+
+def test_minio_deliveries_apply_the_key_sources_and_name_checks(partner, partner_objects):
+    """The MinIO webhook endpoint (producer/events) uses the calling key's sources, and a malformed
+    bucket name is skipped with the reason, never a 503 from botocore."""
+    resp = partner.http.post("/v1/events/minio", json={"EventName": "s3:ObjectCreated:Put", "Records": [
+        _event(PARTNER_BUCKET, partner_objects["secret"], etag=secrets.token_hex(4), name="s3:ObjectCreated:Put"),
+        _event("UPPER_case!!", "x.jpg", etag="u1", name="s3:ObjectCreated:Put"),
+        _event(PARTNER_BUCKET, partner_objects["allowed"], etag=secrets.token_hex(4), name="s3:ObjectCreated:Put")]})
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    reasons = [s["reason"] for s in body["skipped"]]
+    assert reasons[0] == NOT_FOUND["detail"] and reasons[1].startswith("invalid bucket name")
+    assert [a["source_key"] for a in body["accepted"]] == [partner_objects["allowed"]]
+    assert partner.wait(body["accepted"][0]["job_id"])["status"] == "done"

@@ -100,7 +100,7 @@ def test_scrape_ports_agree_everywhere():
     prom = yaml.safe_load((MON / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     assert jobs["plateveil-producer"]["static_configs"][0]["targets"] == ["producer:8000"]
-    assert "8000:8000" in compose["services"]["producer"]["ports"]
+    assert "127.0.0.1:8000:8000" in compose["services"]["producer"]["ports"]  # loopback only (issue 27)
     assert jobs["plateveil-worker"]["dns_sd_configs"][0] == {"names": ["worker"], "type": "A", "port": default_port,
                                                               "refresh_interval": "15s"}
     assert prom["rule_files"] == ["/etc/prometheus/alerts.yml"]

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from plateveil.apikeys import hash_key
 from producer.app import create_app
 from producer.identity import bearer_token, key_id_for
 from producer.settings import ProducerSettings
@@ -33,7 +34,8 @@ def test_key_ids_name_keys_without_revealing_them():
 
 def test_json_logs_from_start_up_and_request_ids_on_every_answer(restore_root, capsys):
     # no Redis or S3 behind these URLs: nothing here needs them
-    settings = ProducerSettings(redis_url="redis://127.0.0.1:1/0", api_keys=("k1",), log_format="json",
+    settings = ProducerSettings(redis_url="redis://127.0.0.1:1/0", api_key_hashes=f"k1:{hash_key('k1')}",
+                                log_format="json",
                                 s3_endpoint_url="http://127.0.0.1:1", s3_max_attempts=1)
     with TestClient(create_app(settings)) as client:
         live = client.get("/livez", headers={"X-Request-ID": "abc-123"})
