@@ -58,11 +58,11 @@ def parse_key_hash(text: str) -> KeyHash:
 
 
 def parse_key_hashes(text: str) -> tuple[KeyHash, ...]:
-    """A comma- or newline-separated list of ``key_id:sha256hex``; ids must be unique."""
+    """A comma- or newline-separated list of ``key_id:sha256hex``. An id may have several keys
+    (rotation: the new key next to the old one keeps the client's id); a key is listed once."""
     items = tuple(parse_key_hash(part) for part in re.split(r"[,\n]", text) if part.strip())
-    ids = [k.key_id for k in items]
-    if len(set(ids)) != len(ids):
-        raise ValueError("key ids must be unique")
+    if len({k.sha256 for k in items}) != len(items):
+        raise ValueError("the same key hash is listed twice")
     return items
 
 

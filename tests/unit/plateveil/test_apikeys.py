@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from plateveil.apikeys import KeyHash, find_key, hash_key, new_key, parse_key_hashes
+from plateveil.apikeys import KeyHash, derived_key_id, find_key, hash_key, new_key, parse_key_hashes
 from plateveil.cli import main
 
 
@@ -15,10 +15,24 @@ def test_a_key_matches_only_its_own_hash():
 
 
 @pytest.mark.parametrize("text", ["nohash", "Bad Id:" + "0" * 64, "id:1234", "id:" + "g" * 64,
-                                  f"a:{'0' * 64},a:{'1' * 64}"])
+                                  f"a:{'0' * 64},b:{'0' * 64}"])
 def test_bad_hash_lines_are_refused(text):
     with pytest.raises(ValueError):
         parse_key_hashes(text)
+
+
+def test_one_id_may_have_two_keys_while_it_rotates():
+    old, new = new_key(), new_key()
+    hashes = parse_key_hashes(f"partner:{hash_key(old)}\npartner:{hash_key(new)}")
+    assert find_key(old, hashes) == find_key(new, hashes) == "partner"
+
+
+def test_default_key_id_is_derived_from_the_key(capsys):
+    assert main(["keys", "new"]) == 0
+    out = capsys.readouterr().out
+    key = out.split("API_KEY=")[1].split()[0]
+    line = out.split("entry: ")[1].split()[0]
+    assert line == f"{derived_key_id(key)}:{hash_key(key)}" and derived_key_id(key).startswith("k-")
 
 
 def test_cli_prints_a_key_and_its_hash_line(capsys):
