@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from plateveil.apikeys import KEY_ID, parse_key_hashes
 from plateveil.settings import ENV_PREFIX, SettingsError, load_settings
 
 
@@ -117,6 +118,25 @@ def check_observability(report: Any) -> None:
         report.line("ok", "metrics folder", f"{folder} (emptied when a worker starts; one per worker)")
 
 
+def _key_ids() -> set[str] | None:
+    """The key ids of ``PLATEVEIL_API_KEY_HASHES`` where it is set (and valid) here, else None."""
+    from typing import Annotated
+
+    from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+    class _Keys(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+        api_key_hashes: Annotated[str, NoDecode] = ""
+
+    text = _Keys().api_key_hashes
+    if not text.strip():
+        return None
+    try:
+        return {item.key_id for item in parse_key_hashes(text)}
+    except ValueError:
+        return None
+
+
 def check_webhooks(report: Any) -> None:
     from plateveil.webhooks import WebhookSettings
 
@@ -128,10 +148,15 @@ def check_webhooks(report: Any) -> None:
     if not hooks.webhooks:
         report.line("skip", "webhooks", "PLATEVEIL_WEBHOOKS not set: no webhooks are sent")
         return
+    known = _key_ids()
     for key_id, target in hooks.webhooks.items():
-        if not re.fullmatch(r"k-[0-9a-f]{12}", key_id):
+        if known is not None and key_id not in known:
+            report.line("WARN", f"webhook {key_id}", "no entry of PLATEVEIL_API_KEY_HASHES has this key id: "
+                                                     "no job will ever carry it")
+        elif known is None and not KEY_ID.match(key_id):
             report.line("WARN", f"webhook {key_id}", "this is not a key id (k- + 12 hex digits of the key's "
-                                                     "SHA-256): no job will ever carry it")
+                                                     "SHA-256, or the --id of plateveil keys new): no job will "
+                                                     "ever carry it")
         elif target.url.startswith("http://"):
             report.line("WARN", f"webhook {key_id}", f"{target.url} is plain HTTP: events travel unencrypted")
         else:
