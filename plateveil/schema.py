@@ -148,6 +148,7 @@ class JobRecord:
     sidecar_key: str
     style: str
     accepted_at: str
+    queued_at: str | None = None  # the original is stored and the job about to be enqueued
     started_at: str | None = None
     completed_at: str | None = None
     model: str | None = None
@@ -163,6 +164,7 @@ class JobRecord:
         return cls(job_id=job.job_id, status=JobStatus.QUEUED, source_bucket=job.source_bucket,
                    source_key=job.source_key, output_bucket=job.output_bucket, output_key=job.output_key,
                    sidecar_key=job.sidecar_key, style=job.style, accepted_at=job.accepted_at,
+                   queued_at=iso_ms(utc_now()),
                    metadata=dict(job.metadata), key_id=job.key_id)
 
     @property
@@ -182,7 +184,7 @@ class JobRecord:
             job_id=str(d["job_id"]), status=JobStatus(d["status"]), source_bucket=str(d["source_bucket"]),
             source_key=str(d["source_key"]), output_bucket=str(d["output_bucket"]),
             output_key=str(d["output_key"]), sidecar_key=str(d["sidecar_key"]), style=str(d["style"]),
-            accepted_at=str(d["accepted_at"]), started_at=d.get("started_at"),
+            accepted_at=str(d["accepted_at"]), queued_at=d.get("queued_at") or None, started_at=d.get("started_at"),
             completed_at=d.get("completed_at") or None, model=d.get("model") or None,
             plates=tuple(d.get("plates") or ()), error=d.get("error") or None,
             timings_ms={str(k): float(v) for k, v in (d.get("timings_ms") or {}).items()},

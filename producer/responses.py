@@ -55,6 +55,7 @@ class JobView(BaseModel):
     plates: list[dict[str, Any]] = Field(description="polygon (4 points, pixels), score, box, det_score")
     error: str | None = Field(None, description="why the job failed (or why it is being retried)")
     accepted_at: str
+    queued_at: str | None = Field(None, description="the original was stored; the job is being enqueued")
     started_at: str | None = None
     completed_at: str | None = None
     timings_ms: dict[str, float]

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,25 +121,32 @@ def run_job(job: ConcealJob, ctx: WorkerContext, retries: int = 0) -> JobRecord 
     if attempts - retries > ctx.settings.max_deliveries:
         raise PermanentError(f"started {attempts - retries} times without finishing "
                              "(the photo may crash or stall the worker)")
+    t0 = time.perf_counter()
     source = ctx.store.get(job.source_bucket, job.source_key)
+    t_get = (time.perf_counter() - t0) * 1000
     model = ctx.models.pick(job.job_id)
     result = conceal_bytes(source.data, model, style=job.style or ctx.settings.default_style,
                            jpeg_quality=ctx.settings.jpeg_quality,
                            decode_budget_bytes=ctx.settings.decode_budget_mb * 2**20)
     completed_at = iso_ms(utc_now())
     meta = {"model-version": result.model, "plate-count": str(len(result.plates)), "job-id": job.job_id}
-    ctx.store.put(job.output_bucket, job.output_key, result.image_bytes, result.content_type, meta)
     sidecar = build_sidecar(job, source.info, result, completed_at)
+    sidecar["timings_ms"]["s3_get"] = round(t_get, 2)
+    t1 = time.perf_counter()
+    ctx.store.put(job.output_bucket, job.output_key, result.image_bytes, result.content_type, meta)
     ctx.store.put(job.output_bucket, job.sidecar_key, json.dumps(sidecar, indent=1).encode(),
                   "application/json", meta)
+    # the record's timings add the output writes (the sidecar is written by them, so it cannot hold them)
+    timings = sidecar["timings_ms"] | {"s3_put": round((time.perf_counter() - t1) * 1000, 2)}
     record = ctx.jobs.finish(job.job_id, JobStatus.DONE, model=result.model,
-                             plates=sidecar["plates"], timings_ms=sidecar["timings_ms"], completed_at=completed_at)
-    t = sidecar["timings_ms"]
+                             plates=sidecar["plates"], timings_ms=timings, completed_at=completed_at)
+    t = timings
     worker_metrics.job_done(record, result.model, len(result.plates), t)
     logger.info("job %s done model=%s plates=%d style=%s size=%dx%d decode=%.1f detect=%.1f landmarks=%.1f "
-                "conceal=%.1f encode=%.1f total=%.1f ms", job.job_id, result.model, len(result.plates), job.style,
-                result.width, result.height, t.get("decode", 0), t.get("detect", 0), t.get("landmarks", 0),
-                t.get("conceal", 0), t.get("encode", 0), t.get("total", 0),
+                "conceal=%.1f encode=%.1f total=%.1f s3_get=%.1f s3_put=%.1f ms", job.job_id, result.model,
+                len(result.plates), job.style, result.width, result.height, t.get("decode", 0), t.get("detect", 0),
+                t.get("landmarks", 0), t.get("conceal", 0), t.get("encode", 0), t.get("total", 0),
+                t.get("s3_get", 0), t.get("s3_put", 0),
                 extra={"model": result.model, "plate_count": len(result.plates), "timings_ms": t})
     return record
 
