@@ -254,9 +254,21 @@ class PlateModel:
         """``name@version``, as written in sidecars, reports and metrics."""
         return f"{self.name}@{self.version}"
 
-    def detect(self, image_bgr: np.ndarray, score_threshold: float | None = None) -> list[Detection]:
+    @property
+    def detector_long_side(self) -> int:
+        """The detector's input long side: a photo decoded at reduced scale down to this loses nothing."""
+        return int(self.config["detector"]["long_side"])
+
+    def detect(self, image_bgr: np.ndarray, score_threshold: float | None = None,
+               photo_size: tuple[int, int] | None = None) -> list[Detection]:
+        """Detector boxes in ``image_bgr``'s pixels; with ``photo_size`` (width, height), ``image_bgr`` is a
+        reduced copy of that photo and the boxes are given in the photo's pixels."""
         cfg = detector_config(self.config, str(self.model_dir))   # read on each call: tune/sweeps change config
         x, scale = preprocess(image_bgr, cfg.long_side, cfg.pad_to, cfg.mean, cfg.std)
+        h, w = image_bgr.shape[:2]
+        if photo_size is not None:  # the letterbox scale is then relative to the photo, not the copy
+            scale *= w / photo_size[0]
+            w, h = photo_size
         outputs = self.detector.run(x)
         logits, offsets = flatten_outputs(outputs, len(cfg.levels))
         anchors = anchors_for(cfg.levels, x.shape[2], x.shape[3])
@@ -267,7 +279,6 @@ class PlateModel:
             idx = idx[np.argsort(-scores[idx])[: cfg.pre_nms_top_k]]
         boxes = decode_boxes(anchors[idx], offsets[idx], cfg.box_stds) / scale
         keep = nms(boxes, scores[idx], cfg.nms_iou, cfg.max_detections)
-        h, w = image_bgr.shape[:2]
         result = []
         for k in keep:
             x1, y1, x2, y2 = boxes[k]

@@ -117,24 +117,50 @@ class DecodedImage:
     format: str
     icc_profile: bytes | None = None
     orientation: int = 1  # the EXIF orientation that was applied (1 = none)
-    reduced: int = 1  # decoded at 1/reduced of the stored size (JPEG over the decode budget)
+    reduced: int = 1  # decoded at 1/reduced of the stored size (JPEG over the decode budget, or a detector copy)
+    # set when image_bgr is a reduced copy made for the detector (``decode(reduce=)``): the upright photo's
+    # (width, height), which ``width``/``height`` then give
+    photo_size: tuple[int, int] | None = None
 
     @property
     def height(self) -> int:
-        return int(self.image_bgr.shape[0])
+        return int(self.photo_size[1]) if self.photo_size else int(self.image_bgr.shape[0])
 
     @property
     def width(self) -> int:
-        return int(self.image_bgr.shape[1])
+        return int(self.photo_size[0]) if self.photo_size else int(self.image_bgr.shape[1])
 
 
 # ----------------------------------------------------------------------------------------------
 # decoding
 
 
+def reduction_for(data: bytes, min_long_side: int) -> int:
+    """The largest JPEG DCT scale-down (8, 4, 2, else 1) that keeps the long side >= ``min_long_side``.
+
+    1 for anything that is not a JPEG or whose header cannot be read (``decode`` then says why).
+    """
+    if sniff_image(data) != "jpeg" or min_long_side <= 0:
+        return 1
+    try:
+        header = _read_header(data, "jpeg")
+    except BadImageError:
+        return 1
+    long_side = max(header.width, header.height)
+    for factor in (8, 4, 2):
+        if -(-long_side // factor) >= min_long_side:
+            return factor
+    return 1
+
+
 def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
-           budget_bytes: int = DEFAULT_DECODE_BUDGET_BYTES) -> DecodedImage:
+           budget_bytes: int = DEFAULT_DECODE_BUDGET_BYTES, reduce: int = 1) -> DecodedImage:
     """Decode ``data`` to an upright BGR uint8 array; see the module docstring.
+
+    ``reduce`` (2, 4 or 8; a JPEG within the decode budget only, ignored otherwise): a copy for the
+    detector, decoded at that fraction of the size in the DCT (libjpeg-turbo scaled decoding: several times
+    faster than a full decode, a proper low-pass like INTER_AREA); ``width``/``height`` still give the
+    photo's size (``photo_size``).
 
     Raises :class:`BadImageError` for empty, unknown, animated, truncated or undecodable data, for
     images over ``max_pixels`` and for non-JPEG images whose decode needs more than
@@ -159,7 +185,9 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise BadImageError(
             f"image too large: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the "
             f"{max_pixels / 1e6:.1f} MP limit")
-    reduce = _reduction(header, fmt, budget_bytes)
+    budget_reduce = _reduction(header, fmt, budget_bytes)
+    detector_copy = fmt == "jpeg" and budget_reduce == 1 and reduce in _REDUCED_FLAGS
+    reduce = reduce if detector_copy else budget_reduce
     if fmt == "jpeg" and not _jpeg_complete(data):
         raise BadImageError("truncated JPEG: no end-of-image marker after the scan data")
 
@@ -178,7 +206,10 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     image = _to_bgr8(raw)
     del raw
     image = np.ascontiguousarray(apply_orientation(image, header.orientation))
-    return DecodedImage(image, fmt, _valid_icc(header.icc), header.orientation, reduce)
+    photo_size = None
+    if detector_copy:
+        photo_size = (height, width) if header.orientation in (5, 6, 7, 8) else (width, height)
+    return DecodedImage(image, fmt, _valid_icc(header.icc), header.orientation, reduce, photo_size)
 
 
 _REDUCED_FLAGS = {2: 17, 4: 33, 8: 65}  # cv2.IMREAD_REDUCED_COLOR_2/4/8 (libjpeg scales while decoding)
@@ -350,6 +381,87 @@ def _jpeg_complete(data: bytes) -> bool:
         length = (data[i + 2] << 8) | data[i + 3]
         i += 2 + length
     return False
+
+
+# ----------------------------------------------------------------------------------------------
+# lossless metadata removal (a JPEG with nothing to conceal keeps its own compressed data)
+
+_SOF_HUFFMAN = (0xC0, 0xC1, 0xC2)  # baseline, extended, progressive (Huffman); others are re-encoded
+_KEEP_APP = ((0xE0, b"JFIF\x00"), (0xE2, b"ICC_PROFILE\x00"), (0xEE, b"Adobe"))
+
+
+def strip_jpeg_metadata(data: bytes) -> bytes | None:
+    """The same JPEG without its metadata, the compressed image data untouched (no generation loss).
+
+    Keeps the JFIF header (APP0), the ICC profile (APP2 ``ICC_PROFILE``) and the Adobe colour-transform
+    segment (APP14), the tables, frame and scans; drops EXIF/XMP (APP1), every other APPn (IPTC,
+    MPF...), comments and anything after the first image's end (appended previews). Returns None when
+    the photo is not one this can keep as it is - an EXIF orientation other than 1 (the pixels must be
+    turned), not 8-bit Huffman-coded, not 1 or 3 components (CMYK) - or when its structure is not the
+    plain one walked here; the caller then decodes and re-encodes as usual.
+    """
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    try:
+        header = _read_header(data, "jpeg")
+    except BadImageError:
+        return None
+    if header.orientation != 1:
+        return None
+    out = [b"\xff\xd8"]
+    n, i = len(data), 2
+    frame_ok = False
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker in (0xD8, 0xD9, 0x01) or 0xD0 <= marker <= 0xD7:
+            return None  # no SOI/EOI/TEM/RST belongs between segments before the first scan
+        length = (data[i + 2] << 8) | data[i + 3]
+        end = i + 2 + length
+        if length < 2 or end > n:
+            return None
+        payload = data[i + 4:end]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a frame header (SOFn)
+            if marker not in _SOF_HUFFMAN or len(payload) < 6 or payload[0] != 8 or payload[5] not in (1, 3):
+                return None
+            frame_ok = True
+        if marker == 0xDA:  # start of the first scan: the rest is the image, up to its EOI
+            if not frame_ok:
+                return None
+            eoi = _end_of_image(data, end)
+            if eoi is None:
+                return None
+            out.append(data[i:eoi])
+            return b"".join(out)
+        keep = not (0xE0 <= marker <= 0xEF or marker == 0xFE) or any(
+            marker == m and payload.startswith(sig) for m, sig in _KEEP_APP)
+        if keep:
+            out.append(data[i:end])
+        i = end
+    return None
+
+
+def _end_of_image(data: bytes, pos: int) -> int | None:
+    """Index just past the EOI ending the image whose entropy-coded data starts at ``pos`` (progressive
+    files interleave tables and scans: their segments are stepped over)."""
+    n = len(data)
+    while True:
+        j = data.find(b"\xff", pos)
+        if j < 0 or j + 1 >= n:
+            return None
+        marker = data[j + 1]
+        if marker == 0x00 or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            pos = j + 1 if marker == 0xFF else j + 2
+            continue
+        if marker == 0xD9:
+            return j + 2
+        if j + 4 > n or 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            return None  # truncated, or metadata between scans: let the caller re-encode
+        pos = j + 2 + ((data[j + 2] << 8) | data[j + 3])  # DHT, DQT, DRI, SOS... between scans
 
 
 def _to_bgr8(raw: np.ndarray, band_samples: int = 1 << 22) -> np.ndarray:

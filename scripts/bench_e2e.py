@@ -313,6 +313,26 @@ def fetch_records(api_url: str, api_key: str, items: list[Sent]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# CPU time of the stack's services: on a shared machine a steadier measure of cost than wall time
+
+
+def group_cpu_seconds(pgids: dict[str, int]) -> dict[str, float]:
+    """user+system CPU seconds of every live process in each process group (each service of the stack
+    runs in its own session), ``{service: seconds}``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    by_group = {pgid: 0.0 for pgid in pgids.values()}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pgrp = int(fields[2])
+        if pgrp in by_group:
+            by_group[pgrp] += (int(fields[11]) + int(fields[12])) / tick
+    return {name: by_group[pgid] for name, pgid in pgids.items()}
+
+
+# ----------------------------------------------------------------------------------------------
 # analysis
 
 
@@ -415,6 +435,9 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"{name:<18}{_fmt(st['p50'])}{_fmt(st['p95'])}{_fmt(st['p99'])}{_fmt(st['max'])}"
                      f"{_fmt(st['mean'])}")
     lines.append(f"stage means add up to {s['stage_means_sum_ms']} ms (e2e mean {s['e2e_ms']['mean']} ms)")
+    if "cpu_ms_per_photo" in s:
+        lines.append("CPU ms per photo (user+system, by service): " +
+                     ", ".join(f"{k} {v}" for k, v in s["cpu_ms_per_photo"].items()))
     return "\n".join(lines)
 
 
@@ -467,7 +490,8 @@ def warm_up(sender: Sender, photos: list[Photo], watcher: Any, n: int, timeout: 
                 watcher.cond.wait(timeout=0.2)
 
 
-def measure(args: argparse.Namespace, api_url: str, api_key: str, redis_url: str | None) -> dict[str, Any]:
+def measure(args: argparse.Namespace, api_url: str, api_key: str, redis_url: str | None,
+            pgids: dict[str, int] | None = None) -> dict[str, Any]:
     photos, source = load_photos(args)
     sizes = sorted({(p.width, p.height) for p in photos})
     print(f"{len(photos)} photos from {source}; sizes {sizes[:6]}{' ...' if len(sizes) > 6 else ''}; "
@@ -478,15 +502,20 @@ def measure(args: argparse.Namespace, api_url: str, api_key: str, redis_url: str
     try:
         warm_up(sender, photos, watcher, args.warmup, args.timeout)
         load_before = os.getloadavg()
+        cpu_before = group_cpu_seconds(pgids or {})
         t0 = time.time()
         items = run_load(args, photos, sender, watcher)
         wall = time.time() - t0
+        cpu_after = group_cpu_seconds(pgids or {})
         load_after = os.getloadavg()
     finally:
         watcher.stop()
     fetch_records(api_url, api_key, items)
     rows = [r for r in (breakdown(it) for it in items) if r is not None]
     summary = summarise(items, rows, args)
+    if pgids and rows:
+        cpu = {k: (cpu_after[k] - cpu_before[k]) * 1000 / len(items) for k in pgids}
+        summary["cpu_ms_per_photo"] = {k: round(v, 1) for k, v in cpu.items()} | {"all": round(sum(cpu.values()), 1)}
     return {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "source": source, "photos": len(photos),
             "photo_sizes": [list(s) for s in sizes], "style": args.style, "upload": args.upload,
             "completion": "redis events" if redis_url else "polling", "wall_s": round(wall, 2),
@@ -528,7 +557,8 @@ def run(args: argparse.Namespace) -> int:
         api_url, api_key, redis_url = stack.api_url, stack.api_key, stack.redis_url
         target = f"local stack: worker --pool {args.pool} --concurrency {args.concurrency} {' '.join(args.worker_env)}"
     try:
-        report = measure(args, api_url, api_key, redis_url)
+        pgids = {svc.name: svc.pid for svc in stack.services} if stack is not None else None
+        report = measure(args, api_url, api_key, redis_url, pgids)
     finally:
         if stack is not None:
             stack.stop()

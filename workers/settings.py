@@ -22,6 +22,9 @@ class WorkerSettings(CommonSettings, RegistryOptions, WebhookSettings):
     model_dir: str | None = Field(None, description="model bundle folder; unset = the shipped bundle")
     threads: int = Field(1, ge=0, description="inference threads per worker process (0 = runtime default)")
     jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of concealed photos")
+    fast_paths: bool = Field(True, description="detector on a JPEG decoded at reduced scale, full decode only where "
+                                               "it found something; a JPEG without plates kept as it came, "
+                                               "metadata removed (false: decode/encode every photo in full)")
     soft_time_limit_s: float = Field(20.0, gt=0, description="a job past this fails as 'timed out'")
     hard_time_limit_s: float = Field(30.0, gt=0, description="the worker process is killed past this")
     visibility_timeout_s: int = Field(3600, gt=0, description="Redis broker: an unacked job is redelivered after this")

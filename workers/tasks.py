@@ -20,7 +20,8 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError
@@ -50,6 +51,8 @@ class WorkerContext:
     store: ObjectStore
     jobs: JobStore
     models: ModelProvider
+    # one thread that writes the concealed photo while the job's own thread writes the sidecar
+    writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="s3-put"))
 
     @classmethod
     def from_settings(cls, settings: WorkerSettings) -> WorkerContext:
@@ -127,15 +130,20 @@ def run_job(job: ConcealJob, ctx: WorkerContext, retries: int = 0) -> JobRecord 
     model = ctx.models.pick(job.job_id)
     result = conceal_bytes(source.data, model, style=job.style or ctx.settings.default_style,
                            jpeg_quality=ctx.settings.jpeg_quality,
-                           decode_budget_bytes=ctx.settings.decode_budget_mb * 2**20)
+                           decode_budget_bytes=ctx.settings.decode_budget_mb * 2**20,
+                           fast_paths=ctx.settings.fast_paths)
     completed_at = iso_ms(utc_now())
     meta = {"model-version": result.model, "plate-count": str(len(result.plates)), "job-id": job.job_id}
     sidecar = build_sidecar(job, source.info, result, completed_at)
     sidecar["timings_ms"]["s3_get"] = round(t_get, 2)
     t1 = time.perf_counter()
-    ctx.store.put(job.output_bucket, job.output_key, result.image_bytes, result.content_type, meta)
-    ctx.store.put(job.output_bucket, job.sidecar_key, json.dumps(sidecar, indent=1).encode(),
-                  "application/json", meta)
+    photo_put = ctx.writer.submit(ctx.store.put, job.output_bucket, job.output_key, result.image_bytes,
+                                  result.content_type, meta)
+    try:  # the two writes overlap; both must succeed before the job is done
+        ctx.store.put(job.output_bucket, job.sidecar_key, json.dumps(sidecar, indent=1).encode(),
+                      "application/json", meta)
+    finally:
+        photo_put.result()
     # the record's timings add the output writes (the sidecar is written by them, so it cannot hold them)
     timings = sidecar["timings_ms"] | {"s3_put": round((time.perf_counter() - t1) * 1000, 2)}
     record = ctx.jobs.finish(job.job_id, JobStatus.DONE, model=result.model,
