@@ -1,5 +1,11 @@
 """The job status store: one Redis hash per job (``plateveil:job:<id>``) plus the completion stream.
 
+It also carries the upload hand-off: the upload service, having stored a small original in S3, may leave
+a copy of its bytes beside the job record (``plateveil:upload:<id>``, a short TTL, written in the same
+round trip as the record); the worker takes it (read and delete at once) instead of reading the original
+back from S3. The S3 original stays the durable copy: a retried or redelivered job, an expired or
+missing hand-off, all read S3 as before.
+
 The producer writes ``queued`` *before* it enqueues (so a fast worker's ``running`` is never
 overwritten); the worker writes ``running`` / ``done`` / ``failed`` with partial ``HSET``s, so no
 read-modify-write races. Finished jobs go to the event stream (``XADD ... MAXLEN ~ n``).
@@ -17,8 +23,10 @@ import redis
 from plateveil.errors import BrokerError
 from plateveil.redisconn import redis_from_url
 from plateveil.schema import CompletionEvent, JobRecord, JobStatus, iso_ms, utc_now
+from plateveil.storage.base import ObjectInfo, StoredObject
 
 KEY_PREFIX = "plateveil:job:"
+UPLOAD_PREFIX = "plateveil:upload:"
 
 
 class JobStore:
@@ -28,6 +36,7 @@ class JobStore:
         self.ttl_s = ttl_s
         self.event_stream = event_stream
         self.event_maxlen = event_maxlen
+        self._raw: redis.Redis | None = None
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> JobStore:
@@ -48,11 +57,46 @@ class JobStore:
     def ping(self) -> None:
         self._run("ping", self.client.ping)
 
-    def create(self, record: JobRecord) -> None:
+    def create(self, record: JobRecord, upload: StoredObject | None = None, upload_ttl_s: int = 60) -> None:
+        """Write the record; with ``upload`` (the original as stored), also leave its bytes for the worker."""
         pipe = self.client.pipeline()
         pipe.hset(self.key(record.job_id), mapping=cast(Mapping[Any, Any], record.to_hash()))
         pipe.expire(self.key(record.job_id), self.ttl_s)
+        if upload is not None:
+            info = upload.info
+            pipe.hset(UPLOAD_PREFIX + record.job_id, mapping={
+                "data": upload.data, "bucket": info.bucket, "key": info.key, "etag": info.etag,
+                "content_type": info.content_type})
+            pipe.expire(UPLOAD_PREFIX + record.job_id, upload_ttl_s)
         self._run("create", pipe.execute)
+
+    def take_upload(self, job_id: str, bucket: str, key: str) -> StoredObject | None:
+        """The original's bytes left by the upload service for this job (removed as they are read), or None:
+        none left, expired, for another object, or Redis failing (the caller then reads S3)."""
+        name = UPLOAD_PREFIX + job_id
+        try:
+            pipe = self._raw_client().pipeline()
+            pipe.hgetall(name)
+            pipe.delete(name)
+            found = pipe.execute()[0]
+        except redis.RedisError:
+            return None
+        if not found:
+            return None
+        h = {k.decode(): v for k, v in found.items()}
+        if h.get("bucket", b"").decode() != bucket or h.get("key", b"").decode() != key or "data" not in h:
+            return None
+        data = bytes(h["data"])
+        return StoredObject(ObjectInfo(bucket, key, len(data), h.get("content_type", b"").decode(),
+                                       h.get("etag", b"").decode()), data)
+
+    def _raw_client(self) -> redis.Redis:
+        """A client on the same server that returns bytes (photo data is not text)."""
+        if self._raw is None:
+            kwargs = dict(self.client.connection_pool.connection_kwargs) | {"decode_responses": False}
+            self._raw = redis.Redis(connection_pool=redis.ConnectionPool(
+                connection_class=self.client.connection_pool.connection_class, **kwargs))
+        return self._raw
 
     def get(self, job_id: str) -> JobRecord | None:
         h = self._run("get", self.client.hgetall, self.key(job_id))

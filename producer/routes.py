@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from plateveil.errors import BrokerError, StorageError
 from plateveil.imaging import DECODABLE, animation, output_format, sniff_image
 from plateveil.schema import STYLES, ConcealJob, content_type_for, extension_for, format_for
+from plateveil.storage import StoredObject
 from producer.events import intake
 from producer.events.intake import claim_key
 from producer.guard import SCOPE_KEY_ID
@@ -126,9 +127,9 @@ async def _release(svc: Services, key_id: str, jobs: list[ConcealJob]) -> None:
         logger.warning("could not release %d queue slots of key %s (they expire with the jobs)", len(jobs), key_id)
 
 
-async def _accept(svc: Services, key_id: str, job: ConcealJob) -> None:
+async def _accept(svc: Services, key_id: str, job: ConcealJob, upload: StoredObject | None = None) -> None:
     try:
-        await run_in_threadpool(svc.accept, job, key_id)
+        await run_in_threadpool(svc.accept, job, key_id, upload)
     except BrokerError as exc:
         await _release(svc, key_id, [job])
         raise _unavailable("job queue", exc) from exc
@@ -193,12 +194,12 @@ async def upload_photo(
                       source_ext=extension_for(fmt))
     await _admit(svc, key_id, [job])
     try:
-        await run_in_threadpool(svc.store.put, job.source_bucket, job.source_key, data, content_type_for(fmt),
-                                clean_meta | {"job-id": job.job_id, "api-key-id": key_id})
+        stored = await run_in_threadpool(svc.store.put, job.source_bucket, job.source_key, data,
+                                         content_type_for(fmt), clean_meta | {"job-id": job.job_id, "api-key-id": key_id})
     except StorageError as exc:
         await _release(svc, key_id, [job])
         raise _unavailable("storage", exc) from exc
-    await _accept(svc, key_id, job)
+    await _accept(svc, key_id, job, StoredObject(stored, data))
     return _accepted(request, job)
 
 

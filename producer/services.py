@@ -26,7 +26,7 @@ from plateveil.schema import (
     new_job_id,
     utc_now,
 )
-from plateveil.storage import ObjectStore, get_store
+from plateveil.storage import ObjectStore, StoredObject, get_store
 from producer.identity import current_key_id
 from producer.limits import Limits
 from producer.settings import ProducerSettings
@@ -98,9 +98,12 @@ class Services:
                           output_key=dated_key(self.settings.output_prefix, job_id, extension_for(out_fmt), now),
                           style=style, accepted_at=iso_ms(now), metadata=metadata, key_id=current_key_id.get())
 
-    def accept(self, job: ConcealJob, key_id: str = "-") -> None:
-        """Record ``queued`` first, then enqueue by task name; BrokerError if either fails."""
-        self.jobs.create(JobRecord.queued(job))
+    def accept(self, job: ConcealJob, key_id: str = "-", upload: StoredObject | None = None) -> None:
+        """Record ``queued`` first, then enqueue by task name; BrokerError if either fails. ``upload``: the
+        original just stored, handed to the worker through Redis when small enough (``handoff_max_bytes``)."""
+        if upload is not None and len(upload.data) > self.settings.handoff_max_bytes:
+            upload = None
+        self.jobs.create(JobRecord.queued(job), upload=upload, upload_ttl_s=self.settings.handoff_ttl_s)
         try:
             self.sender.send_task(TASK_CONCEAL, args=[job.to_dict()], task_id=job.job_id,
                                   queue=self.settings.queue)

@@ -55,6 +55,10 @@ class ProducerSettings(CommonSettings, EventsSettings):
     review_index_days: int = Field(90, ge=1, description="how long finished jobs stay in the review queue's index")
     jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of photos re-rendered by a correction "
                                                             "(the worker's PLATEVEIL_JPEG_QUALITY)")
+    handoff_max_bytes: int = Field(2 * 1024 * 1024, ge=0, description="an upload up to this size is also left in "
+                                   "Redis for the worker, saving it the S3 read (0: never)")
+    handoff_ttl_s: int = Field(60, ge=1, description="how long a hand-off waits for a worker; Redis holds at most "
+                               "about rate x this x photo size")
 
     @field_validator("api_key_hashes", mode="before")
     @classmethod

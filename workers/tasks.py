@@ -125,7 +125,9 @@ def run_job(job: ConcealJob, ctx: WorkerContext, retries: int = 0) -> JobRecord 
         raise PermanentError(f"started {attempts - retries} times without finishing "
                              "(the photo may crash or stall the worker)")
     t0 = time.perf_counter()
-    source = ctx.store.get(job.source_bucket, job.source_key)
+    # the upload service's hand-off when there is one (no S3 round trip), else the durable original in S3
+    source = (ctx.jobs.take_upload(job.job_id, job.source_bucket, job.source_key)
+              or ctx.store.get(job.source_bucket, job.source_key))
     t_get = (time.perf_counter() - t0) * 1000
     model = ctx.models.pick(job.job_id)
     result = conceal_bytes(source.data, model, style=job.style or ctx.settings.default_style,
