@@ -339,7 +339,7 @@ def load_model(model_dir: str | Path | None = None, backend: str = DEFAULT_BACKE
     graphs = {}
     for part, names in MODEL_FILES.items():
         files = {k: model_dir / v for k, v in names.items()}
-        needed = ["onnx"] if backend == "onnx" else ["symbol", "params"]
+        needed = ["onnx"] if backend.startswith("onnx") else ["symbol", "params"]
         missing = [str(files[k]) for k in needed if not files[k].is_file()]
         if missing:
             raise ModelLoadError(f"model bundle {model_dir} lacks {', '.join(missing)}")

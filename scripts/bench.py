@@ -83,6 +83,7 @@ class BackendRun:
                                   "detect": stats([r["fixed_ms"]["detect"] for r in self.records]),
                                   "landmarks": stats([r["fixed_ms"]["landmarks"] for r in self.records])},
             "photos_per_s": round(1000.0 / float(np.mean(totals)), 2) if totals else None,
+            "cpu_ms": stats([r["cpu_ms"] for r in self.records]),
             "plates_per_photo": round(float(np.mean([r["plates"] for r in self.records])), 2)
             if self.records else None,
         }
@@ -147,18 +148,20 @@ def fixed_size_image(data: bytes) -> np.ndarray:
     return cv2.resize(image, FIXED_SIZE, interpolation=interp)
 
 
-def measure(model: PlateModel, photos: list[Photo], warmup: int, style: str, threads: int, load_s: float
-            ) -> BackendRun:
+def measure(model: PlateModel, photos: list[Photo], warmup: int, style: str, threads: int, load_s: float,
+            fast_paths: bool = True) -> BackendRun:
     run = BackendRun(model.backend, model.tag, threads, load_s)
     for photo in photos[:warmup]:
         try:
-            conceal_bytes(photo.data, model, style=style)
+            conceal_bytes(photo.data, model, style=style, fast_paths=fast_paths)
             model.find_plates(fixed_size_image(photo.data))
         except BadImageError:
             pass
     for photo in tqdm(photos, desc=f"bench {model.backend}", unit="photo", file=sys.stderr):
         try:
-            result = conceal_bytes(photo.data, model, style=style)
+            cpu0 = time.process_time()
+            result = conceal_bytes(photo.data, model, style=style, fast_paths=fast_paths)
+            cpu_ms = (time.process_time() - cpu0) * 1000
             fixed = fixed_size_image(photo.data)
         except BadImageError as exc:
             run.failed.append({"photo": photo.name, "error": str(exc)})
@@ -171,6 +174,7 @@ def measure(model: PlateModel, photos: list[Photo], warmup: int, style: str, thr
             "height": result.height,
             "plates": len(result.plates),
             "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()},
+            "cpu_ms": round(cpu_ms, 3),  # CPU time of this process (all its threads) for the whole pipeline
             "fixed_ms": {"detect": round(fixed_timings.detect, 3), "landmarks": round(fixed_timings.landmarks, 3)},
         })
     return run
@@ -192,6 +196,8 @@ def format_table(summary: dict[str, Any], cpus: str) -> str:
     for key in TIMING_KEYS:
         s = summary["stages_ms"][key]
         lines.append(f"{key:<24}{_ms(s['p50'])}{_ms(s['p95'])}{_ms(s['max'])}")
+    c = summary["cpu_ms"]
+    lines.append(f"{'CPU time (all threads)':<24}{_ms(c['p50'])}{_ms(c['p95'])}{_ms(c['max'])}   mean {c['mean']}")
     f = summary["fixed_1280x720_ms"]["detect+landmarks"]
     lines.append(f"{'detect+landmarks 1280x720':<24}{_ms(f['p50'])}{_ms(f['p95'])}{_ms(f['max'])}")
     pps = summary["photos_per_s"]
@@ -249,7 +255,8 @@ def cpu_description() -> str:
 def run(args: argparse.Namespace) -> int:
     backends = list(BACKENDS) if args.compare_backends else [args.backend]
     photos, source = load_photos(args.images, args.n, args.seed)
-    print(f"{len(photos)} photos from {source}; warm-up {min(args.warmup, len(photos))}; style {args.style}")
+    print(f"{len(photos)} photos from {source}; warm-up {min(args.warmup, len(photos))}; style {args.style}; "
+          f"fast paths {'off' if args.no_fast_paths else 'on'}; load average {os.getloadavg()}")
     cpus = cpu_description()
     runs: list[BackendRun] = []
     for backend in backends:
@@ -259,7 +266,8 @@ def run(args: argparse.Namespace) -> int:
         except ModelLoadError as exc:
             print(f"cannot load the model with {backend}: {exc}", file=sys.stderr)
             return 2
-        runs.append(measure(model, photos, args.warmup, args.style, args.threads, time.perf_counter() - t0))
+        runs.append(measure(model, photos, args.warmup, args.style, args.threads, time.perf_counter() - t0,
+                            fast_paths=not args.no_fast_paths))
     summaries = [r.summary() for r in runs]
     for summary in summaries:
         print()
@@ -274,6 +282,8 @@ def run(args: argparse.Namespace) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "source": source,
         "style": args.style,
+        "fast_paths": not args.no_fast_paths,
+        "loadavg": [round(v, 2) for v in os.getloadavg()],
         "warmup": args.warmup,
         "cpus": cpus,
         "machine": platform.machine(),
@@ -297,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="backend threads (0: the backend's default)")
     parser.add_argument("--model-dir", default=None, help="model bundle folder (default: the shipped one)")
     parser.add_argument("--style", default=DEFAULT_STYLE)
+    parser.add_argument("--no-fast-paths", action="store_true",
+                        help="the reference path: decode and encode every photo in full (PLATEVEIL_FAST_PATHS=false)")
     parser.add_argument("--warmup", type=int, default=5, help="photos run before timing")
     parser.add_argument("--seed", type=int, default=0, help="photo sampling / scene generation seed")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench"))

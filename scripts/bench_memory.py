@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 import tempfile
 import threading
@@ -51,8 +52,11 @@ def group_rss_kib(pgid: int) -> dict[int, int]:
 def load_photos(args: argparse.Namespace) -> list[bytes]:
     root = Path(args.data_root)
     if root.is_dir() and not args.generated:
-        files = sorted((root / "ro-dashcam" / "images").glob("*.jpg"))[:100] + \
-            sorted((root / "oi-streets" / "images").glob("*.jpg"))[:100]
+        files = sorted((root / "ro-dashcam" / "images").glob("*.jpg"))[:150] + \
+            sorted((root / "oi-streets" / "images").glob("*.jpg"))[:150]
+        # shuffled, so that the first photos are a mix of sizes like any stretch of real traffic (new photo
+        # sizes bring new detector input shapes: anchors and runtime buffers, allocated once per shape)
+        random.Random(args.seed).shuffle(files)
         if files:
             return [p.read_bytes() for p in files]
     from plateveil.samples import render_scene
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--generated", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="photo order")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-memory"))
     args = parser.parse_args(argv)
     if args.n <= args.baseline:

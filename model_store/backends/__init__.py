@@ -15,6 +15,7 @@ from model_store.backends.base import Backend, Graph
 
 _BACKENDS = {
     "onnx": ("model_store.backends.onnx_backend", "OnnxBackend"),
+    "onnx-cpu": ("model_store.backends.onnx_backend", "OnnxCpuBackend"),
     "mxnet": ("model_store.backends.mxnet_backend", "MxnetBackend"),
 }
 BACKENDS = tuple(_BACKENDS)

@@ -1,13 +1,23 @@
-"""ONNX Runtime backend (CPU; CUDA provider first when the wheel and a GPU are there)."""
+"""ONNX Runtime backends: ``onnx`` (CUDA first when the installed onnxruntime has the CUDA provider, i.e. the
+``onnxruntime-gpu`` wheel, else CPU) and ``onnx-cpu`` (CPU only, even on a GPU host).
+
+The provider list is ONNX Runtime's own fallback order: with ``CUDAExecutionProvider`` first, nodes CUDA
+cannot run go to ``CPUExecutionProvider``. Which GPU a process uses is chosen outside, with
+``CUDA_VISIBLE_DEVICES`` (one worker process per GPU; docs/performance.md). The providers a session really
+got are logged when it loads.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from model_store.backends.base import Backend, Graph
+
+logger = logging.getLogger(__name__)
 
 
 class _OnnxGraph(Graph):
@@ -21,6 +31,7 @@ class _OnnxGraph(Graph):
 
 class OnnxBackend(Backend):
     name = "onnx"
+    providers: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider")  # those installed, in order
 
     def load(self, files: dict[str, Path]) -> Graph:
         opts = ort.SessionOptions()
@@ -35,6 +46,15 @@ class OnnxBackend(Backend):
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         available = ort.get_available_providers()
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        providers = [p for p in self.providers if p in available] or ["CPUExecutionProvider"]
         session = ort.InferenceSession(str(files["onnx"]), sess_options=opts, providers=providers)
+        logger.info("onnxruntime %s session %s: providers %s (installed: %s)", self.name,
+                    Path(files["onnx"]).name, session.get_providers(), available)
         return _OnnxGraph(session)
+
+
+class OnnxCpuBackend(OnnxBackend):
+    """ONNX Runtime on the CPU only (a CPU worker on a GPU host; the same numbers as ``onnx`` without a GPU)."""
+
+    name = "onnx-cpu"
+    providers = ("CPUExecutionProvider",)
