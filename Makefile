@@ -10,7 +10,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 IMAGES ?=
 ARGS ?=
 
-.PHONY: help setup browser test test-unit test-integration demo bench bench-e2e train preview eval up down status lint typecheck doctor clean
+.PHONY: help setup browser test test-unit test-integration demo bench bench-e2e bench-memory train preview eval up down status lint typecheck doctor clean
 
 help:
 	@echo "make setup            build .venv from requirements.lock (+ requirements-dev.lock), install plateveil -e"
@@ -19,6 +19,7 @@ help:
 	@echo "make demo [IMAGES=d]  end-to-end demo on real held-out photos (generated ones without ../shared/data, or your folder); outputs in demo-out/"
 	@echo "make bench [IMAGES=d] per-stage latency p50/p95/max in one process (ARGS='--n 50 --compare-backends')"
 	@echo "make bench-e2e        the whole local stack, real photos open-loop: e2e p50/p95/p99, stages (ARGS='--rate 5 --duration 30', '--mode saturation')"
+	@echo "make bench-memory     worker resident memory after 100 and after N photos through the local stack (ARGS='--n 10000')"
 	@echo "make train            the shipped training recipe (26 stages, 8 mining steps, tuning, bundle; resumes) into runs/train/"
 	@echo "make eval             the shipped model on the validation split of ../shared/data (runs/eval/)"
 	@echo "make preview          contact sheet of synthetic + real samples with labels (runs/preview.png)"
@@ -66,6 +67,9 @@ bench: setup
 
 bench-e2e: setup
 	$(PY) scripts/bench_e2e.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)
+
+bench-memory: setup
+	$(PY) scripts/bench_memory.py $(ARGS)
 
 # The shipped recipe (model_store/training/recipe.py: 26 stages, 8 mining steps, the threshold sweep, the bundle)
 # on 2 CPU cores, machine idle: about 7 h 35 min, see model_store/training/MODEL_CARD.md. A rerun resumes where it stopped.

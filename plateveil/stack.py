@@ -419,7 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     parser.add_argument("--pool", default="prefork", help="worker pool (prefork, solo, threads)")
-    parser.add_argument("--concurrency", type=int, default=1, help="worker processes/threads")
+    # two prefork processes of one inference thread each: a single process can use one core at most
+    # (issue 26, docs/performance.md)
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes/threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)

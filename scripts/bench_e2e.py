@@ -597,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--redis-url", help="with --api-url: Redis of that service, to hear completion events")
     parser.add_argument("--event-stream", default=DEFAULT_EVENT_STREAM)
     parser.add_argument("--pool", default="prefork", help="worker pool of the started stack (as make up)")
-    parser.add_argument("--concurrency", type=int, default=1, help="worker processes/threads of the started stack")
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes/threads of the started stack (as make up)")
     parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra PLATEVEIL_* setting for the started stack (repeatable)")
     parser.add_argument("--images", help="folder of photos (default: ../shared/data, else generated)")
