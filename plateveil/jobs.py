@@ -31,18 +31,18 @@ UPLOAD_PREFIX = "plateveil:upload:"
 
 class JobStore:
     def __init__(self, client: redis.Redis, ttl_s: int = 7 * 24 * 3600, event_stream: str = "plateveil:events",
-                 event_maxlen: int = 100_000) -> None:
+                 event_maxlen: int = 100_000, raw_client: redis.Redis | None = None) -> None:
         self.client = client
         self.ttl_s = ttl_s
         self.event_stream = event_stream
         self.event_maxlen = event_maxlen
-        self._raw: redis.Redis | None = None
+        self._raw = raw_client  # the same server answering bytes (photo data is not text); needed to take uploads
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> JobStore:
-        client = redis_from_url(url, decode_responses=True, socket_connect_timeout=3, socket_timeout=5,
-                                      health_check_interval=30)
-        return cls(client, **kwargs)
+        options = {"socket_connect_timeout": 3, "socket_timeout": 5, "health_check_interval": 30}
+        client = redis_from_url(url, decode_responses=True, **options)
+        return cls(client, raw_client=redis_from_url(url, decode_responses=False, **options), **kwargs)
 
     @staticmethod
     def key(job_id: str) -> str:
@@ -72,10 +72,13 @@ class JobStore:
 
     def take_upload(self, job_id: str, bucket: str, key: str) -> StoredObject | None:
         """The original's bytes left by the upload service for this job (removed as they are read), or None:
-        none left, expired, for another object, or Redis failing (the caller then reads S3)."""
+        none left, expired, for another object, Redis failing, or a store made without a bytes client (the
+        caller then reads S3)."""
+        if self._raw is None:
+            return None
         name = UPLOAD_PREFIX + job_id
         try:
-            pipe = self._raw_client().pipeline()
+            pipe = self._raw.pipeline()
             pipe.hgetall(name)
             pipe.delete(name)
             found = pipe.execute()[0]
@@ -89,14 +92,6 @@ class JobStore:
         data = bytes(h["data"])
         return StoredObject(ObjectInfo(bucket, key, len(data), h.get("content_type", b"").decode(),
                                        h.get("etag", b"").decode()), data)
-
-    def _raw_client(self) -> redis.Redis:
-        """A client on the same server that returns bytes (photo data is not text)."""
-        if self._raw is None:
-            kwargs = dict(self.client.connection_pool.connection_kwargs) | {"decode_responses": False}
-            self._raw = redis.Redis(connection_pool=redis.ConnectionPool(
-                connection_class=self.client.connection_pool.connection_class, **kwargs))
-        return self._raw
 
     def get(self, job_id: str) -> JobRecord | None:
         h = self._run("get", self.client.hgetall, self.key(job_id))

@@ -40,6 +40,15 @@ def test_hand_off_for_another_object_is_not_used(stack):
     assert jobs.take_upload("no-such-job", "in", "k") is None
 
 
+def test_a_store_without_a_bytes_client_reads_s3(stack, redis_client):
+    job = _job("handoff-3")
+    upload = StoredObject(ObjectInfo("in", job.source_key, 3, "image/jpeg", "e"), b"abc")
+    writer = JobStore.from_url(stack.redis_url)
+    writer.create(JobRecord.queued(job), upload=upload)
+    assert JobStore(redis_client).take_upload(job.job_id, "in", job.source_key) is None
+    assert writer.take_upload(job.job_id, "in", job.source_key) == upload
+
+
 def test_uploaded_photo_is_processed_from_the_hand_off(client, redis_client, car_jpeg):
     accepted = client.submit_photo(car_jpeg, style="solid")
     job = client.wait(accepted["job_id"], timeout=60)
