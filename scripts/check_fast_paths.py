@@ -3,6 +3,7 @@ reference path (full decode, find, conceal, encode) and the fast paths (detector
 reduced scale, lossless output of photos without plates) - and compares what they found and wrote.
 
     python scripts/check_fast_paths.py [--data-root ../shared/data] [--folders ro-dashcam,oi-streets] [--n 300]
+                                       [--reduced-decode]
 
 Prints, and writes to ``--out``/fast_paths.json: photos where the plate count differs, plate polygons
 matched by IoU (min/mean), photos written losslessly (the output's pixels must equal the original's),
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folders", default="ro-dashcam,oi-streets")
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--style", default="blur")
+    parser.add_argument("--reduced-decode", action="store_true", help="compare with the reduced-decode fast path")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-e2e"))
     args = parser.parse_args(argv)
     root = Path(args.data_root)
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in tqdm(files, unit="photo", file=sys.stderr, mininterval=2.0):
         data = path.read_bytes()
         ref = conceal_bytes(data, model, style=args.style, fast_paths=False)
-        fast = conceal_bytes(data, model, style=args.style)
+        fast = conceal_bytes(data, model, style=args.style, reduced_decode=args.reduced_decode)
         ref_q = [np.asarray(p.polygon) for p in ref.plates]
         fast_q = [np.asarray(p.polygon) for p in fast.plates]
         ious = [max((polygon_iou(q, f) for f in fast_q), default=0.0) for q in ref_q]
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ious = [r["min_iou"] for r in rows if r["min_iou"] is not None]
     lossless = [r for r in rows if r["lossless"]]
     summary = {
+        "reduced_decode": args.reduced_decode,
         "photos": len(rows),
         "plate_count_differs": len(differ),
         "plates_ref": sum(r["ref_plates"] for r in rows),
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "fast_paths.json").write_text(json.dumps({"summary": summary, "differ": differ, "photos": rows}, indent=1))
+    (out / f"fast_paths{'-reduced' if args.reduced_decode else ''}.json").write_text(json.dumps({"summary": summary, "differ": differ, "photos": rows}, indent=1))
     print(json.dumps(summary, indent=1))
     for r in differ[:10]:
         print(f"  differs: {r}")

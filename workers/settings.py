@@ -22,9 +22,11 @@ class WorkerSettings(CommonSettings, RegistryOptions, WebhookSettings):
     model_dir: str | None = Field(None, description="model bundle folder; unset = the shipped bundle")
     threads: int = Field(1, ge=0, description="inference threads per worker process (0 = runtime default)")
     jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of concealed photos")
-    fast_paths: bool = Field(True, description="detector on a JPEG decoded at reduced scale, full decode only where "
-                                               "it found something; a JPEG without plates kept as it came, "
-                                               "metadata removed (false: decode/encode every photo in full)")
+    fast_paths: bool = Field(True, description="a JPEG in which no plate is found is kept as it came, metadata "
+                                               "removed, not re-encoded (false: re-encode every photo)")
+    reduced_decode: bool = Field(False, description="with fast_paths: the detector sees a JPEG decoded at reduced "
+                                                    "scale, the full decode only where it found something (cheaper "
+                                                    "without plates; detections differ slightly)")
     soft_time_limit_s: float = Field(20.0, gt=0, description="a job past this fails as 'timed out'")
     hard_time_limit_s: float = Field(30.0, gt=0, description="the worker process is killed past this")
     visibility_timeout_s: int = Field(3600, gt=0, description="Redis broker: an unacked job is redelivered after this")

@@ -133,7 +133,7 @@ def run_job(job: ConcealJob, ctx: WorkerContext, retries: int = 0) -> JobRecord 
     result = conceal_bytes(source.data, model, style=job.style or ctx.settings.default_style,
                            jpeg_quality=ctx.settings.jpeg_quality,
                            decode_budget_bytes=ctx.settings.decode_budget_mb * 2**20,
-                           fast_paths=ctx.settings.fast_paths)
+                           fast_paths=ctx.settings.fast_paths, reduced_decode=ctx.settings.reduced_decode)
     completed_at = iso_ms(utc_now())
     meta = {"model-version": result.model, "plate-count": str(len(result.plates)), "job-id": job.job_id}
     sidecar = build_sidecar(job, source.info, result, completed_at)

@@ -68,7 +68,7 @@ def test_the_shipped_model_is_a_two_stage_finder():
 def test_no_plate_jpeg_is_kept_as_it_came_without_metadata():
     data, _ = photo_jpeg()
     finder = TwoStageFake(boxes=[], plates=[])
-    result = conceal_bytes(data, finder)
+    result = conceal_bytes(data, finder, reduced_decode=True)
     assert finder.seen["detect"] == ((120, 160, 3), (320, 240))  # decoded at 1/2 scale for the detector
     assert "refine" not in finder.seen and "find_plates" not in finder.seen
     assert result.image_bytes == imaging.strip_jpeg_metadata(data)
@@ -83,7 +83,7 @@ def test_no_plate_jpeg_is_kept_as_it_came_without_metadata():
 def test_found_plates_are_concealed_on_the_full_size_photo():
     data, rgb = photo_jpeg()
     finder = TwoStageFake(boxes=["a detection"], plates=[PLATE])
-    result = conceal_bytes(data, finder, style="solid")
+    result = conceal_bytes(data, finder, style="solid", reduced_decode=True)
     assert finder.seen["refine"] == (240, 320, 3)
     assert result.plates == [PLATE] and (result.width, result.height) == (320, 240)
     out = imaging.decode(result.image_bytes).image_bgr[:, :, ::-1].astype(int)
@@ -97,14 +97,14 @@ def test_found_plates_are_concealed_on_the_full_size_photo():
 def test_detections_the_landmarks_reject_still_lose_nothing():
     data, _ = photo_jpeg()
     finder = TwoStageFake(boxes=["a look-alike"], plates=[])
-    result = conceal_bytes(data, finder)
+    result = conceal_bytes(data, finder, reduced_decode=True)
     assert finder.seen["refine"] == (240, 320, 3)
     assert result.image_bytes == imaging.strip_jpeg_metadata(data)
 
 
 def test_an_exif_rotated_photo_without_plates_is_turned_and_re_encoded():
     data, rgb = photo_jpeg(orientation=6)
-    result = conceal_bytes(data, TwoStageFake(boxes=[], plates=[]), style="none")
+    result = conceal_bytes(data, TwoStageFake(boxes=[], plates=[]), style="none", reduced_decode=True)
     assert imaging.strip_jpeg_metadata(data) is None
     reopened = Image.open(io.BytesIO(result.image_bytes))
     assert reopened.size == (320, 240) and len(reopened.getexif()) == 0
@@ -118,6 +118,15 @@ def test_png_goes_the_full_way():
     result = conceal_bytes(png, finder)
     assert finder.seen["detect"] == ((240, 320, 3), None)
     assert result.format == "png" and imaging.sniff_image(result.image_bytes) == "png"
+
+
+def test_by_default_the_detector_sees_the_full_photo_and_a_no_plate_jpeg_is_not_re_encoded():
+    data, _ = photo_jpeg()
+    finder = TwoStageFake(boxes=[], plates=[])
+    result = conceal_bytes(data, finder)
+    assert finder.seen["detect"] == ((240, 320, 3), None)
+    assert result.image_bytes == imaging.strip_jpeg_metadata(data)
+    assert set(result.timings_ms) == set(TIMING_KEYS) and result.timings_ms["conceal"] == 0
 
 
 @pytest.mark.parametrize("boxes", [[], ["a detection"]])
