@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.n <= args.baseline:
         raise SystemExit("--n must exceed --baseline")
     photos = load_photos(args)
-    env = dict(pair.split("=", 1) for pair in args.worker_env)
+    # one client standing for many: its API key's rate limit must not pace the photos
+    env = {"PLATEVEIL_RATE_PER_S": "100000", "PLATEVEIL_RATE_BURST": "100000"} | dict(
+        pair.split("=", 1) for pair in args.worker_env)
     state = Path(tempfile.mkdtemp(prefix="bench-memory-stack-"))
     stack = Stack(state_dir=state, pool=args.pool, concurrency=args.concurrency, extra_env=env)
     print(f"{len(photos)} distinct photos; starting the local stack (worker --pool {args.pool} --concurrency "
