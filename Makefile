@@ -10,12 +10,13 @@ PIP := $(PY) -m pip --disable-pip-version-check
 IMAGES ?=
 ARGS ?=
 
-.PHONY: help setup browser test test-unit test-integration demo bench bench-e2e bench-memory train preview eval up down status lint typecheck doctor clean
+.PHONY: help setup browser test test-unit test-integration soak demo bench bench-e2e bench-memory train preview eval up down status lint typecheck doctor clean
 
 help:
 	@echo "make setup            build .venv from requirements.lock (+ requirements-dev.lock), install plateveil -e"
 	@echo "make test             run the whole test suite (starts its own Redis + S3 + worker + API; installs chromium"
 	@echo "                      + chromium-driver with apt for the review page's browser test when root and missing)"
+	@echo "make soak [N=20000]   N jobs through the local stack at saturation with worker kills and a Redis restart (runs/soak/; not in CI)"
 	@echo "make demo [IMAGES=d]  end-to-end demo on real held-out photos (generated ones without ../shared/data, or your folder); outputs in demo-out/"
 	@echo "make bench [IMAGES=d] per-stage latency p50/p95/max in one process (ARGS='--n 50 --compare-backends')"
 	@echo "make bench-e2e        the whole local stack, real photos open-loop: e2e p50/p95/p99, stages (ARGS='--rate 5 --duration 30', '--mode saturation')"
@@ -58,6 +59,12 @@ test-unit: setup
 
 test-integration: setup browser
 	$(PY) -m pytest -q tests/integration $(ARGS)
+
+# Not part of make test / CI: about 0.25 s of CPU per job, so the default 20,000 jobs take hours on 2 cores.
+N ?= 20000
+SOAK_DIR ?= runs/soak
+soak: setup
+	$(PY) scripts/soak.py --n $(N) --out $(SOAK_DIR) $(ARGS)
 
 demo: setup
 	$(PY) scripts/demo.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)

@@ -1,8 +1,8 @@
 """The ``plateveil`` console script.
 
 Each package registers its own sub-commands, so this file stays a table of contents:
-``conceal`` (workers.cli), ``models ...`` (model_store.training.cli), ``doctor`` (plateveil.doctor),
-``keys new`` (plateveil.apikeys).
+``conceal`` (workers.cli), ``reconcile`` and ``dlq ...`` (workers.ops), ``models ...``
+(model_store.training.cli), ``doctor`` (plateveil.doctor), ``keys new`` (plateveil.apikeys).
 Imports are lazy so that ``plateveil --help`` does not load mxnet. The console script sits above
 every package, so it is the one module outside ``model_store/training`` that imports training code
 (the ``models`` verbs); no service (``workers``, ``producer``) imports this module.
@@ -26,8 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     from plateveil.doctor import register as register_doctor
     from producer.events.sqs import register as register_events
     from workers.cli import register as register_conceal
+    from workers.ops import register as register_ops
 
     register_conceal(sub)
+    register_ops(sub)
     register_models(sub)
     register_doctor(sub)
     register_events(sub)

@@ -3,10 +3,14 @@
 Used by ``make demo`` (in the foreground), ``make up`` / ``make down`` (in the background, state
 under ``.stack/``) and the integration tests. Every service runs as a child process in its own
 session on a free 127.0.0.1 port; :meth:`Stack.stop` ends exactly those process groups (TERM,
-then KILL) so nothing is left behind.
+then KILL) so nothing is left behind. Redis keeps an append-only file under ``<state>/redis``
+(``appendonly yes``, ``appendfsync everysec``), so a restarted Redis still has every accepted job.
+The fault tests and ``make soak`` kill, stop and restart single services with :meth:`Stack.kill`,
+:meth:`Stack.stop_service` and :meth:`Stack.start_service` (same ports, same data).
 
     python -m plateveil.stack up [--state-dir .stack]   # prints API_URL=..., API_KEY=..., REVIEW_KEY=..., ...
-    python -m plateveil.stack status
+    python -m plateveil.stack status                    # each service: running (pid) or not
+    python -m plateveil.stack stop|start|restart SERVICE # redis, s3, worker or api: same port, same data
     python -m plateveil.stack down
 
 With the model registry on (the default, ``with_registry``), :func:`setup_registry` creates its bucket
@@ -166,6 +170,8 @@ class Stack:
     services: list[Service] = field(default_factory=list)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
     _log_starts: dict[str, int] = field(default_factory=dict, repr=False)  # where this run's log text begins
+    _argv: dict[str, tuple[list[str], str]] = field(default_factory=dict, repr=False)
+    _slots: dict[str, int] = field(default_factory=dict, repr=False)
 
     # -- addresses -----------------------------------------------------------------------------
     @property
@@ -234,9 +240,70 @@ class Stack:
             proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                     start_new_session=True, cwd=Path.cwd())
         self._procs[name] = proc
-        self.services.append(Service(name, proc.pid, marker, str(log)))
+        self._argv[name] = (argv, marker)
+        service = Service(name, proc.pid, marker, str(log))
+        self._slots.setdefault(name, len(self._slots))  # keep start order, so stop() ends in reverse
+        self.services = sorted([s for s in self.services if s.name != name] + [service],
+                               key=lambda s: self._slots.get(s.name, 0))
         logger.debug("started %s (pid %d): %s", name, proc.pid, " ".join(argv))
         return proc
+
+    def service(self, name: str) -> Service:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise StackError(f"no service {name!r} running in this stack")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to the service's main process only (not its children); returns its pid.
+        The service stays in :attr:`services` so :meth:`stop` still ends what is left of its group."""
+        svc = self.service(name)
+        os.kill(svc.pid, sig)
+        proc = self._procs.get(name)
+        if proc is not None and sig in (signal.SIGKILL, signal.SIGTERM):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        return svc.pid
+
+    def stop_service(self, name: str) -> None:
+        """End one service's whole process group (TERM, then KILL), as :meth:`stop` does."""
+        svc = self.service(name)
+        stop_group(svc.pid, svc.marker)
+        proc = self._procs.pop(name, None)
+        if proc is not None:
+            try:
+                proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+        self.services = [s for s in self.services if s.name != name]
+
+    def start_service(self, name: str, timeout: float = 60.0) -> None:
+        """Start a stopped (or killed) service again with the same command, port and data; the
+        rest of a killed service's group (a prefork pool) is ended first."""
+        argv, marker = self._argv[name]
+        if any(s.name == name for s in self.services):
+            self.stop_service(name)
+        proc = self._spawn(name, argv, marker, env_extra=self.worker_env() if name == "worker" else None)
+        self._wait_ready(name, proc, timeout)
+        if name == "s3":  # moto keeps buckets and objects in memory: a restarted one has none
+            self.create_buckets()
+
+    def _wait_ready(self, name: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        import httpx
+
+        log = self._log(name)
+        if name == "redis":
+            wait_until(lambda: bool(self.redis_client().ping()), timeout, "redis", proc, log)
+        elif name == "s3":
+            wait_until(lambda: httpx.get(self.s3_endpoint_url + "/moto-api/", timeout=1).status_code < 500,
+                       timeout, "moto_server", proc, log)
+        elif name == "api":
+            wait_until(lambda: httpx.get(self.api_url + "/healthz", timeout=2).status_code == 200, timeout,
+                       "upload service", proc, log)
+        elif name == "worker":  # this run's part of the log only
+            wait_until(lambda: " ready." in self._log_text("worker"), timeout, "worker", proc, log)
 
     def _log(self, name: str) -> Path:
         return self.state_dir / "logs" / f"{name}.log"
@@ -259,42 +326,37 @@ class Stack:
         return self
 
     def _start(self, timeout: float) -> None:
-        import httpx
 
         started_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
         self.ports = {"redis": free_port(), "s3": free_port(), "api": free_port(), "worker_metrics": free_port()}
+        redis_dir = (self.state_dir / "redis").resolve()
+        # a new stack has a new, empty S3 server: Redis starts empty too (jobs of an old stack would
+        # point at originals that no longer exist); restarts of this stack's Redis keep the file
+        shutil.rmtree(redis_dir, ignore_errors=True)
+        redis_dir.mkdir(parents=True, exist_ok=True)
         redis_proc = self._spawn("redis", [
             redis_server_binary(), "--port", str(self.ports["redis"]), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(self.state_dir.resolve())], marker="redis-server")
+            "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
+            "--dir", str(redis_dir)], marker="redis-server")
         s3_proc = self._spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
                                      "-p", str(self.ports["s3"])], marker="moto.server")
-        wait_until(lambda: bool(self.redis_client().ping()), timeout, "redis", redis_proc, self._log("redis"))
-        wait_until(lambda: httpx.get(self.s3_endpoint_url + "/moto-api/", timeout=1).status_code < 500, timeout,
-                   "moto_server", s3_proc, self._log("s3"))
-        s3 = self.s3_client()
-        for bucket in (ORIGINALS_BUCKET, OUTPUT_BUCKET):
-            s3.create_bucket(Bucket=bucket)
+        self._wait_ready("redis", redis_proc, timeout)
+        self._wait_ready("s3", s3_proc, timeout)
+        self.create_buckets()
         if self.with_registry:
             setup_registry(self)
         worker_proc = api_proc = None
         if self.with_worker:
-            worker_proc = self._spawn("worker", [
-                sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool", self.pool,
-                "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--without-gossip",
-                "--without-mingle", "--without-heartbeat", "-n", f"plateveil-{self.ports['api']}@%h",
-                "-Q", self.env.get("PLATEVEIL_QUEUE", "plateveil.conceal")], marker="workers.celery_app",
-                # the worker's own metrics folder (multiprocess mode; emptied when it starts)
-                env_extra={"PROMETHEUS_MULTIPROC_DIR": str((self.state_dir / "metrics").resolve())})
+            worker_proc = self._spawn("worker", self.worker_argv(), marker="workers.celery_app",
+                                      env_extra=self.worker_env())
         if self.with_api:
             api_proc = self._spawn("api", [
                 sys.executable, "-m", "uvicorn", "producer.app:app", "--host", "127.0.0.1",
                 "--port", str(self.ports["api"]), "--log-level", "warning"], marker="producer.app:app")
         if api_proc is not None:
-            wait_until(lambda: httpx.get(self.api_url + "/healthz", timeout=2).status_code == 200, timeout,
-                       "upload service", api_proc, self._log("api"))
+            self._wait_ready("api", api_proc, timeout)
         if worker_proc is not None:
-            wait_until(lambda: " ready." in self._log_text("worker"), timeout, "worker", worker_proc,
-                       self._log("worker"))
+            self._wait_ready("worker", worker_proc, timeout)
             if self.with_registry:  # its process has loaded a model and reported it (`plateveil models workers`)
                 wait_until(lambda: self._worker_reported(started_at), timeout, "worker model state", worker_proc,
                            self._log("worker"))
@@ -304,6 +366,25 @@ class Stack:
         client = self.redis_client()
         return any(str(client.hget(key, "models_updated_at") or "") >= since
                    for key in client.scan_iter(match="plateveil:worker:*"))
+
+    def worker_argv(self) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool", self.pool,
+                "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--without-gossip",
+                "--without-mingle", "--without-heartbeat", "-n", f"plateveil-{self.ports['api']}@%h",
+                "-Q", self.env.get("PLATEVEIL_QUEUE", "plateveil.conceal")]
+
+    def worker_env(self) -> dict[str, str]:
+        """The worker's own metrics folder (multiprocess mode; emptied when it starts)."""
+        return {"PROMETHEUS_MULTIPROC_DIR": str((self.state_dir / "metrics").resolve())}
+
+    def create_buckets(self) -> None:
+        """Create the two buckets (moto keeps them in memory: again after an S3 server restart)."""
+        s3 = self.s3_client()
+        for bucket in (ORIGINALS_BUCKET, OUTPUT_BUCKET):
+            try:
+                s3.create_bucket(Bucket=bucket)
+            except s3.exceptions.BucketAlreadyOwnedByYou:
+                pass
 
     def stop(self) -> None:
         for service in reversed(self.services):
@@ -327,7 +408,8 @@ class Stack:
 
     def save(self) -> None:
         state = {"api_key": self.api_key, "review_key": self.review_key, "ports": self.ports, "pool": self.pool,
-                 "services": [vars(s) for s in self.services]}
+                 "services": [vars(s) for s in self.services],
+                 "commands": {name: {"argv": argv, "marker": marker} for name, (argv, marker) in self._argv.items()}}
         (self.state_dir / "state.json").write_text(json.dumps(state, indent=1))
         (self.state_dir / "env").write_text(env_file(self))
 
@@ -337,8 +419,12 @@ class Stack:
         if not path.is_file():
             return None
         state = json.loads(path.read_text())
-        return cls(state_dir=state_dir, api_key=state["api_key"], review_key=state.get("review_key", ""), ports=state["ports"], pool=state["pool"],
-                   services=[Service(**s) for s in state["services"]])
+        stack = cls(state_dir=state_dir, api_key=state["api_key"], review_key=state.get("review_key", ""),
+                    ports=state["ports"], pool=state["pool"], services=[Service(**s) for s in state["services"]])
+        for name, cmd in state.get("commands", {}).items():
+            stack._argv[name] = (list(cmd["argv"]), str(cmd["marker"]))
+            stack._slots[name] = len(stack._slots)
+        return stack
 
     def alive(self) -> dict[str, bool]:
         return {s.name: _alive(s.pid, s.marker) for s in self.services}
@@ -409,14 +495,38 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print("no local stack running")
         return 1
     print("\n".join(stack.info_lines()))
-    for name, up in stack.alive().items():
-        print(f"{name}: {'running' if up else 'NOT RUNNING'}")
-    return 0 if all(stack.alive().values()) else 1
+    alive = stack.alive()
+    pids = {s.name: s.pid for s in stack.services}
+    for name in dict.fromkeys([*stack._argv, *alive]):
+        print(f"{name}: " + (f"running (pid {pids[name]})" if alive.get(name) else "NOT RUNNING"))
+    return 0 if alive and all(alive.values()) and set(alive) >= set(stack._argv) else 1
+
+
+def _cmd_service(args: argparse.Namespace) -> int:
+    """stop / start / restart one service of the background stack (same port, same data)."""
+    stack = Stack.load(args.state_dir)
+    if stack is None:
+        print("no local stack running", file=sys.stderr)
+        return 1
+    if args.service not in stack._argv:
+        print(f"unknown service {args.service!r}; this stack has: {', '.join(stack._argv)}", file=sys.stderr)
+        return 2
+    if args.command == "stop":
+        if any(s.name == args.service for s in stack.services):
+            stack.stop_service(args.service)
+        print(f"{args.service} stopped")
+    else:
+        stack.start_service(args.service, timeout=120)
+        print(f"{args.service} running (pid {stack.service(args.service).pid})")
+    stack.save()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m plateveil.stack", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "stop", "start", "restart"])
+    parser.add_argument("service", nargs="?", choices=["redis", "s3", "worker", "api"],
+                        help="for stop/start/restart: the one service to act on")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     parser.add_argument("--pool", default="prefork", help="worker pool (prefork, solo, threads)")
     # two prefork processes of one inference thread each: a single process can use one core at most
@@ -426,6 +536,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        if args.command in ("stop", "start", "restart"):
+            if not args.service:
+                parser.error(f"{args.command} needs a SERVICE (redis, s3, worker, api)")
+            return _cmd_service(args)
         return {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status}[args.command](args)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)

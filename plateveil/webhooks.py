@@ -91,7 +91,8 @@ class WebhookSettings(BaseSettings):
         description='JSON {"<key id>": {"url": ..., "secret": ...}}: completion webhooks per API key')
     webhook_max_attempts: int = Field(8, ge=1, description="webhook attempts before it is recorded as failed")
     webhook_backoff_s: float = Field(2.0, gt=0, description="first webhook retry delay; doubles each retry")
-    webhook_backoff_max_s: float = Field(300.0, gt=0, description="largest webhook retry delay")
+    webhook_backoff_max_s: float = Field(60.0, gt=0, description="largest webhook retry delay (under the worker's "
+                                                                "visibility timeout, 90 s: a waiting retry is held unacknowledged)")
     webhook_timeout_s: float = Field(5.0, gt=0, description="webhook request timeout")
 
     @field_validator("webhooks", mode="before")

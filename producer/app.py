@@ -20,6 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 import plateveil
+from plateveil.errors import RetryableError
 from plateveil.logs import configure_logging
 from plateveil.settings import load_settings
 from producer import identity
@@ -58,6 +59,13 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
     app.include_router(login_router)
     app.include_router(review_router)   # last: it ends with a catch-all for /review/*
     app.add_middleware(RequestGuard)
+
+    @app.exception_handler(RetryableError)
+    async def dependency_down(request: Request, exc: RetryableError) -> JSONResponse:
+        """Redis or S3 down where a route did not say so itself: 503 + Retry-After, never a 500."""
+        logger.warning("%s %s: dependency down: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": f"temporarily unavailable: {exc}"}, status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
     async def healthz(request: Request) -> JSONResponse:

@@ -110,7 +110,11 @@ class Services:
         except Exception as exc:  # kombu/redis raise many connection error types
             logger.exception("could not enqueue job %s", job.job_id)
             try:
-                self.jobs.finish(job.job_id, JobStatus.FAILED, error="could not enqueue (job queue unavailable)")
+                # the client is told 503 (not accepted): no dead-letter entry. When Redis is down
+                # this write fails too and the record stays ``queued``; the reconciler then
+                # requeues it (processing a photo nobody waits for is harmless).
+                self.jobs.finish(job.job_id, JobStatus.FAILED, error="could not enqueue (job queue unavailable)", job=job,
+                                 dead_letter=False)
             except BrokerError:
                 pass
             raise BrokerError(f"could not enqueue job: {exc}") from exc

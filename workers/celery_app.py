@@ -7,10 +7,21 @@ message naming the variables. The choices below are deliberate:
   finished, so a worker killed mid-job (OOM, node drain, hard time limit) does not lose it: Redis
   redelivers it. Our job store counts deliveries and fails a job that keeps killing workers
   (``PLATEVEIL_MAX_DELIVERIES``) instead of looping forever.
+* ``task_acks_on_timeout=False``: a job killed by the hard time limit goes back on the queue
+  (as for a lost worker process) instead of being acknowledged and forgotten; each such start
+  counts as unfinished, so a photo that stalls the worker every time fails after
+  ``max_deliveries`` starts with that reason.
 * ``worker_prefetch_multiplier=1``: a process reserves one job at a time; photos take
   ~0.1-1 s, so prefetching only makes queues unfair and loses more on a crash.
-* broker ``visibility_timeout`` (default 1 h) must exceed the hard time limit plus the largest
-  retry delay, or Redis would hand a still-running job to a second worker (checked at start-up).
+* broker ``visibility_timeout`` (default 90 s) is how long a dead worker's job waits before Redis
+  hands it to another worker: a worker sweeps the unacknowledged jobs every
+  ``restore_interval_s`` (10 s) and delivers again those delivered more than the visibility
+  timeout ago, so a job whose worker was SIGKILLed is running again within about 100 s. It must
+  exceed the hard time limit plus the largest retry delay (a retry waits in a worker's memory
+  as an unacknowledged ETA message), or Redis would hand a still-running job to a second worker
+  (checked at start-up). Even then a redelivery can overlap a live run (a worker stalled past it,
+  many retries falling due at once): the job store makes that harmless (one output key per job,
+  a job already finished is skipped, one completion event). See docs/reliability.md.
 * soft/hard time limits (20 s / 30 s): the soft limit raises inside the task and the job fails
   as "timed out"; the hard limit kills a stuck process. (Enforced by the prefork pool only.)
 * JSON only (no pickle): payloads are plain dicts from :mod:`plateveil.schema`.
@@ -35,12 +46,15 @@ worker_logs.install(settings)  # PLATEVEIL_LOG_FORMAT/LEVEL; job_id and key_id o
 
 
 def create_celery_app(settings: WorkerSettings) -> Celery:
-    broker = celery_broker(settings.redis_url, {"visibility_timeout": settings.visibility_timeout_s})
+    broker = celery_broker(settings.redis_url, {"visibility_timeout": settings.visibility_timeout_s,
+                                                "unacked_restore_interval": settings.restore_interval_s,
+                                                "unacked_restore_throttle": 1})
     app = Celery("plateveil", broker=broker.url, include=["workers.tasks", "workers.webhooks"])
     app.conf.update(
         broker_use_ssl=broker.use_ssl,  # rediss:// URLs
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        task_acks_on_timeout=False,
         worker_prefetch_multiplier=1,
         broker_transport_options=broker.transport_options,  # + master_name with Redis Sentinel
         broker_connection_retry_on_startup=True,

@@ -5,12 +5,19 @@ store, model provider, settings): read the original -> ``conceal_bytes`` -> writ
 photo and its JSON sidecar -> status ``done`` + completion event. The Celery task around it only
 decides what a failure means:
 
-* PermanentError (bad image, unknown style, missing source, too many deliveries) -> ``failed``
-  with the reason; never retried.
-* RetryableError / connection errors -> Celery retry with exponential backoff, bounded by
-  ``max_retries``; the job shows ``queued`` with the last error meanwhile, then ``failed``.
+* PermanentError (bad image, unknown style, missing source, a photo that crashed the worker
+  ``max_deliveries`` times) -> ``failed`` with the reason and a dead-letter entry; never retried.
+* RetryableError / connection errors -> Celery retry after an exponential delay with jitter
+  (``retry_backoff_s`` doubling up to ``retry_backoff_max_s``), for at most ``retry_window_s``
+  from the first such error and ``max_retries`` retries; the job shows ``queued`` with the last
+  error meanwhile, then ``failed``.
 * soft time limit -> ``failed`` ("timed out"); anything unexpected -> ``failed`` ("internal
   error"), logged with its traceback; the worker keeps serving.
+
+Redeliveries are expected (a dead worker's job comes back after the visibility timeout, the
+reconciler requeues lost ones): a job already ``done``/``failed`` is skipped without being redone,
+the output keys come from the payload (one object per job, rewritten whole), and only the first
+end of a job is recorded and announced (:meth:`plateveil.jobs.JobStore.finish`).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +35,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -116,14 +130,31 @@ def build_sidecar(job: ConcealJob, source: ObjectInfo, result: Any, completed_at
     }
 
 
-def run_job(job: ConcealJob, ctx: WorkerContext, retries: int = 0) -> JobRecord | None:
+_delivery = threading.local()  # .duplicate: whether this thread's last run_job ended nothing (a duplicate)
+
+
+def last_was_duplicate() -> bool:
+    """Whether the last :func:`run_job` / :func:`_fail` of this thread found the job already ended:
+    a duplicate delivery, which must not announce anything again (webhooks, metrics)."""
+    return bool(getattr(_delivery, "duplicate", False))
+
+
+def run_job(job: ConcealJob, ctx: WorkerContext) -> JobRecord | None:
     """Process one job; raises PermanentError / RetryableError for the task to judge."""
     from plateveil.pipeline import conceal_bytes  # heavy (cv2): only where jobs run
 
-    attempts = ctx.jobs.mark_running(job.job_id)
-    if attempts - retries > ctx.settings.max_deliveries:
-        raise PermanentError(f"started {attempts - retries} times without finishing "
-                             "(the photo may crash or stall the worker)")
+    _delivery.duplicate = False
+    started = ctx.jobs.mark_running(job)
+    if started.already_finished:
+        _delivery.duplicate = True
+        record = ctx.jobs.get(job.job_id)
+        logger.info("job %s already %s: duplicate delivery skipped", job.job_id,
+                    record.status.value if record else "finished")
+        return record
+    crashed = started.unfinished - 1
+    if crashed >= ctx.settings.max_deliveries:
+        raise PermanentError(f"worker crashed {crashed} times on this job (started {started.unfinished} times "
+                             "without finishing; the photo may crash or stall the worker)")
     t0 = time.perf_counter()
     # the upload service's hand-off when there is one (no S3 round trip), else the durable original in S3
     source = (ctx.jobs.take_upload(job.job_id, job.source_bucket, job.source_key)
@@ -148,10 +179,12 @@ def run_job(job: ConcealJob, ctx: WorkerContext, retries: int = 0) -> JobRecord 
         photo_put.result()
     # the record's timings add the output writes (the sidecar is written by them, so it cannot hold them)
     timings = sidecar["timings_ms"] | {"s3_put": round((time.perf_counter() - t1) * 1000, 2)}
-    record = ctx.jobs.finish(job.job_id, JobStatus.DONE, model=result.model,
-                             plates=sidecar["plates"], timings_ms=timings, completed_at=completed_at)
+    record, claimed = ctx.jobs.end(job.job_id, JobStatus.DONE, model=result.model, plates=sidecar["plates"],
+                                   timings_ms=timings, completed_at=completed_at, job=job)
+    _delivery.duplicate = not claimed  # a concurrent run ended it first: same outputs, nothing announced
     t = timings
-    worker_metrics.job_done(record, result.model, len(result.plates), t)
+    if claimed:
+        worker_metrics.job_done(record, result.model, len(result.plates), t)
     logger.info("job %s done model=%s plates=%d style=%s size=%dx%d decode=%.1f detect=%.1f landmarks=%.1f "
                 "conceal=%.1f encode=%.1f total=%.1f s3_get=%.1f s3_put=%.1f ms", job.job_id, result.model,
                 len(result.plates), job.style, result.width, result.height, t.get("decode", 0), t.get("detect", 0),
@@ -163,13 +196,17 @@ def run_job(job: ConcealJob, ctx: WorkerContext, retries: int = 0) -> JobRecord 
 
 def _fail(ctx: WorkerContext, job: ConcealJob, reason: str) -> None:
     try:
-        ctx.jobs.finish(job.job_id, JobStatus.FAILED, error=reason)
+        _delivery.duplicate = not ctx.jobs.end(job.job_id, JobStatus.FAILED, error=reason, job=job)[1]
     except BrokerError:
         logger.exception("job %s failed (%s) and its status could not be recorded", job.job_id, reason)
 
 
-def retry_delay(retries: int, ctx: WorkerContext) -> float:
-    return float(min(ctx.settings.retry_backoff_s * 2 ** retries, ctx.settings.retry_backoff_max_s))
+def retry_delay(retries: int, ctx: WorkerContext, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: the n-th retry waits between half and all of
+    ``min(retry_backoff_s * 2**n, retry_backoff_max_s)``, so jobs that failed together (an S3 or
+    Redis outage) do not all come back in the same second."""
+    ceiling = min(ctx.settings.retry_backoff_s * 2 ** retries, ctx.settings.retry_backoff_max_s)
+    return float(ceiling * (0.5 + 0.5 * (rng or random).random()))
 
 
 @app.task(name=TASK_CONCEAL, bind=True)
@@ -178,8 +215,9 @@ def conceal_photo(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     ctx = get_context()
     retries = int(self.request.retries or 0)
     try:
-        record = run_job(job, ctx, retries)
-        return {"job_id": job.job_id, "status": record.status.value if record else JobStatus.DONE.value}
+        record = run_job(job, ctx)
+        return {"job_id": job.job_id, "status": record.status.value if record else JobStatus.DONE.value,
+                "duplicate": last_was_duplicate()}
     except PermanentError as exc:
         logger.warning("job %s failed: %s", job.job_id, exc)
         worker_metrics.job_failed(exc)
@@ -189,22 +227,49 @@ def conceal_photo(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         _fail(ctx, job, f"timed out after {ctx.settings.soft_time_limit_s:.0f} s")
         worker_metrics.job_failed("timeout")
     except RETRYABLE as exc:
-        if retries >= ctx.settings.max_retries:
-            logger.error("job %s failed after %d retries: %s", job.job_id, retries, exc)
-            _fail(ctx, job, f"gave up after {retries + 1} attempts: {exc}")
+        try:
+            since = ctx.jobs.mark_retrying(job.job_id, f"retrying after: {exc}")
+        except BrokerError:
+            logger.warning("job %s: could not record the retry", job.job_id)
+            since = time.time()
+        waited = time.time() - since
+        if retries >= ctx.settings.max_retries or waited >= ctx.settings.retry_window_s:
+            logger.error("job %s failed after %d retries over %.0f s: %s", job.job_id, retries, waited, exc)
+            _fail(ctx, job, f"gave up after {retries + 1} attempts over {waited:.0f} s: {exc}")
             worker_metrics.job_failed("retries_exhausted")
         else:
             delay = retry_delay(retries, ctx)
-            logger.warning("job %s: retry %d/%d in %.1f s after: %s", job.job_id, retries + 1,
-                           ctx.settings.max_retries, delay, exc)
-            try:
-                ctx.jobs.mark_retrying(job.job_id, f"retrying after: {exc}")
-            except BrokerError:
-                logger.warning("job %s: could not record the retry", job.job_id)
+            logger.warning("job %s: retry %d/%d in %.1f s (retrying for %.0f of %.0f s) after: %s", job.job_id,
+                           retries + 1, ctx.settings.max_retries, delay, waited, ctx.settings.retry_window_s, exc)
+            # If Redis is down this publish fails too: the task then errors out and its ack fails
+            # with it, so the message stays unacknowledged and comes back after the visibility
+            # timeout; the reconciler requeues it if Redis lost it.
             worker_metrics.job_retried(exc)
             raise self.retry(exc=exc, countdown=delay, max_retries=ctx.settings.max_retries) from exc
     except Exception as exc:  # a bug or an unforeseen library error: fail the job, keep the worker
         logger.exception("job %s failed with an unexpected error", job.job_id)
         _fail(ctx, job, f"internal error: {type(exc).__name__}: {exc}")
         worker_metrics.job_failed("internal_error")
-    return {"job_id": job.job_id, "status": JobStatus.FAILED.value}
+    return {"job_id": job.job_id, "status": JobStatus.FAILED.value, "duplicate": last_was_duplicate()}
+
+
+_reconciler_loop: Any = None
+
+
+@worker_ready.connect
+def _start_reconciler(**_: Any) -> None:
+    """The worker's main process runs the reconciler every ``reconcile_interval_s`` (one worker
+    of the fleet at a time, by a Redis lock): accepted jobs the queue lost are requeued."""
+    global _reconciler_loop
+    if settings.reconcile_interval_s <= 0:
+        return
+    from workers.reconcile import ReconcileLoop
+
+    _reconciler_loop = ReconcileLoop.from_settings(settings)
+    _reconciler_loop.start()
+
+
+@worker_shutdown.connect
+def _stop_reconciler(**_: Any) -> None:
+    if _reconciler_loop is not None:
+        _reconciler_loop.stop()

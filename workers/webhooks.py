@@ -86,6 +86,8 @@ def _after_job(task: Any = None, retval: Any = None, state: str = "", **_: Any) 
         return
     if not isinstance(retval, dict) or retval.get("status") not in (JobStatus.DONE.value, JobStatus.FAILED.value):
         return
+    if retval.get("duplicate"):  # a redelivery of a job that had already ended: its webhook went then
+        return
     try:
         queue_webhook(str(retval["job_id"]))
     except Exception:  # a webhook must never fail the job that already finished

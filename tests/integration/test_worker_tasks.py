@@ -76,12 +76,18 @@ def test_a_job_that_keeps_crashing_workers_is_failed(tasks, s3, car_jpeg):
     job = _job("tasks/c.jpg")
     _queued(ctx.jobs, job)
     for _ in range(ctx.settings.max_deliveries):  # deliveries that never finished (worker killed)
-        ctx.jobs.mark_running(job.job_id)
-    with pytest.raises(PermanentError, match="without finishing"):
+        ctx.jobs.mark_running(job)
+    with pytest.raises(PermanentError, match=f"worker crashed {ctx.settings.max_deliveries} times"):
         tasks.run_job(job, ctx)
 
 
-def test_delays_back_off_and_are_bounded(tasks):
+def test_delays_back_off_with_jitter_and_are_bounded(tasks):
+    import random
+
     ctx = tasks.get_context()
-    delays = [tasks.retry_delay(n, ctx) for n in range(6)]
-    assert delays == sorted(delays) and delays[-1] == ctx.settings.retry_backoff_max_s
+    rng = random.Random(7)
+    for n in range(8):
+        ceiling = min(ctx.settings.retry_backoff_s * 2 ** n, ctx.settings.retry_backoff_max_s)
+        delays = [tasks.retry_delay(n, ctx, rng) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 40  # jittered: jobs failing together do not retry together
