@@ -41,6 +41,7 @@ FAULT_ENV = {
     "PLATEVEIL_S3_READ_TIMEOUT_S": "2",
     "PLATEVEIL_ENQUEUE_TIMEOUT_S": "1",
     "PLATEVEIL_HEALTH_TIMEOUT_S": "1",
+    "PLATEVEIL_WEBHOOK_BACKOFF_MAX_S": "5",  # under the visibility timeout (a waiting retry is held unacked)
 }
 FINISH_TIMEOUT_S = 120.0
 
