@@ -201,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     photo = render_scene(seed=3, size=(1600, 1200)).jpeg()
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
-    with Stack(state_dir=args.out / "stack", pool="prefork", concurrency=1) as stack:
+    # production settings, but for the API's per-key rate limit (one client uploads all the load)
+    with Stack(state_dir=args.out / "stack", pool="prefork", concurrency=1,
+               extra_env={"PLATEVEIL_RATE_PER_S": "1000", "PLATEVEIL_RATE_BURST": "1000"}) as stack:
         for row in rows:
             logger.info("row %s", row)
             results.append(run_row(stack, row, photo, args.settle_s))

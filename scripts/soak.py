@@ -63,6 +63,8 @@ SOAK_ENV = {
     "PLATEVEIL_S3_CONNECT_TIMEOUT_S": "1",
     "PLATEVEIL_S3_READ_TIMEOUT_S": "3",
     "PLATEVEIL_WEBHOOK_BACKOFF_MAX_S": "10",
+    "PLATEVEIL_RATE_PER_S": "1000",  # one client at saturation: the per-key rate limit is not what is tested
+    "PLATEVEIL_RATE_BURST": "1000",
 }
 
 
@@ -106,9 +108,12 @@ def uploader(stack: Stack, run: Run, todo: Iterator[int], images: list[bytes]) -
                     with run.lock:
                         run.accepted.append(resp.json()["job_id"])
                     break
-                if resp.status_code == 503:
+                if resp.status_code in (429, 503):  # rate limited / dependency down: not accepted, retried
                     with run.lock:
-                        run.rejected_503 += 1
+                        if resp.status_code == 503:
+                            run.rejected_503 += 1
+                        else:
+                            run.rejected_other["429 (retried)"] += 1
                     time.sleep(min(float(resp.headers.get("Retry-After", "1")), 1.0))
                     continue
                 with run.lock:

@@ -7,6 +7,10 @@ message naming the variables. The choices below are deliberate:
   finished, so a worker killed mid-job (OOM, node drain, hard time limit) does not lose it: Redis
   redelivers it. Our job store counts deliveries and fails a job that keeps killing workers
   (``PLATEVEIL_MAX_DELIVERIES``) instead of looping forever.
+* ``unacked_mutex_expire`` = 2 x ``restore_interval_s`` (kombu's default is 300 s): the sweep
+  takes a Redis lock; a worker SIGKILLed while holding it blocked every sweep of the fleet for
+  5 minutes (found by ``make soak``: a job stuck unacknowledged 4 minutes). The sweep's own
+  restores are transactions (WATCH), so a lock that lapses early costs nothing.
 * ``task_acks_on_timeout=False``: a job killed by the hard time limit goes back on the queue
   (as for a lost worker process) instead of being acknowledged and forgotten; each such start
   counts as unfinished, so a photo that stalls the worker every time fails after
@@ -48,7 +52,8 @@ worker_logs.install(settings)  # PLATEVEIL_LOG_FORMAT/LEVEL; job_id and key_id o
 def create_celery_app(settings: WorkerSettings) -> Celery:
     broker = celery_broker(settings.redis_url, {"visibility_timeout": settings.visibility_timeout_s,
                                                 "unacked_restore_interval": settings.restore_interval_s,
-                                                "unacked_restore_throttle": 1})
+                                                "unacked_restore_throttle": 1,
+                                                "unacked_mutex_expire": 2 * settings.restore_interval_s})
     app = Celery("plateveil", broker=broker.url, include=["workers.tasks", "workers.webhooks"])
     app.conf.update(
         broker_use_ssl=broker.use_ssl,  # rediss:// URLs
