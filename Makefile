@@ -10,7 +10,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 IMAGES ?=
 ARGS ?=
 
-.PHONY: help setup browser test test-unit test-integration soak demo bench bench-e2e bench-memory train preview eval up down status lint typecheck doctor clean
+.PHONY: help setup browser test test-unit test-integration soak demo bench bench-e2e bench-memory train train-2 preview eval up down status lint typecheck doctor clean
 
 help:
 	@echo "make setup            build .venv from requirements.lock (+ requirements-dev.lock), install plateveil -e"
@@ -22,7 +22,10 @@ help:
 	@echo "make bench-e2e        the whole local stack, real photos open-loop: e2e p50/p95/p99, stages (ARGS='--rate 5 --duration 30', '--mode saturation')"
 	@echo "make bench-memory     worker resident memory after 100 and after N photos through the local stack (ARGS='--n 10000')"
 	@echo "make train            the shipped training recipe (26 stages, 8 mining steps, tuning, bundle; resumes) into runs/train/"
-	@echo "make eval             the shipped model on the validation split of ../shared/data (runs/eval/)"
+	@echo "make train-2          the 2.0 recipe (ImageNet MobileNet 0.25 detector, landmarks, mining, tuning, bundle 2.0.0;"
+	@echo "                      resumes) into runs/train2/ (PLATEVEIL_PRETRAINED_DIR: the ImageNet weights)"
+	@echo "make eval [COMPARE=b] the shipped model on the validation split of ../shared/data (runs/eval/); COMPARE: another"
+	@echo "                      bundle on the same photos, side by side (runs/eval/comparison.md)"
 	@echo "make preview          contact sheet of synthetic + real samples with labels (runs/preview.png)"
 	@echo "make up / make down   start / stop the local stack in the background (state and logs in .stack/)"
 	@echo "make status           is the background stack running?"
@@ -86,8 +89,15 @@ train: setup
 	$(PY) -m plateveil.cli models train all --out $(TRAIN_DIR) --version $(VERSION) $(ARGS)
 	@echo "evaluate: make eval ARGS='--model-dir $(TRAIN_DIR)/bundle'"
 
+# The 2.0 recipe (model_store/training/recipe2.py): three training stages, one mining step, the sweep, the bundle.
+TRAIN2_DIR ?= runs/train2
+train-2: setup
+	$(PY) -m plateveil.cli models train2 all --out $(TRAIN2_DIR) $(ARGS)
+	@echo "evaluate: make eval COMPARE=$(TRAIN2_DIR)/bundle"
+
+COMPARE ?=
 eval: setup
-	$(PY) -m plateveil.cli models eval --data val $(ARGS)
+	$(PY) -m plateveil.cli models eval --data val $(foreach b,$(COMPARE),--compare $(b)) $(ARGS)
 
 preview: setup
 	$(PY) -m plateveil.cli models preview $(ARGS)

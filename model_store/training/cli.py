@@ -54,6 +54,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=None, help="default: the recipe's")
     t.set_defaults(func=_train)
 
+    from model_store.training.recipe2 import RECIPE_V2
+
+    t2 = msub.add_parser("train2", help="the 2.0 recipe (ImageNet backbone): one stage, or all of it (resumes)")
+    t2.add_argument("part", choices=[*RECIPE_V2, "all"],
+                    help="2.0 stage (model_store/training/recipe2.py), or `all`: the stages, the mining, the "
+                         "threshold sweep and the bundle under --out")
+    t2.add_argument("--version", default="2.0.0", help="bundle version (`all` only)")
+    t2.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
+    t2.add_argument("--pretrained", type=Path, default=None,
+                    help="ImageNet weights folder (default: $PLATEVEIL_PRETRAINED_DIR or ../shared/pretrained)")
+    t2.add_argument("--out", type=Path, default=Path("runs/train2"), help="recipe root (a stage: <out>/<stage>)")
+    t2.add_argument("--iterations", type=int, default=None, help="one stage only; default: the recipe's")
+    t2.set_defaults(func=_train2)
+
     m = msub.add_parser("mine", help="detector false positives on the training photos (for landmarks-ft)")
     m.add_argument("--model-dir", type=Path, required=True, help="bundle whose detector is mined")
     m.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
@@ -100,6 +114,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data", type=Path, required=True, help="folder of labelled photos (or a split name: val)")
     e.add_argument("--format", default="auto", choices=FORMATS)
     e.add_argument("--model-dir", type=Path, default=None, help="bundle folder (default: shipped)")
+    e.add_argument("--compare", type=Path, action="append", default=[], metavar="BUNDLE",
+                   help="also evaluate this bundle on the same photos (repeatable): per-model reports and sheets "
+                        "in <out>/<model>/, the side-by-side table in <out>/comparison.md")
+    e.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="data root of --data val")
     e.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS)
     e.add_argument("--out", type=Path, default=Path("runs/eval"), help="where the report JSON and sheet go")
     _labels_option(e)
@@ -178,6 +196,21 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train2(args: argparse.Namespace) -> int:
+    from model_store.training.recipe2 import run_all2, train2
+
+    if args.part == "all":
+        if args.iterations is not None:
+            raise SystemExit("plateveil models train2 all: --iterations applies to one stage")
+        bundle = run_all2(args.data, args.out, args.version, pretrained_root=args.pretrained)
+        print(f"recipe 2.0 done: {bundle}  (evaluate: make eval ARGS='--model-dir {bundle}')")
+        return 0
+    out = train2(args.part, args.data, args.out / args.part, iterations=args.iterations,
+                 pretrained_root=args.pretrained)
+    print(f"trained {args.part}: {out} (final.params, metrics.jsonl, curves.png)")
+    return 0
+
+
 def _mine(args: argparse.Namespace) -> int:
     from model_store.training.mine import mine_bundle
 
@@ -241,21 +274,36 @@ def _review(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from model_store.runtime import load_model
     from model_store.training.data import load_folder, load_split, with_reviewed
-    from model_store.training.evaluate import evaluate_samples, format_table, worst_cases_sheet
+    from model_store.training.evaluate import (
+        evaluate_samples,
+        format_comparison,
+        format_table,
+        worst_cases_sheet,
+    )
 
-    model = load_model(args.model_dir, backend=args.backend)
     reviewed = args.labels == "reviewed"
     if str(args.data) == "val":
-        samples = load_split(DEFAULT_DATA_ROOT, reviewed=reviewed)[1]
+        samples = load_split(args.data_root, reviewed=reviewed)[1]
     else:
         samples = load_folder(args.data, args.format)
         samples = with_reviewed(samples) if reviewed else samples
-    report = evaluate_samples(model, samples)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.json").write_text(json.dumps({"model": model.tag, "labels": args.labels,
-                                                      **report.to_dict()}, indent=2))
-    sheet = worst_cases_sheet(report, args.out / "worst_cases.png")
-    print(f"model {model.tag} backend {args.backend} labels {args.labels}")
-    print(format_table(report))
-    print(f"report: {args.out / 'report.json'}  worst cases: {sheet}")
+    dirs = [args.model_dir, *args.compare]
+    reports: dict[str, dict] = {}
+    for model_dir in dirs:
+        model = load_model(model_dir, backend=args.backend)
+        report = evaluate_samples(model, samples)
+        out = args.out / model.tag if args.compare else args.out
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps({"model": model.tag, "labels": args.labels,
+                                                     **report.to_dict()}, indent=2))
+        sheet = worst_cases_sheet(report, out / "worst_cases.png")
+        reports[model.tag] = report.to_dict()
+        print(f"model {model.tag} backend {args.backend} labels {args.labels}")
+        print(format_table(report))
+        print(f"report: {out / 'report.json'}  worst cases: {sheet}")
+    if args.compare:
+        table = format_comparison(reports)
+        (args.out / "comparison.md").write_text(table + "\n")
+        print(table)
+        print(f"side by side: {args.out / 'comparison.md'}")
     return 0

@@ -2,7 +2,8 @@
 judged on (all areas measured by rasterising at the photo's own resolution):
 
 * ``recall_08`` / ``recall_05``: share of labelled plates whose box is covered at least 80% / 50%
-  by the union of concealed polygons.
+  by the union of concealed polygons; ``recall_08_40px``: recall@0.8 over the plates at least
+  ``READABLE_WIDTH`` (40) px wide in the photo (``n_plates_40px`` of them), the ones a viewer can read.
 * ``spurious_per_image``: concealed regions with under 10% of their area *near* any labelled plate
   ("near" = the box padded by a quarter of its width left/right and half its height top/bottom),
   per image.
@@ -26,6 +27,8 @@ import numpy as np
 from model_store.training.data import Sample, load_folder
 
 logger = logging.getLogger(__name__)
+
+READABLE_WIDTH = 40.0   # px: a labelled plate at least this wide in the photo counts as readable
 
 
 @dataclass
@@ -101,6 +104,10 @@ def score_image(shape: tuple[int, int], boxes: np.ndarray, polygons: list[np.nda
 def summarise(results: list[ImageResult]) -> dict[str, float]:
     """The report's metrics over ``results`` (one folder, or all of them)."""
     cov = np.concatenate([r.coverage for r in results]) if results else np.zeros(0)
+    widths = np.concatenate([np.asarray(r.sample.boxes, np.float64).reshape(-1, 4)[:, 2]
+                             - np.asarray(r.sample.boxes, np.float64).reshape(-1, 4)[:, 0] for r in results]
+                            ) if results else np.zeros(0)
+    readable = cov[widths >= READABLE_WIDTH]
     plate_area = sum(r.plate_area for r in results)
     totals = np.array([r.total_ms for r in results if r.error is None])
     return {
@@ -108,6 +115,8 @@ def summarise(results: list[ImageResult]) -> dict[str, float]:
         "n_plates": int(cov.size),
         "recall_08": float((cov >= 0.8).mean()) if cov.size else 1.0,
         "recall_05": float((cov >= 0.5).mean()) if cov.size else 1.0,
+        "n_plates_40px": int(readable.size),
+        "recall_08_40px": float((readable >= 0.8).mean()) if readable.size else 1.0,
         "spurious_per_image": float(np.mean([r.spurious for r in results])) if results else 0.0,
         "excess": sum(r.excess_area for r in results) / max(plate_area, 1.0),
         "excess_tight": sum(r.excess_tight_area for r in results) / max(plate_area, 1.0),
@@ -150,11 +159,15 @@ def evaluate_folder(model: Any, data_dir: Path, fmt: str = "auto", progress: boo
     return report.overall
 
 
+COLUMNS = [("n_images", "images"), ("n_plates", "plates"), ("n_plates_40px", "plates>=40"),
+           ("recall_08_40px", "r@0.8>=40"), ("recall_08", "rec@0.8"), ("recall_05", "rec@0.5"),
+           ("spurious_per_image", "spur/img"), ("excess", "excess"), ("excess_tight", "excess_t"),
+           ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms")]
+
+
 def format_table(report: EvalReport) -> str:
-    cols = ["n_images", "n_plates", "recall_08", "recall_05", "spurious_per_image", "excess", "excess_tight",
-            "p50_ms", "p95_ms"]
-    head = f"{'folder':<28}" + "".join(f"{c:>12}" for c in ["images", "plates", "rec@0.8", "rec@0.5",
-                                                             "spur/img", "excess", "excess_t", "p50 ms", "p95 ms"])
+    cols = [c for c, _ in COLUMNS]
+    head = f"{'folder':<28}" + "".join(f"{t:>12}" for _, t in COLUMNS)
     lines = [head, "-" * len(head)]
     for name, m in [*report.per_folder.items(), ("OVERALL", report.overall)]:
         cells = []
@@ -162,6 +175,24 @@ def format_table(report: EvalReport) -> str:
             v = m[c]
             cells.append(f"{v:>12d}" if isinstance(v, int) else f"{v:>12.3f}")
         lines.append(f"{name:<28}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def format_comparison(reports: dict[str, dict[str, Any]]) -> str:
+    """Markdown table of several models' reports (``EvalReport.to_dict()``) on the same photos, side by side:
+    one row per folder and model, then the overall rows. Every report must cover the same folders."""
+    if not reports:
+        raise ValueError("no reports to compare")
+    folders = [list(r["per_folder"]) for r in reports.values()]
+    if any(f != folders[0] for f in folders[1:]):
+        raise ValueError(f"the reports cover different folders: {folders}")
+    head = "| folder | model | " + " | ".join(t for _, t in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
+    for folder in [*folders[0], "OVERALL"]:
+        for tag, r in reports.items():
+            m = r["overall"] if folder == "OVERALL" else r["per_folder"][folder]
+            cells = [str(m[c]) if isinstance(m[c], int) else f"{m[c]:.3f}" for c, _ in COLUMNS]
+            lines.append(f"| {folder} | {tag} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

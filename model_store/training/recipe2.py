@@ -1,0 +1,206 @@
+"""The 2.0 recipe: a short chain from the ImageNet MobileNet and the 1.10.0 landmark weights.
+
+``plateveil models train2 STAGE|all --out runs/train2`` (``make train-2``); each stage is a run folder under one
+root, with the shared trainer's fixed seeds, progress bar, checkpoints (a rerun resumes), metrics.jsonl and
+curves.png. The 1.10.0 recipe (``recipe.py``) stays as it was, so the shipped 1.10.0 weights stay reproducible.
+
+A. ``det-a``: detector ``ssd_mnet025_fpn_pt`` (MobileNet v1 0.25, the _sq anchors: widths 20-480 px at
+   w/h 1, 2, 3.5 and 5) whose backbone starts from the ImageNet weights of ``../shared/pretrained``
+   (``pretrained.copy_backbone``), input normalised as those weights were trained, ``(x - 128) / 128``
+   (``pretrained.PRETRAINED_MEAN/STD``); one cosine cycle on the training split of every folder of
+   ``../shared/data`` (reviewed labels added) plus synthetic plates of every layout. Why 0.25 and 640: the
+   0.25 backbone is 0.37 GMAC at 640x384 (about 5 ms in ONNX Runtime), the 0.5 one 0.93 GMAC (11 ms) and
+   a training step 2-3x slower, which the day's training time did not allow (MODEL_CARD.md, "2.0 attempt").
+B. ``lm-b``: the landmark CNN (``landmark_cnn``, 64x128), warm-started from the 1.10.0 bundle's landmark weights
+   (``params_from_bundle``), on every folder: corners from us-closeups and ccpd-corners (and the corner-
+   labelled folders), box-only plates supervising the score, synthetic plates, the generator's car-body
+   non-plates and plate-sized boxes beside a labelled plate as negatives.
+C. mining (``hard_negatives-2.json``): the bundle of A + B over every training photo, the detector's boxes away
+   from every labelled plate; then ``lm-c``: B fine-tuned with those as negatives.
+
+``run_all2`` runs A, B, the mining, C, the threshold sweep (``tune``) and builds the bundle of A + C.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DETECTOR_ARCH = "ssd_mnet025_fpn_pt"
+BACKBONE = "mobilenet0.25"
+SHIPPED_1_10 = Path(__file__).resolve().parents[1] / "weights" / "plateveil-plates-1.10.0"
+MINED2 = "hard_negatives-2.json"
+_CAR_NEGATIVES = ("badge", "bumper_text", "grille", "reflection", "logo")
+
+RECIPE_V2: dict[str, dict[str, Any]] = {
+    "det-a": {"model": "detector", "arch": DETECTOR_ARCH, "init": "imagenet", "batch_size": 8, "lr": 2e-3,
+              "iterations": 3200, "warmup": 100, "checkpoint_every": 100, "synth_p": 0.3, "crop": 320, "seed": 0},
+    "lm-b": {"model": "landmarks", "init": "bundle-1.10.0", "batch_size": 64, "lr": 5e-4, "iterations": 900,
+             "warmup": 50, "checkpoint_every": 100, "synth_p": 0.5, "lowres_p": 0.3, "context_p": 0.5,
+             "synth_neg_p": 0.4, "synth_neg_kinds": _CAR_NEGATIVES, "seed": 1},
+    "lm-c": {"model": "landmarks", "init_from": "lm-b", "hard_negatives": MINED2, "batch_size": 64, "lr": 3e-4,
+             "iterations": 600, "warmup": 30, "checkpoint_every": 100, "synth_p": 0.5, "lowres_p": 0.3,
+             "context_p": 0.5, "synth_neg_p": 0.4, "synth_neg_kinds": _CAR_NEGATIVES, "seed": 2},
+}
+PIPELINE_V2: list[tuple[str, ...]] = [("train", "det-a"), ("train", "lm-b"), ("mine", "det-a", "lm-b", MINED2),
+                                      ("train", "lm-c")]
+SHIPPED_V2 = ("det-a", "lm-c")
+
+
+def detector_overrides() -> dict[str, Any]:
+    """What a 2.0 bundle's detector config differs in from ``train.default_config``: the pretrained input scaling."""
+    from model_store.training.pretrained import PRETRAINED_MEAN, PRETRAINED_STD
+
+    return {"mean": list(PRETRAINED_MEAN), "std": list(PRETRAINED_STD)}
+
+
+def imagenet_init(arch: str, backbone: str, out: Path, seed: int, pretrained_root: Path | None = None) -> Path:
+    """The detector's starting weights: ``init_net`` heads (classification bias at the 0.01 prior, as
+    ``train_detector`` sets it) and the ImageNet backbone."""
+    import mxnet as mx
+    import numpy as np
+
+    from model_store.training.nets import get_net, init_net
+    from model_store.training.pretrained import copy_backbone
+
+    net = init_net(get_net(arch), seed=seed)
+    net(mx.nd.zeros((1, 3, 64, 64)))
+    prior = -float(np.log((1 - 0.01) / 0.01))
+    for head in net.cls_heads:
+        head.bias.set_data(mx.nd.full(head.bias.shape, prior))
+    copy_backbone(net, backbone, root=pretrained_root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    net.save_parameters(str(out))
+    return out
+
+
+def params_from_bundle(bundle: Path, part: str, arch: str, out: Path,
+                       input_shape: tuple[int, ...] = (1, 3, 64, 128)) -> Path:
+    """A bundle's exported ``{part}-0000.params`` (symbol names) as Gluon ``save_parameters`` weights of ``arch``:
+    the exported names are the Gluon parameters' full names, matched one to one (same shapes)."""
+    import mxnet as mx
+
+    from model_store.training.nets import get_net, init_net
+
+    net = init_net(get_net(arch), seed=0)
+    # names without the block's prefix (landmarkcnn0_, landmarkcnn1_, ... by creation order in a process)
+    loaded = mx.nd.load(str(bundle / f"{part}-0000.params"))
+    by_name = {k.split(":", 1)[1].split("_", 1)[1]: v for k, v in loaded.items()}
+    params = {name.split("_", 1)[1]: p for name, p in net.collect_params().items()}
+    missing = [name for name in params if name not in by_name]
+    if missing:
+        raise ValueError(f"{bundle}/{part}-0000.params lacks {len(missing)} parameters of {arch}: {missing[:5]}")
+    net(mx.nd.zeros(input_shape))   # the deferred shapes
+    for name, p in params.items():
+        if p.shape != by_name[name].shape:
+            raise ValueError(f"{name}: {p.shape} in {arch}, {by_name[name].shape} in {bundle}")
+        p.set_data(by_name[name])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    net.save_parameters(str(out))
+    return out
+
+
+def _stage_weights(run_dir: Path) -> Path:
+    final = run_dir / "final.params"
+    return final if final.is_file() else run_dir / "checkpoint" / "net.params"
+
+
+def config_v2(version: str = "2.0.0") -> dict[str, Any]:
+    from model_store.training.train import default_config
+
+    config = default_config(version=version, detector_arch=DETECTOR_ARCH)
+    config["detector"].update(detector_overrides())
+    return config
+
+
+def train2(part: str, data_root: Path, out_dir: Path, iterations: int | None = None,
+           pretrained_root: Path | None = None) -> Path:
+    """Run one 2.0 stage into ``out_dir`` (its siblings: the stages it starts from, the mined file)."""
+    from model_store.training import mine
+    from model_store.training.augment import load_photos
+    from model_store.training.data import load_split
+    from model_store.training.train import TrainOptions, train_detector, train_landmarks
+
+    if part not in RECIPE_V2:
+        raise ValueError(f"unknown 2.0 stage {part!r}; valid: {', '.join(RECIPE_V2)}")
+    r = dict(RECIPE_V2[part])
+    out_dir = Path(out_dir)
+    root = out_dir.parent
+    if r.get("init") == "imagenet":
+        init_from = out_dir / "init.params"
+        if not init_from.is_file():
+            imagenet_init(r["arch"], BACKBONE, init_from, r["seed"], pretrained_root)
+    elif r.get("init") == "bundle-1.10.0":
+        init_from = out_dir / "init.params"
+        if not init_from.is_file():
+            params_from_bundle(SHIPPED_1_10, "landmarks", config_v2()["landmarks"]["arch"], init_from)
+    else:
+        init_from = _stage_weights(root / r["init_from"])
+        if not init_from.is_file():
+            raise FileNotFoundError(f"stage {part!r} starts from {r['init_from']!r}: train that first ({init_from})")
+    train_samples, _ = load_split(data_root, reviewed=True)
+    photos = load_photos(train_samples)
+    hard: list = []
+    if r.get("hard_negatives"):
+        rows = mine.load(root / r["hard_negatives"])
+        if not rows:
+            raise FileNotFoundError(f"stage {part!r} needs {root / r['hard_negatives']}: run the mining step")
+        hard = [(i, box) for i, box in rows if not len(photos[i].boxes) or mine.near_share(box, photos[i].boxes) < 0.1]
+    opts = TrainOptions(out_dir=out_dir, iterations=iterations or r["iterations"], batch_size=r["batch_size"],
+                        lr=r["lr"], warmup=r["warmup"], checkpoint_every=r["checkpoint_every"], seed=r["seed"],
+                        init_from=init_from)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps(
+        {"stage": part, "data_root": str(data_root), "train_photos": len(photos),
+         "train_plates": int(sum(len(p.boxes) for p in photos)), **{k: v for k, v in r.items()},
+         "iterations": opts.iterations, "init_from": str(init_from), "hard_negatives": len(hard)}, indent=2,
+        default=str))
+    logger.info("training %s on %d photos (%d plates)", part, len(photos), sum(len(p.boxes) for p in photos))
+    config = config_v2()
+    if r["model"] == "detector":
+        train_detector(photos, config, opts, synth_p=r["synth_p"], crop=r["crop"], layouts=None)
+    else:
+        train_landmarks(photos, config, opts, synth_p=r["synth_p"], hard_negatives=hard, lowres_p=r["lowres_p"],
+                        layouts=None, context_p=r["context_p"], synth_neg_p=r["synth_neg_p"],
+                        synth_neg_kinds=r["synth_neg_kinds"])
+    return out_dir
+
+
+def build2(root: Path, det: str, lm: str, out: Path, version: str, overrides: dict[str, Any] | None = None) -> Path:
+    from model_store.training.build import build_bundle
+
+    merged: dict[str, Any] = {"detector": detector_overrides()}
+    for part, values in (overrides or {}).items():
+        merged.setdefault(part, {}).update(values)
+    return build_bundle(_stage_weights(root / det), _stage_weights(root / lm), out, version, overrides=merged,
+                        detector_arch=DETECTOR_ARCH)
+
+
+def run_all2(data_root: Path, root: Path, version: str = "2.0.0", pretrained_root: Path | None = None) -> Path:
+    """Every 2.0 stage, the mining, the sweep and the bundle into ``root``; what is done is kept (resumes)."""
+    from model_store.training.mine import mine_bundle
+    from model_store.training.tune import tune_bundle
+
+    root = Path(root)
+    for step in PIPELINE_V2:
+        if step[0] == "train":
+            if (root / step[1] / "final.params").is_file():
+                logger.info("recipe 2.0: %s already trained", step[1])
+                continue
+            train2(step[1], data_root, root / step[1], pretrained_root=pretrained_root)
+        else:
+            _, det, lm, name = step
+            if (root / name).is_file():
+                continue
+            bundle = build2(root, det, lm, root / f"bundle-{lm}", f"{version}-{lm}")
+            mine_bundle(bundle, data_root, root / name, reviewed=True)
+    tune_dir = root / "tune"
+    if not (tune_dir / "overrides.json").is_file():
+        untuned = build2(root, *SHIPPED_V2, root / "bundle-untuned", f"{version}-untuned")
+        tune_bundle(untuned, data_root, tune_dir)
+    overrides = json.loads((tune_dir / "overrides.json").read_text())
+    return build2(root, *SHIPPED_V2, root / "bundle", version, overrides)
