@@ -11,14 +11,16 @@ A. ``det-a``: detector ``ssd_mnet025_fpn_pt`` (MobileNet v1 0.25, the _sq anchor
    ``../shared/data`` (reviewed labels added) plus synthetic plates of every layout. Why 0.25 and 640: the
    0.25 backbone is 0.37 GMAC at 640x384 (about 5 ms in ONNX Runtime), the 0.5 one 0.93 GMAC (11 ms) and
    a training step 2-3x slower, which the day's training time did not allow (MODEL_CARD.md, "2.0 attempt").
-B. ``lm-b``: the landmark CNN (``landmark_cnn``, 64x128), warm-started from the 1.10.0 bundle's landmark weights
-   (``params_from_bundle``), on every folder: corners from us-closeups and ccpd-corners (and the corner-
-   labelled folders), box-only plates supervising the score, synthetic plates, the generator's car-body
-   non-plates and plate-sized boxes beside a labelled plate as negatives.
-C. mining (``hard_negatives-2.json``): the bundle of A + B over every training photo, the detector's boxes away
-   from every labelled plate; then ``lm-c``: B fine-tuned with those as negatives.
+B. mining (``hard_negatives-2.json``): A's detector over every training photo, its boxes away from every
+   labelled plate (badges, lights, signs, lettering: what this detector takes for a plate). Mining uses only the
+   detector, so it runs on a bundle of A and the 1.10.0 landmark weights.
+C. ``lm-b``: the landmark CNN (``landmark_cnn``, 64x128), warm-started from the 1.10.0 bundle's landmark weights
+   (``params_from_bundle``; its training from scratch did not fit the day), on every folder: exact corners from
+   us-closeups and ccpd-corners (and the other corner-labelled photos), box-only plates supervising the score,
+   synthetic plates of every layout; negatives: B's mined boxes, the generator's car-body non-plates and
+   plate-sized boxes beside a labelled plate.
 
-``run_all2`` runs A, B, the mining, C, the threshold sweep (``tune``) and builds the bundle of A + C.
+``run_all2`` runs A, B, C, the threshold sweep (``tune``) and builds the bundle of A + C.
 """
 
 from __future__ import annotations
@@ -38,17 +40,13 @@ _CAR_NEGATIVES = ("badge", "bumper_text", "grille", "reflection", "logo")
 
 RECIPE_V2: dict[str, dict[str, Any]] = {
     "det-a": {"model": "detector", "arch": DETECTOR_ARCH, "init": "imagenet", "batch_size": 8, "lr": 2e-3,
-              "iterations": 3200, "warmup": 100, "checkpoint_every": 100, "synth_p": 0.3, "crop": 320, "seed": 0},
-    "lm-b": {"model": "landmarks", "init": "bundle-1.10.0", "batch_size": 64, "lr": 5e-4, "iterations": 900,
-             "warmup": 50, "checkpoint_every": 100, "synth_p": 0.5, "lowres_p": 0.3, "context_p": 0.5,
-             "synth_neg_p": 0.4, "synth_neg_kinds": _CAR_NEGATIVES, "seed": 1},
-    "lm-c": {"model": "landmarks", "init_from": "lm-b", "hard_negatives": MINED2, "batch_size": 64, "lr": 3e-4,
-             "iterations": 600, "warmup": 30, "checkpoint_every": 100, "synth_p": 0.5, "lowres_p": 0.3,
-             "context_p": 0.5, "synth_neg_p": 0.4, "synth_neg_kinds": _CAR_NEGATIVES, "seed": 2},
+              "iterations": 5600, "warmup": 100, "checkpoint_every": 100, "synth_p": 0.3, "crop": 320, "seed": 0},
+    "lm-b": {"model": "landmarks", "init": "bundle-1.10.0", "hard_negatives": MINED2, "batch_size": 64, "lr": 5e-4,
+             "iterations": 1200, "warmup": 50, "checkpoint_every": 100, "synth_p": 0.5, "lowres_p": 0.3,
+             "context_p": 0.5, "synth_neg_p": 0.4, "synth_neg_kinds": _CAR_NEGATIVES, "seed": 1},
 }
-PIPELINE_V2: list[tuple[str, ...]] = [("train", "det-a"), ("train", "lm-b"), ("mine", "det-a", "lm-b", MINED2),
-                                      ("train", "lm-c")]
-SHIPPED_V2 = ("det-a", "lm-c")
+PIPELINE_V2: list[tuple[str, ...]] = [("train", "det-a"), ("mine", "det-a", MINED2), ("train", "lm-b")]
+SHIPPED_V2 = ("det-a", "lm-b")
 
 
 def detector_overrides() -> dict[str, Any]:
@@ -170,6 +168,16 @@ def train2(part: str, data_root: Path, out_dir: Path, iterations: int | None = N
     return out_dir
 
 
+def mining_bundle(root: Path, det: str, version: str = "2.0.0") -> Path:
+    """A bundle of detector stage ``det`` and the 1.10.0 landmark weights (mining reads only the detector)."""
+    from model_store.training.build import build_bundle
+
+    landmarks = params_from_bundle(SHIPPED_1_10, "landmarks", config_v2()["landmarks"]["arch"],
+                                   root / "landmarks-1.10.0.params")
+    return build_bundle(_stage_weights(root / det), landmarks, root / f"bundle-{det}", f"{version}-{det}",
+                        overrides={"detector": detector_overrides()}, detector_arch=DETECTOR_ARCH)
+
+
 def build2(root: Path, det: str, lm: str, out: Path, version: str, overrides: dict[str, Any] | None = None) -> Path:
     from model_store.training.build import build_bundle
 
@@ -193,11 +201,10 @@ def run_all2(data_root: Path, root: Path, version: str = "2.0.0", pretrained_roo
                 continue
             train2(step[1], data_root, root / step[1], pretrained_root=pretrained_root)
         else:
-            _, det, lm, name = step
+            _, det, name = step
             if (root / name).is_file():
                 continue
-            bundle = build2(root, det, lm, root / f"bundle-{lm}", f"{version}-{lm}")
-            mine_bundle(bundle, data_root, root / name, reviewed=True)
+            mine_bundle(mining_bundle(root, det, version), data_root, root / name, reviewed=True)
     tune_dir = root / "tune"
     if not (tune_dir / "overrides.json").is_file():
         untuned = build2(root, *SHIPPED_V2, root / "bundle-untuned", f"{version}-untuned")

@@ -45,4 +45,4 @@ def test_the_2_0_detector_config_uses_the_pretrained_input_scaling():
     cfg = config_v2("2.0.0")
     assert cfg["version"] == "2.0.0" and cfg["detector"]["arch"] == DETECTOR_ARCH
     assert cfg["detector"]["mean"] == list(PRETRAINED_MEAN) and cfg["detector"]["std"] == list(PRETRAINED_STD)
-    assert RECIPE_V2["det-a"]["arch"] == DETECTOR_ARCH and RECIPE_V2["lm-c"]["init_from"] == "lm-b"
+    assert RECIPE_V2["det-a"]["arch"] == DETECTOR_ARCH and RECIPE_V2["lm-b"]["hard_negatives"] == "hard_negatives-2.json"
