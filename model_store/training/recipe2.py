@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,10 @@ def imagenet_init(arch: str, backbone: str, out: Path, seed: int, pretrained_roo
     return out
 
 
+def _uncounted(name: str) -> str:
+    return re.sub(r"^([A-Za-z]+)\d+_", r"\1_", name)
+
+
 def params_from_bundle(bundle: Path, part: str, arch: str, out: Path,
                        input_shape: tuple[int, ...] = (1, 3, 64, 128)) -> Path:
     """A bundle's exported ``{part}-0000.params`` (symbol names) as Gluon ``save_parameters`` weights of ``arch``:
@@ -85,10 +90,13 @@ def params_from_bundle(bundle: Path, part: str, arch: str, out: Path,
     from model_store.training.nets import get_net, init_net
 
     net = init_net(get_net(arch), seed=0)
-    # names without the block's prefix (landmarkcnn0_, landmarkcnn1_, ... by creation order in a process)
+    # names without the counter of their top block (landmarkcnn0_, landmarkcnn1_, ...: by creation order in a
+    # process); a GluonCV backbone keeps its own prefix (mobilenet0_), beside the detector's (ssdfpn0_)
     loaded = mx.nd.load(str(bundle / f"{part}-0000.params"))
-    by_name = {k.split(":", 1)[1].split("_", 1)[1]: v for k, v in loaded.items()}
-    params = {name.split("_", 1)[1]: p for name, p in net.collect_params().items()}
+    by_name = {_uncounted(k.split(":", 1)[1]): v for k, v in loaded.items()}
+    params = {_uncounted(name): p for name, p in net.collect_params().items()}
+    if len(params) != len(list(net.collect_params().keys())):
+        raise ValueError(f"{arch}: parameter names collide without their block counters")
     missing = [name for name in params if name not in by_name]
     if missing:
         raise ValueError(f"{bundle}/{part}-0000.params lacks {len(missing)} parameters of {arch}: {missing[:5]}")

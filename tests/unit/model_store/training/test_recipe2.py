@@ -1,5 +1,6 @@
 """The 2.0 recipe's starting points: the 1.10.0 landmark weights as Gluon weights, the pretrained input scaling."""
 
+import json
 import warnings
 
 import numpy as np
@@ -18,18 +19,22 @@ from model_store.training.recipe2 import (  # noqa: E402
 )
 
 
-def test_bundle_landmark_weights_load_into_the_gluon_net_with_the_same_outputs(tmp_path):
-    if not (SHIPPED_1_10 / "landmarks-0000.params").is_file():
+@pytest.mark.parametrize("part", ["landmarks", "detector"])
+def test_bundle_weights_load_into_the_gluon_net_with_the_same_outputs(tmp_path, part):
+    """The detector holds two prefixed blocks (ssdfpn0_ and GluonCV's mobilenet0_), the landmark CNN one."""
+    if not (SHIPPED_1_10 / f"{part}-0000.params").is_file():
         pytest.skip(f"no 1.10.0 bundle at {SHIPPED_1_10}")
-    arch = config_v2()["landmarks"]["arch"]
-    out = params_from_bundle(SHIPPED_1_10, "landmarks", arch, tmp_path / "lm.params")
-    net = get_net(arch)
+    cfg = json.loads((SHIPPED_1_10 / "model.json").read_text())[part]
+    shape = (1, 3, 64, 128) if part == "landmarks" else (1, 3, 128, 192)
+    get_net(cfg["arch"])   # a first copy in this process: the next one's blocks count from 1
+    out = params_from_bundle(SHIPPED_1_10, part, cfg["arch"], tmp_path / "w.params", shape)
+    net = get_net(cfg["arch"])
     net.load_parameters(str(out), ctx=mx.cpu())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        exported = mx.gluon.SymbolBlock.imports(str(SHIPPED_1_10 / "landmarks-symbol.json"), ["data"],
-                                                str(SHIPPED_1_10 / "landmarks-0000.params"), ctx=mx.cpu())
-    x = mx.nd.array(np.random.default_rng(0).normal(0, 1, (2, 3, 64, 128)))
+        exported = mx.gluon.SymbolBlock.imports(str(SHIPPED_1_10 / f"{part}-symbol.json"), ["data"],
+                                                str(SHIPPED_1_10 / f"{part}-0000.params"), ctx=mx.cpu())
+    x = mx.nd.array(np.random.default_rng(0).normal(0, 1, (2, *shape[1:])))
     for a, b in zip(net(x), exported(x), strict=True):
         np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-4, atol=1e-5)
 
