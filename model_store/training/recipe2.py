@@ -37,17 +37,24 @@ DETECTOR_ARCH = "ssd_mnet025_fpn_pt"
 BACKBONE = "mobilenet0.25"
 SHIPPED_1_10 = Path(__file__).resolve().parents[1] / "weights" / "plateveil-plates-1.10.0"
 MINED2 = "hard_negatives-2.json"
+MINED2B = "hard_negatives-2b.json"
 _CAR_NEGATIVES = ("badge", "bumper_text", "grille", "reflection", "logo")
 
 RECIPE_V2: dict[str, dict[str, Any]] = {
     "det-a": {"model": "detector", "arch": DETECTOR_ARCH, "init": "imagenet", "batch_size": 8, "lr": 2e-3,
               "iterations": 5600, "warmup": 100, "checkpoint_every": 100, "synth_p": 0.3, "crop": 320, "seed": 0},
-    "lm-b": {"model": "landmarks", "init": "bundle-1.10.0", "hard_negatives": MINED2, "batch_size": 64, "lr": 5e-4,
-             "iterations": 1200, "warmup": 50, "checkpoint_every": 100, "synth_p": 0.5, "lowres_p": 0.3,
+    "lm-b": {"model": "landmarks", "init": "bundle-1.10.0", "hard_negatives": [MINED2], "batch_size": 64, "lr": 5e-4,
+             "iterations": 1000, "warmup": 50, "checkpoint_every": 100, "synth_p": 0.5, "lowres_p": 0.3,
              "context_p": 0.5, "synth_neg_p": 0.4, "synth_neg_kinds": _CAR_NEGATIVES, "seed": 1},
+    "det-a2": {"model": "detector", "arch": DETECTOR_ARCH, "init_from": "det-a", "batch_size": 8, "lr": 1e-3,
+               "iterations": 3000, "warmup": 50, "checkpoint_every": 100, "synth_p": 0.3, "crop": 320, "seed": 3},
+    "lm-c": {"model": "landmarks", "init_from": "lm-b", "hard_negatives": [MINED2, MINED2B], "batch_size": 64,
+             "lr": 3e-4, "iterations": 1000, "warmup": 30, "checkpoint_every": 100, "synth_p": 0.5, "lowres_p": 0.3,
+             "context_p": 0.5, "synth_neg_p": 0.4, "synth_neg_kinds": _CAR_NEGATIVES, "seed": 4},
 }
-PIPELINE_V2: list[tuple[str, ...]] = [("train", "det-a"), ("mine", "det-a", MINED2), ("train", "lm-b")]
-SHIPPED_V2 = ("det-a", "lm-b")
+PIPELINE_V2: list[tuple[str, ...]] = [("train", "det-a"), ("mine", "det-a", MINED2), ("train", "lm-b"),
+                                      ("train", "det-a2"), ("mine", "det-a2", MINED2B), ("train", "lm-c")]
+SHIPPED_V2 = ("det-a2", "lm-c")
 
 
 def detector_overrides() -> dict[str, Any]:
@@ -151,11 +158,13 @@ def train2(part: str, data_root: Path, out_dir: Path, iterations: int | None = N
     train_samples, _ = load_split(data_root, reviewed=True)
     photos = load_photos(train_samples)
     hard: list = []
-    if r.get("hard_negatives"):
-        rows = mine.load(root / r["hard_negatives"])
+    for name in r.get("hard_negatives", []):
+        rows = mine.load(root / name)
         if not rows:
-            raise FileNotFoundError(f"stage {part!r} needs {root / r['hard_negatives']}: run the mining step")
-        hard = [(i, box) for i, box in rows if not len(photos[i].boxes) or mine.near_share(box, photos[i].boxes) < 0.1]
+            raise FileNotFoundError(f"stage {part!r} needs {root / name}: run the mining step")
+        hard += rows
+    if hard:
+        hard = [(i, box) for i, box in hard if not len(photos[i].boxes) or mine.near_share(box, photos[i].boxes) < 0.1]
     opts = TrainOptions(out_dir=out_dir, iterations=iterations or r["iterations"], batch_size=r["batch_size"],
                         lr=r["lr"], warmup=r["warmup"], checkpoint_every=r["checkpoint_every"], seed=r["seed"],
                         init_from=init_from)
@@ -213,9 +222,10 @@ def run_all2(data_root: Path, root: Path, version: str = "2.0.0", pretrained_roo
             if (root / name).is_file():
                 continue
             mine_bundle(mining_bundle(root, det, version), data_root, root / name, reviewed=True)
-    tune_dir = root / "tune"
+    det, lm = SHIPPED_V2
+    tune_dir = root / f"tune-{det}-{lm}"   # the sweep of these two stages' bundle
     if not (tune_dir / "overrides.json").is_file():
-        untuned = build2(root, *SHIPPED_V2, root / "bundle-untuned", f"{version}-untuned")
+        untuned = build2(root, det, lm, root / f"bundle-{det}-{lm}-untuned", f"{version}-untuned")
         tune_bundle(untuned, data_root, tune_dir)
     overrides = json.loads((tune_dir / "overrides.json").read_text())
-    return build2(root, *SHIPPED_V2, root / "bundle", version, overrides)
+    return build2(root, det, lm, root / "bundle", version, overrides)
