@@ -20,7 +20,13 @@ C. ``lm-b``: the landmark CNN (``landmark_cnn``, 64x128), warm-started from the 
    synthetic plates of every layout; negatives: B's mined boxes, the generator's car-body non-plates and
    plate-sized boxes beside a labelled plate.
 
-``run_all2`` runs A, B, C, the threshold sweep (``tune``) and builds the bundle of A + C.
+D. ``det-a2``: a second cosine cycle of A (from A's weights, lr 1e-3, 3000 iterations, another seed): A's
+   loss was still falling when its learning rate ran out.
+E. mining again with D's detector (``hard_negatives-2b.json``); F. ``lm-c``: C fine-tuned with both mined sets.
+
+``run_all2`` runs every step, the threshold sweep of D + F (``tune``, into ``tune-det-a2-lm-c/``) and builds
+their bundle into ``<root>/bundle``. Measured on the shared 2-core machine on 2026-12-01: about one hour in
+all (MODEL_CARD.md, "2.0 attempt"). That bundle was not shipped: see the card for the numbers and why.
 """
 
 from __future__ import annotations
