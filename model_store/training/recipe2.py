@@ -57,6 +57,9 @@ RECIPE_V2: dict[str, dict[str, Any]] = {
     "lm-c": {"model": "landmarks", "init_from": "lm-b", "hard_negatives": [MINED2, MINED2B], "batch_size": 64,
              "lr": 3e-4, "iterations": 1000, "warmup": 30, "checkpoint_every": 100, "synth_p": 0.5, "lowres_p": 0.3,
              "context_p": 0.5, "synth_neg_p": 0.4, "synth_neg_kinds": _CAR_NEGATIVES, "seed": 4},
+    # tried after the recipe's first run (not in PIPELINE_V2): a third cycle, with lm-c as the landmark model
+    "det-a3": {"model": "detector", "arch": DETECTOR_ARCH, "init_from": "det-a2", "batch_size": 8, "lr": 5e-4,
+               "iterations": 3000, "warmup": 50, "checkpoint_every": 100, "synth_p": 0.3, "crop": 320, "seed": 5},
 }
 PIPELINE_V2: list[tuple[str, ...]] = [("train", "det-a"), ("mine", "det-a", MINED2), ("train", "lm-b"),
                                       ("train", "det-a2"), ("mine", "det-a2", MINED2B), ("train", "lm-c")]

@@ -12,8 +12,10 @@ from model_store.training.nets import get_net  # noqa: E402
 from model_store.training.pretrained import PRETRAINED_MEAN, PRETRAINED_STD  # noqa: E402
 from model_store.training.recipe2 import (  # noqa: E402
     DETECTOR_ARCH,
+    PIPELINE_V2,
     RECIPE_V2,
     SHIPPED_1_10,
+    SHIPPED_V2,
     config_v2,
     params_from_bundle,
 )
@@ -50,4 +52,18 @@ def test_the_2_0_detector_config_uses_the_pretrained_input_scaling():
     cfg = config_v2("2.0.0")
     assert cfg["version"] == "2.0.0" and cfg["detector"]["arch"] == DETECTOR_ARCH
     assert cfg["detector"]["mean"] == list(PRETRAINED_MEAN) and cfg["detector"]["std"] == list(PRETRAINED_STD)
-    assert RECIPE_V2["det-a"]["arch"] == DETECTOR_ARCH and RECIPE_V2["lm-b"]["hard_negatives"] == "hard_negatives-2.json"
+    assert RECIPE_V2["det-a"]["arch"] == DETECTOR_ARCH and RECIPE_V2["det-a"]["init"] == "imagenet"
+
+
+def test_each_pipeline_step_uses_only_what_an_earlier_step_made():
+    made: set[str] = set()
+    for step in PIPELINE_V2:
+        if step[0] == "mine":
+            assert step[1] in made, step
+            made.add(step[2])
+            continue
+        r = RECIPE_V2[step[1]]
+        assert r.get("init_from") is None or r["init_from"] in made, step
+        assert all(name in made for name in r.get("hard_negatives", [])), step
+        made.add(step[1])
+    assert set(SHIPPED_V2) <= made
