@@ -4,7 +4,6 @@ session stack's real Redis, S3 server and worker."""
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import httpx
@@ -15,17 +14,6 @@ from plateveil.schema import ConcealJob, JobRecord, JobStatus, iso_ms, new_job_i
 from plateveil.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def tasks(stack, monkeypatch):
-    from workers import tasks as module
-    from workers.settings import WorkerSettings
-
-    ctx = module.WorkerContext.from_settings(WorkerSettings())
-    monkeypatch.setattr(module, "_context", ctx)
-    monkeypatch.setattr(module, "_context_pid", os.getpid())
-    return module
 
 
 def _job(s3, car_jpeg, *, upload: bool = True, accepted_s_ago: float = 0.0) -> ConcealJob:

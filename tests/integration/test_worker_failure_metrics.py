@@ -3,8 +3,6 @@ against the stack's real Redis and S3, as tests/integration/test_worker_tasks.py
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from plateveil.schema import ConcealJob, JobRecord, JobStatus, iso_ms, new_job_id, utc_now
@@ -12,18 +10,6 @@ from plateveil.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
 from workers import metrics as worker_metrics
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def tasks(stack, monkeypatch):
-    from workers import tasks as module
-    from workers.settings import WorkerSettings
-
-    ctx = module.WorkerContext.from_settings(WorkerSettings())
-    monkeypatch.setattr(module, "_context", ctx)
-    monkeypatch.setattr(module, "_context_pid", os.getpid())
-    yield module
-    ctx.models.stop()  # it follows the stack's model registry: stop its swapper threads
 
 
 def _value(name: str, **labels: str) -> float:

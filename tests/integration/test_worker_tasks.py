@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from plateveil.errors import PermanentError
@@ -12,19 +10,6 @@ from plateveil.schema import ConcealJob, JobRecord, JobStatus, iso_ms, new_job_i
 from plateveil.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def tasks(stack, monkeypatch):
-    """workers.tasks with a fresh per-test context built from the stack's environment."""
-    from workers import tasks as module
-    from workers.settings import WorkerSettings
-
-    ctx = module.WorkerContext.from_settings(WorkerSettings())
-    monkeypatch.setattr(module, "_context", ctx)
-    monkeypatch.setattr(module, "_context_pid", os.getpid())
-    yield module
-    ctx.models.stop()  # it follows the stack's model registry: stop its swapper threads
 
 
 def _job(source_key: str, output_bucket: str = OUTPUT_BUCKET) -> ConcealJob:
