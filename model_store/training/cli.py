@@ -83,6 +83,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--max-excess", type=float, default=0.3)
     u.add_argument("--out", type=Path, default=Path("runs/tune"),
                    help="writes sweep.json (every setting) and overrides.json (for `models build --overrides`)")
+    u.add_argument("--reference", type=Path, default=None,
+                   help="bundle (e.g. the shipped one) whose spurious regions per photo on the same photos cap "
+                        "the choice: the most plates hidden at no more false concealments than it")
+    u.add_argument("--fine", action="store_true", help="the 2.0 recipe's finer threshold grid")
     _labels_option(u)
     u.set_defaults(func=_tune)
 
@@ -225,7 +229,7 @@ def _tune(args: argparse.Namespace) -> int:
     from model_store.training.tune import tune_bundle
 
     tag, best = tune_bundle(args.model_dir, args.data, args.out, args.max_spurious, args.max_excess,
-                            reviewed=args.labels == "reviewed")
+                            reviewed=args.labels == "reviewed", reference=args.reference, fine=args.fine)
     print(f"best setting for {tag}: " + ", ".join(f"{k}={v:.3g}" for k, v in best.items()))
     print(f"wrote {args.out / 'sweep.json'} and {args.out / 'overrides.json'}")
     return 0

@@ -18,6 +18,8 @@ Registry: ``get_net(name)`` raises ValueError listing the valid names.
   ``(x - 128) / 128`` RGB (mean = std = 128/255), not the ImageNet mean/std of the other detectors.
 * ``landmark_cnn``: a small CNN on the expanded crop with two heads: 4 corners (8 numbers,
   crop-normalised) and plate / not-a-plate logits.
+* ``landmark_mnet025_pt``, ``landmark_mnet050_pt``: the same two heads on a MobileNet v1 0.25 / 0.5 body run as
+  TF-slim runs it, which starts from the ImageNet weights (input ``(x - 128) / 128``, as the ``_pt`` detectors).
 """
 
 from __future__ import annotations
@@ -183,6 +185,65 @@ class LandmarkCNN(HybridBlock):
         return self.corners(h), self.plate(h)
 
 
+def _leaves(block: HybridBlock) -> list[HybridBlock]:
+    if not block._children:
+        return [block]
+    return [leaf for child in block._children.values() for leaf in _leaves(child)]
+
+
+class LandmarkMNet(HybridBlock):
+    """Crop (3 x 64 x 128) -> corners (8,) and plate logits (2,), on a GluonCV MobileNet v1 body (all of it up to
+    stride 32: 2 x 4 cells on a 64 x 128 crop) run as TF-slim runs it (``tf_layers``), so that the ImageNet
+    weights of ``../shared/pretrained`` load into it (``pretrained.copy_backbone``); the heads are
+    :class:`LandmarkCNN`'s. Crops must have sides that are multiples of 32 (TF 'SAME')."""
+
+    def __init__(self, backbone: str = "mobilenet0.25", hidden: int = 256, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        base = get_model(backbone, pretrained=False).features
+        last = BACKBONES[backbone][0][2]
+        with self.name_scope():
+            self.body = nn.HybridSequential()
+            for i, layer in enumerate(base):
+                if i > last:
+                    break
+                for converted in tf_layers(layer):
+                    self.body.add(converted)
+            # The imported batch norms are the TFLite nets' folded ones (scale 1, mean 0, var 1: an added bias).
+            # Normalised by batch statistics in training they would rescale every channel and throw away what
+            # ImageNet taught; kept on their running statistics the body computes the pretrained features
+            # (measured: a linear probe on them separates plate crops from mined non-plates at 0.82, while a
+            # fine-tune with batch statistics stayed at the class prior for 1,600 iterations).
+            for block in _leaves(self.body):
+                if isinstance(block, nn.BatchNorm):
+                    block._kwargs["use_global_stats"] = True
+            # batch-normalised before each ReLU: on the ImageNet features (ReLU6, 2 x 4 x 256 of them) a plain
+            # Dense + ReLU started with corner outputs ~10x too large, and Adam's first steps killed its units
+            # (corners stuck at their mean, plate score at the prior: measured, 1,600 iterations). Each head
+            # has its own hidden layer: shared, the corner loss's large early gradients drowned the plate score's.
+            self.reduce = _conv_bn(96, 1)
+            self.corner_fc = self._hidden(hidden)
+            self.plate_fc = self._hidden(hidden)
+            self.corners = nn.Dense(8)
+            self.plate = nn.Dense(2)
+
+    @staticmethod
+    def _hidden(units: int) -> nn.HybridSequential:
+        fc = nn.HybridSequential()
+        fc.add(nn.Flatten())
+        fc.add(nn.Dense(units, use_bias=False))
+        fc.add(nn.BatchNorm())
+        fc.add(nn.Activation("relu"))
+        fc.add(nn.Dropout(0.2))
+        return fc
+
+    def hybrid_forward(self, F, x):
+        f = self.reduce(self.body(x))
+        return self.corners(self.corner_fc(f)), self.plate(self.plate_fc(f))
+
+
+LANDMARK_BACKBONES = {"landmark_mnet025_pt": "mobilenet0.25", "landmark_mnet050_pt": "mobilenet0.5"}
+
+
 def _ssd(backbone: str, arch: str, tf_same: bool = False) -> SSDFPN:
     return SSDFPN(backbone, [len(level["anchors"]) for level in default_levels(arch)], tf_same=tf_same)
 
@@ -196,6 +257,8 @@ _NETS = {
     "ssd_mnet075_fpn_pt": lambda: _ssd("mobilenet0.75", "ssd_mnet075_fpn_pt", tf_same=True),
     "ssd_mnetv2_fpn_pt": lambda: _ssd("mobilenetv2_1.0", "ssd_mnetv2_fpn_pt", tf_same=True),
     "landmark_cnn": LandmarkCNN,
+    "landmark_mnet025_pt": lambda: LandmarkMNet("mobilenet0.25"),
+    "landmark_mnet050_pt": lambda: LandmarkMNet("mobilenet0.5"),
 }
 
 

@@ -57,9 +57,21 @@ RECIPE_V2: dict[str, dict[str, Any]] = {
     "lm-c": {"model": "landmarks", "init_from": "lm-b", "hard_negatives": [MINED2, MINED2B], "batch_size": 64,
              "lr": 3e-4, "iterations": 1000, "warmup": 30, "checkpoint_every": 100, "synth_p": 0.5, "lowres_p": 0.3,
              "context_p": 0.5, "synth_neg_p": 0.4, "synth_neg_kinds": _CAR_NEGATIVES, "seed": 4},
+    # second session: the landmark model on an ImageNet MobileNet 0.25 body, with the third mined set (det-a3's
+    # boxes down to score 0.08) and three times the iterations of lm-b
+    "lm-p": {"model": "landmarks", "arch": "landmark_mnet025_pt", "init": "imagenet",
+             "hard_negatives": [MINED2, MINED2B, "hard_negatives-2c.json"], "batch_size": 64, "lr": 5e-4,
+             "iterations": 4000, "warmup": 200, "checkpoint_every": 200, "synth_p": 0.5, "lowres_p": 0.3,
+             "context_p": 0.5, "synth_neg_p": 0.4, "synth_neg_kinds": _CAR_NEGATIVES, "corner_weight": 0.5,
+             "seed": 6},
+    "lm-d": {"model": "landmarks", "init_from": "lm-c", "hard_negatives": [MINED2, MINED2B, "hard_negatives-2c.json"],
+             "batch_size": 64, "lr": 3e-4, "iterations": 3000, "warmup": 50, "checkpoint_every": 200, "synth_p": 0.5,
+             "lowres_p": 0.3, "context_p": 0.5, "synth_neg_p": 0.4, "synth_neg_kinds": _CAR_NEGATIVES, "seed": 7},
     # tried after the recipe's first run (not in PIPELINE_V2): a third cycle, with lm-c as the landmark model
     "det-a3": {"model": "detector", "arch": DETECTOR_ARCH, "init_from": "det-a2", "batch_size": 8, "lr": 5e-4,
                "iterations": 3000, "warmup": 50, "checkpoint_every": 100, "synth_p": 0.3, "crop": 320, "seed": 5},
+    "det-a4": {"model": "detector", "arch": DETECTOR_ARCH, "init_from": "det-a3", "batch_size": 8, "lr": 5e-4,
+               "iterations": 3000, "warmup": 50, "checkpoint_every": 100, "synth_p": 0.3, "crop": 320, "seed": 8},
 }
 PIPELINE_V2: list[tuple[str, ...]] = [("train", "det-a"), ("mine", "det-a", MINED2), ("train", "lm-b"),
                                       ("train", "det-a2"), ("mine", "det-a2", MINED2B), ("train", "lm-c")]
@@ -73,9 +85,23 @@ def detector_overrides() -> dict[str, Any]:
     return {"mean": list(PRETRAINED_MEAN), "std": list(PRETRAINED_STD)}
 
 
-def imagenet_init(arch: str, backbone: str, out: Path, seed: int, pretrained_root: Path | None = None) -> Path:
-    """The detector's starting weights: ``init_net`` heads (classification bias at the 0.01 prior, as
-    ``train_detector`` sets it) and the ImageNet backbone."""
+def landmark_overrides(arch: str) -> dict[str, Any]:
+    """What a 2.0 bundle's landmark config differs in from ``train.default_config``: the architecture and, for a
+    pretrained (``_pt``) one, the pretrained input scaling."""
+    out: dict[str, Any] = {"arch": arch}
+    if arch.endswith("_pt"):
+        out.update(detector_overrides())
+    return out
+
+
+def landmark_arch(stage: str) -> str:
+    return str(RECIPE_V2[stage].get("arch", "landmark_cnn"))
+
+
+def imagenet_init(arch: str, backbone: str, out: Path, seed: int, pretrained_root: Path | None = None,
+                  input_shape: tuple[int, ...] = (1, 3, 64, 64)) -> Path:
+    """A net's starting weights: ``init_net`` heads (for a detector, the classification bias at the 0.01 prior,
+    as ``train_detector`` sets it) and the ImageNet backbone."""
     import mxnet as mx
     import numpy as np
 
@@ -83,9 +109,9 @@ def imagenet_init(arch: str, backbone: str, out: Path, seed: int, pretrained_roo
     from model_store.training.pretrained import copy_backbone
 
     net = init_net(get_net(arch), seed=seed)
-    net(mx.nd.zeros((1, 3, 64, 64)))
+    net(mx.nd.zeros(input_shape))
     prior = -float(np.log((1 - 0.01) / 0.01))
-    for head in net.cls_heads:
+    for head in getattr(net, "cls_heads", []):
         head.bias.set_data(mx.nd.full(head.bias.shape, prior))
     copy_backbone(net, backbone, root=pretrained_root)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,11 +157,12 @@ def _stage_weights(run_dir: Path) -> Path:
     return final if final.is_file() else run_dir / "checkpoint" / "net.params"
 
 
-def config_v2(version: str = "2.0.0") -> dict[str, Any]:
+def config_v2(version: str = "2.0.0", landmarks: str = "landmark_cnn") -> dict[str, Any]:
     from model_store.training.train import default_config
 
     config = default_config(version=version, detector_arch=DETECTOR_ARCH)
     config["detector"].update(detector_overrides())
+    config["landmarks"].update(landmark_overrides(landmarks))
     return config
 
 
@@ -155,7 +182,13 @@ def train2(part: str, data_root: Path, out_dir: Path, iterations: int | None = N
     if r.get("init") == "imagenet":
         init_from = out_dir / "init.params"
         if not init_from.is_file():
-            imagenet_init(r["arch"], BACKBONE, init_from, r["seed"], pretrained_root)
+            if r["model"] == "detector":
+                imagenet_init(r["arch"], BACKBONE, init_from, r["seed"], pretrained_root)
+            else:
+                from model_store.training.nets import LANDMARK_BACKBONES
+
+                imagenet_init(r["arch"], LANDMARK_BACKBONES[r["arch"]], init_from, r["seed"], pretrained_root,
+                              input_shape=(1, 3, 64, 128))
     elif r.get("init") == "bundle-1.10.0":
         init_from = out_dir / "init.params"
         if not init_from.is_file():
@@ -184,13 +217,13 @@ def train2(part: str, data_root: Path, out_dir: Path, iterations: int | None = N
          "iterations": opts.iterations, "init_from": str(init_from), "hard_negatives": len(hard)}, indent=2,
         default=str))
     logger.info("training %s on %d photos (%d plates)", part, len(photos), sum(len(p.boxes) for p in photos))
-    config = config_v2()
+    config = config_v2(landmarks=landmark_arch(part) if r["model"] == "landmarks" else "landmark_cnn")
     if r["model"] == "detector":
         train_detector(photos, config, opts, synth_p=r["synth_p"], crop=r["crop"], layouts=None)
     else:
         train_landmarks(photos, config, opts, synth_p=r["synth_p"], hard_negatives=hard, lowres_p=r["lowres_p"],
                         layouts=None, context_p=r["context_p"], synth_neg_p=r["synth_neg_p"],
-                        synth_neg_kinds=r["synth_neg_kinds"])
+                        synth_neg_kinds=r["synth_neg_kinds"], corner_weight=r.get("corner_weight", 1.0))
     return out_dir
 
 
@@ -207,7 +240,7 @@ def mining_bundle(root: Path, det: str, version: str = "2.0.0") -> Path:
 def build2(root: Path, det: str, lm: str, out: Path, version: str, overrides: dict[str, Any] | None = None) -> Path:
     from model_store.training.build import build_bundle
 
-    merged: dict[str, Any] = {"detector": detector_overrides()}
+    merged: dict[str, Any] = {"detector": detector_overrides(), "landmarks": landmark_overrides(landmark_arch(lm))}
     for part, values in (overrides or {}).items():
         merged.setdefault(part, {}).update(values)
     return build_bundle(_stage_weights(root / det), _stage_weights(root / lm), out, version, overrides=merged,

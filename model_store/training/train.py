@@ -311,7 +311,9 @@ def average_params(params: Sequence[Path], out: Path) -> Path:
 def train_landmarks(photos: list[Any], config: dict[str, Any], opts: TrainOptions, synth_p: float = 0.6,
                     hard_negatives: list[tuple[int, np.ndarray]] | None = None, lowres_p: float = 0.0,
                     layouts: Sequence[str] | None = None, context_p: float = 0.0,
-                    synth_neg_p: float = 0.0, synth_neg_kinds: Sequence[str] | None = None) -> gluon.HybridBlock:
+                    synth_neg_p: float = 0.0, synth_neg_kinds: Sequence[str] | None = None,
+                    corner_weight: float = 1.0) -> gluon.HybridBlock:
+    """``corner_weight``: of the corner loss against the plate/not-plate loss (1: as 1.10.0 was trained)."""
     from model_store.training.augment import LandmarkSampler
 
     mx.random.seed(opts.seed)
@@ -334,7 +336,7 @@ def train_landmarks(photos: list[Any], config: dict[str, Any], opts: TrainOption
             wsum = mx.nd.maximum(mx.nd.sum(weight), 1.0)
             lcorn = mx.nd.sum(mx.nd.smooth_l1((pred_c - corners) * 10, scalar=1.0).sum(axis=1) * weight) / wsum
             lcls = ce(logits, label).mean()
-            loss = lcorn + lcls
+            loss = corner_weight * lcorn + lcls
         loss.backward()
         trainer.step(1)
         acc = float((logits.argmax(axis=1) == label).mean().asscalar())

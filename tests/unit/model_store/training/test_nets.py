@@ -150,7 +150,7 @@ def test_averaged_params_are_the_mean_of_each_weight_and_load_into_the_net(tmp_p
         average_params(paths[:1], tmp_path / "one.params")
 
 
-@pytest.mark.parametrize("name", [n for n in net_names() if n.endswith("_pt")])
+@pytest.mark.parametrize("name", [n for n in net_names() if n.startswith("ssd") and n.endswith("_pt")])
 def test_tf_layout_detectors_export_to_onnx_with_the_same_outputs(tmp_path, name):
     """The ``_pt`` detectors (ReLU6, bottom/right padding before strided convs) survive the ONNX export: ONNX
     Runtime gives MXNet's outputs at the shipped input sizes."""
@@ -167,3 +167,44 @@ def test_tf_layout_detectors_export_to_onnx_with_the_same_outputs(tmp_path, name
         ours = [o.asnumpy() for o in net(mx.nd.array(x))]
         for a, b in zip(graph.run(x), ours, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", [n for n in net_names() if n.startswith("landmark_mnet")])
+def test_pretrained_landmark_nets_export_to_onnx_with_the_same_outputs(tmp_path, name):
+    """The MobileNet-bodied landmark nets (TF layout, two hidden layers) go through the bundle's landmark export
+    and ONNX Runtime gives MXNet's corners and plate logits for a batch of crops."""
+    from model_store.backends.onnx_backend import OnnxBackend
+    from model_store.bundle import MODEL_FILES
+    from model_store.training.export import export_net
+
+    net = init_net(get_net(name), seed=5)
+    export_net(net, tmp_path, "landmarks", (1, 3, 64, 128), dynamic_hw=False)
+    graph = OnnxBackend(threads=1).load({"onnx": tmp_path / MODEL_FILES["landmarks"]["onnx"]})
+    x = np.random.default_rng(1).normal(size=(5, 3, 64, 128)).astype(np.float32)
+    ours = [o.asnumpy() for o in net(mx.nd.array(x))]
+    theirs = graph.run(x)
+    assert [a.shape for a in theirs[:2]] == [(5, 8), (5, 2)]
+    for a, b in zip(theirs, ours, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_pretrained_landmark_body_keeps_its_batch_norm_statistics_in_training():
+    """The imported (folded) batch norms of the MobileNet body run on their running statistics in training too,
+    so a training step sees the features the ImageNet weights compute; the heads' own batch norms do not."""
+    from mxnet import autograd
+
+    net = init_net(get_net("landmark_mnet025_pt"), seed=6)
+    x = mx.nd.array(np.random.default_rng(2).normal(size=(4, 3, 64, 128)))
+    net(x)
+    rng = np.random.default_rng(4)
+    for name, p in net.body.collect_params().items():   # statistics unlike any batch's
+        if name.endswith("running_var"):
+            p.set_data(mx.nd.array(rng.uniform(1e-3, 1e-2, p.shape)))
+    infer = net.body(x).asnumpy()
+    assert np.abs(infer).max() > 0.1
+    f = mx.nd.array(np.random.default_rng(3).normal(size=(4, 96, 2, 4)))
+    with autograd.record(train_mode=True):
+        train = net.body(x).asnumpy()
+        head = net.plate_fc(f).asnumpy()
+    np.testing.assert_allclose(train, infer, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(head, net.plate_fc(f).asnumpy(), atol=1e-3)

@@ -67,3 +67,33 @@ def test_each_pipeline_step_uses_only_what_an_earlier_step_made():
         assert all(name in made for name in r.get("hard_negatives", [])), step
         made.add(step[1])
     assert set(SHIPPED_V2) <= made
+
+
+def test_a_pretrained_landmark_stage_gets_the_pretrained_input_scaling_in_training_and_in_its_bundle():
+    from model_store.training.recipe2 import landmark_arch, landmark_overrides
+
+    assert landmark_arch("lm-p") == "landmark_mnet025_pt" and landmark_arch("lm-c") == "landmark_cnn"
+    cfg = config_v2("2.0.0", landmarks="landmark_mnet025_pt")["landmarks"]
+    assert cfg["arch"] == "landmark_mnet025_pt"
+    assert cfg["mean"] == list(PRETRAINED_MEAN) and cfg["std"] == list(PRETRAINED_STD)
+    assert landmark_overrides("landmark_cnn") == {"arch": "landmark_cnn"}
+    assert config_v2("2.0.0")["landmarks"]["mean"] != list(PRETRAINED_MEAN)   # the CNN keeps ImageNet mean/std
+
+
+def test_imagenet_init_fills_a_landmark_body_from_the_pretrained_weights(tmp_path):
+    from model_store.training.pretrained import PRETRAINED, default_pretrained_root, pretrained_net
+    from model_store.training.recipe2 import imagenet_init
+
+    root = default_pretrained_root()
+    if not (root / PRETRAINED["mobilenet0.25"].file).is_file():
+        pytest.skip(f"no ImageNet MobileNet 0.25 weights under {root} (../shared/pretrained absent; "
+                    "set PLATEVEIL_PRETRAINED_DIR)")
+    out = imagenet_init("landmark_mnet025_pt", "mobilenet0.25", tmp_path / "init.params", seed=0,
+                        input_shape=(1, 3, 64, 128))
+    net = get_net("landmark_mnet025_pt")
+    net.load_parameters(str(out), ctx=mx.cpu())
+    ref = pretrained_net("mobilenet0.25", root)
+    x = mx.nd.array(np.random.default_rng(3).normal(0, 1, (2, 3, 64, 128)))
+    ours = net.body(x).asnumpy()
+    theirs = ref.features[:len(ref.features) - 2](x).asnumpy()   # without the global pool and flatten
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
