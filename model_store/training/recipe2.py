@@ -44,6 +44,8 @@ BACKBONE = "mobilenet0.25"
 SHIPPED_1_10 = Path(__file__).resolve().parents[1] / "weights" / "plateveil-plates-1.10.0"
 MINED2 = "hard_negatives-2.json"
 MINED2B = "hard_negatives-2b.json"
+MINED2C = "hard_negatives-2c.json"
+MINED2D = "hard_negatives-2d.json"
 _CAR_NEGATIVES = ("badge", "bumper_text", "grille", "reflection", "logo")
 
 RECIPE_V2: dict[str, dict[str, Any]] = {
@@ -60,13 +62,16 @@ RECIPE_V2: dict[str, dict[str, Any]] = {
     # second session: the landmark model on an ImageNet MobileNet 0.25 body, with the third mined set (det-a3's
     # boxes down to score 0.08) and three times the iterations of lm-b
     "lm-p": {"model": "landmarks", "arch": "landmark_mnet025_pt", "init": "imagenet",
-             "hard_negatives": [MINED2, MINED2B, "hard_negatives-2c.json"], "batch_size": 64, "lr": 5e-4,
+             "hard_negatives": [MINED2, MINED2B, MINED2C], "batch_size": 64, "lr": 5e-4,
              "iterations": 4000, "warmup": 200, "checkpoint_every": 200, "synth_p": 0.5, "lowres_p": 0.3,
              "context_p": 0.5, "synth_neg_p": 0.4, "synth_neg_kinds": _CAR_NEGATIVES, "corner_weight": 0.5,
              "seed": 6},
-    "lm-d": {"model": "landmarks", "init_from": "lm-c", "hard_negatives": [MINED2, MINED2B, "hard_negatives-2c.json"],
+    "lm-d": {"model": "landmarks", "init_from": "lm-c", "hard_negatives": [MINED2, MINED2B, MINED2C],
              "batch_size": 64, "lr": 3e-4, "iterations": 3000, "warmup": 50, "checkpoint_every": 200, "synth_p": 0.5,
              "lowres_p": 0.3, "context_p": 0.5, "synth_neg_p": 0.4, "synth_neg_kinds": _CAR_NEGATIVES, "seed": 7},
+    "lm-e": {"model": "landmarks", "init_from": "lm-d", "hard_negatives": [MINED2, MINED2B, MINED2C, MINED2D],
+             "batch_size": 64, "lr": 2e-4, "iterations": 3000, "warmup": 50, "checkpoint_every": 200, "synth_p": 0.5,
+             "lowres_p": 0.3, "context_p": 0.5, "synth_neg_p": 0.4, "synth_neg_kinds": _CAR_NEGATIVES, "seed": 9},
     # tried after the recipe's first run (not in PIPELINE_V2): a third cycle, with lm-c as the landmark model
     "det-a3": {"model": "detector", "arch": DETECTOR_ARCH, "init_from": "det-a2", "batch_size": 8, "lr": 5e-4,
                "iterations": 3000, "warmup": 50, "checkpoint_every": 100, "synth_p": 0.3, "crop": 320, "seed": 5},

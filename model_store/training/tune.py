@@ -92,12 +92,13 @@ MARGINS = [(0.02, 0.08), (0.02, 0.15), (0.05, 0.08), (0.05, 0.15), (0.08, 0.2), 
 # score is the filter, so finer steps where the plate/not-plate trade-off is decided
 FINE_DET_THRESHOLDS = [0.05, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3]
 FINE_LM_THRESHOLDS = [0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95, 0.97, 0.98, 0.99]
+FINE_KEEP_ABOVE = [0.5, 0.6, 0.7, 0.85, 1.01]   # a box the detector is this sure of stays whatever the score
 
 
 def sweep(collected: list[tuple[Sample, list[Candidate]]], max_spurious: float = 0.05, max_excess: float = 0.3,
           enclosing: tuple[float, float] | None = None, spurious_cap: float | None = None,
-          det_thresholds: list[float] | None = None, lm_thresholds: list[float] | None = None
-          ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+          det_thresholds: list[float] | None = None, lm_thresholds: list[float] | None = None,
+          keep_above: list[float] | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Two passes: thresholds at a middle margin, then margins at the best thresholds (margins barely move
     which boxes survive, so the passes hardly interact, and it is ~4x cheaper than the full product).
 
@@ -107,6 +108,7 @@ def sweep(collected: list[tuple[Sample, list[Candidate]]], max_spurious: float =
     rows = []
     det_thresholds = det_thresholds or DET_THRESHOLDS
     lm_thresholds = lm_thresholds or LM_THRESHOLDS
+    keep_above = keep_above or KEEP_ABOVE
 
     def key(r: dict[str, Any]) -> tuple[float, ...]:
         if spurious_cap is None:
@@ -120,8 +122,8 @@ def sweep(collected: list[tuple[Sample, list[Candidate]]], max_spurious: float =
         rows.append(row)
         return row
 
-    grid = [(d, lm, k) for d, lm, k in itertools.product(det_thresholds, lm_thresholds, KEEP_ABOVE)
-            if k > lm or k == KEEP_ABOVE[-1]]
+    grid = [(d, lm, k) for d, lm, k in itertools.product(det_thresholds, lm_thresholds, keep_above)
+            if (k > lm and k > d) or k == keep_above[-1]]
     first = [run(d, lm, k, *MARGINS[1]) for d, lm, k in tqdm(grid, desc="sweep thresholds", mininterval=2.0)]
     b = max(first, key=key)
     for mx_, my_ in tqdm([m for m in MARGINS if m != MARGINS[1]], desc="sweep margins", mininterval=2.0):
@@ -183,7 +185,8 @@ def tune_bundle(model_dir: Path, data_root: Path, out_dir: Path, max_spurious: f
     best, rows = sweep(collect(model, samples, min_det=min(dets)), max_spurious, max_excess,
                        enclosing_rule(model.config["landmarks"]),
                        spurious_cap=None if ref is None else float(ref["spurious_per_image"]),
-                       det_thresholds=dets, lm_thresholds=FINE_LM_THRESHOLDS if fine else LM_THRESHOLDS)
+                       det_thresholds=dets, lm_thresholds=FINE_LM_THRESHOLDS if fine else LM_THRESHOLDS,
+                       keep_above=FINE_KEEP_ABOVE if fine else KEEP_ABOVE)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps({"model": model.tag, "best": best, "rows": rows,
                                                     "reference": ref}, indent=1))

@@ -79,3 +79,35 @@ def test_score_setting_drops_enclosing_regions_as_the_runtime_does(tmp_path: Pat
     dropped = score_setting([(s, [*cands, bumper])], 0.3, 0.5, 1.01, 0.0, 0.0, enclosing=(0.7, 1.5))
     assert with_bumper["excess"] > plain["excess"] + 5
     assert dropped == plain
+
+
+def _two_photos(tmp_path: Path) -> list:
+    """Two photos: on the second, a plate the landmark model doubts (0.6) beside a badge it likes (0.8): hiding
+    that plate costs one spurious region per two photos."""
+    (s, cands), = _collected(tmp_path)
+    path = tmp_path / "second.png"
+    cv2.imwrite(str(path), np.zeros((200, 300, 3), np.uint8))
+    s2 = Sample(path, np.array([[20, 150, 80, 165]], np.float32), np.full((1, 4, 2), np.nan, np.float32))
+    return [(s, cands), (s2, [Candidate(0.5, 0.6, _quad(20, 150, 80, 165)),
+                              Candidate(0.5, 0.8, _quad(200, 20, 224, 28))])]
+
+
+def test_a_spurious_cap_picks_the_most_plates_at_no_more_false_concealments(tmp_path: Path) -> None:
+    collected = _two_photos(tmp_path)
+    strict, _ = sweep(collected, spurious_cap=0.0)
+    assert strict["spurious_per_image"] == 0.0 and strict["recall_08"] == 0.5
+    loose, rows = sweep(collected, spurious_cap=0.5)
+    assert loose["recall_08"] == 1.0 and loose["spurious_per_image"] == 0.5
+    assert loose["recall_08"] == max(r["recall_08"] for r in rows if r["spurious_per_image"] <= 0.5)
+    # the objective trades 0.1 of recall per spurious region beyond 0.05: it takes that plate with the badge,
+    # which the cap of the model in production (0.0 here) refuses
+    traded, _ = sweep(collected)
+    assert traded["recall_08"] == 1.0 and traded["spurious_per_image"] == 0.5
+
+
+def test_the_fine_grid_reaches_a_box_the_detector_is_sure_of(tmp_path: Path) -> None:
+    """``keep_above``: a plate the landmark model rejects (0.3) stays when the detector is surer than the cut."""
+    (s, _), = _collected(tmp_path)
+    collected = [(s, [Candidate(0.7, 0.3, _quad(100, 100, 160, 115)), Candidate(0.4, 0.95, _quad(10, 10, 50, 20))])]
+    best, _ = sweep(collected, spurious_cap=0.0, lm_thresholds=[0.5, 0.97], keep_above=[0.6, 1.01])
+    assert best["recall_08"] == 1.0 and best["spurious_per_image"] == 0.0 and best["keep_detector_above"] == 0.6
