@@ -140,10 +140,10 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
     monkeypatch.setattr(mine, "mine_hard_negatives", fake_mine)
     monkeypatch.setattr("model_store.training.augment.load_photos", lambda samples: [])
     monkeypatch.setattr("model_store.training.data.load_split", fake_split)
-    monkeypatch.setattr(tune, "collect", lambda model, samples: [])
+    monkeypatch.setattr(tune, "collect", lambda model, samples, **_: [])
     best = {"score_threshold": 0.3, "lm_threshold": 0.9, "keep_detector_above": 1.01, "margin_x": 0.05,
             "margin_y": 0.1, "recall_08": 1.0}
-    monkeypatch.setattr(tune, "sweep", lambda collected, *limits: (best, [best]))
+    monkeypatch.setattr(tune, "sweep", lambda collected, *limits, **_: (best, [best]))
 
     recipe.run_all(tmp_path / "data", tmp_path / "run", "9.9.9")
     trained = [c for c in calls if not c.startswith("build")]
