@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-photos", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "pretrained_sanity")
+    ap.add_argument("--variants", default="imagenet,random",
+                    help="which starts to train: imagenet, random or both (imagenet alone: a width comparison)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -168,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     config["detector"].update(mean=PRETRAINED_MEAN, std=PRETRAINED_STD)
     cfg = config["detector"]
     results = {}
-    for variant in ("imagenet", "random"):
+    for variant in args.variants.split(","):
+        if variant not in ("imagenet", "random"):
+            raise SystemExit(f"unknown variant {variant!r}: imagenet, random")
         out = args.out / variant
         if not (out / "final.params").is_file():
             init = initial_params(args.arch, args.pretrained if variant == "imagenet" else None,
@@ -188,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                        "results": results}, indent=1) + "\n")
-    keys = list(results["imagenet"])
+    keys = list(next(iter(results.values())))
     print(f"{args.arch}, {args.iterations} iterations x batch {args.batch}, {len(train_s)} training photos; "
           f"validation: {len(val_s)} photos ({time.time() - t0:.0f} s in all)")
     print("| variant | " + " | ".join(keys) + " |")

@@ -23,10 +23,15 @@ C. ``lm-b``: the landmark CNN (``landmark_cnn``, 64x128), warm-started from the 
 D. ``det-a2``: a second cosine cycle of A (from A's weights, lr 1e-3, 3000 iterations, another seed): A's
    loss was still falling when its learning rate ran out.
 E. mining again with D's detector (``hard_negatives-2b.json``); F. ``lm-c``: C fine-tuned with both mined sets.
+G. ``det-a3``, a third cycle (lr 5e-4); mining down to detector score 0.08 (``hard_negatives-2c.json``: the
+   shipped detector threshold is 0.15, and the sweep looks down to 0.05); ``lm-d``: F fine-tuned with the three
+   mined sets, 3000 iterations. H. ``det-a4``, a fourth cycle.
 
-``run_all2`` runs every step, the threshold sweep of D + F (``tune``, into ``tune-det-a2-lm-c/``) and builds
-their bundle into ``<root>/bundle``. Measured on the shared 2-core machine on 2026-12-01: about one hour in
-all (MODEL_CARD.md, "2.0 attempt"). That bundle was not shipped: see the card for the numbers and why.
+``run_all2`` runs every step of ``PIPELINE_V2``, sweeps ``SHIPPED_V2`` (``det-a4`` + ``lm-d``) with the fine grid,
+choosing the most plates at no more spurious regions per photo than the shipped 1.10.0 on the same photos
+(``tune --reference``), and builds their bundle into ``<root>/bundle``: that is plateveil-plates 2.0.0. Measured
+on the shared 2-core machine on 2026-12-01, over two sessions: about 1 h 40 min of training in all
+(MODEL_CARD.md, "plateveil-plates 2.0.0", with what was tried and not shipped: ``lm-p``, ``lm-e``).
 """
 
 from __future__ import annotations
