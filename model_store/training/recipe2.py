@@ -85,6 +85,9 @@ RECIPE_V2: dict[str, dict[str, Any]] = {
                "iterations": 3000, "warmup": 50, "checkpoint_every": 100, "synth_p": 0.3, "crop": 320, "seed": 5},
     "det-a4": {"model": "detector", "arch": DETECTOR_ARCH, "init_from": "det-a3", "batch_size": 8, "lr": 5e-4,
                "iterations": 3000, "warmup": 50, "checkpoint_every": 100, "synth_p": 0.3, "crop": 320, "seed": 8},
+    # tried after 2.0.0 shipped (not in PIPELINE_V2): does a fifth cycle still add recall?
+    "det-a5": {"model": "detector", "arch": DETECTOR_ARCH, "init_from": "det-a4", "batch_size": 8, "lr": 5e-4,
+               "iterations": 3000, "warmup": 50, "checkpoint_every": 100, "synth_p": 0.3, "crop": 320, "seed": 10},
 }
 # ("mine", detector stage, file[, lowest detector score]): the later rounds mine down to 0.08, the score the
 # shipped thresholds reach towards, so the landmark model sees what it will be asked about
@@ -256,14 +259,36 @@ def mining_bundle(root: Path, det: str, version: str = "2.0.0") -> Path:
                         overrides={"detector": detector_overrides()}, detector_arch=DETECTOR_ARCH)
 
 
-def build2(root: Path, det: str, lm: str, out: Path, version: str, overrides: dict[str, Any] | None = None) -> Path:
+def build2(root: Path, det: str, lm: str, out: Path, version: str, overrides: dict[str, Any] | None = None,
+           extra: dict[str, Any] | None = None) -> Path:
     from model_store.training.build import build_bundle
 
     merged: dict[str, Any] = {"detector": detector_overrides(), "landmarks": landmark_overrides(landmark_arch(lm))}
     for part, values in (overrides or {}).items():
         merged.setdefault(part, {}).update(values)
     return build_bundle(_stage_weights(root / det), _stage_weights(root / lm), out, version, overrides=merged,
-                        detector_arch=DETECTOR_ARCH)
+                        extra=extra, detector_arch=DETECTOR_ARCH)
+
+
+def training_record(root: Path, tune_dir: Path) -> dict[str, Any]:
+    """``model.json``'s ``training`` and ``tuning``: each ``PIPELINE_V2`` step as it ran (the stage's
+    ``summary.json``, the recipe's settings; a mining step's detector and lowest score) and the sweep's reference
+    and choice (``tune_dir/sweep.json``)."""
+    stages: dict[str, Any] = {}
+    for step in PIPELINE_V2:
+        if step[0] == "train":
+            summary = json.loads((root / step[1] / "summary.json").read_text())
+            stages[step[1]] = {**{k: v for k, v in RECIPE_V2[step[1]].items()
+                                  if k in ("arch", "init", "init_from", "lr", "batch_size", "seed")},
+                               **{k: summary[k] for k in ("train_photos", "train_plates", "iterations", "hard_negatives")
+                                  if k in summary}}
+        else:
+            stages[f"mine {step[2]}"] = {"detector": step[1], "min_score": float(step[3]) if len(step) > 3 else 0.15}
+    sweep = json.loads((tune_dir / "sweep.json").read_text())
+    return {"training": {"recipe": "model_store/training/recipe2.py (make train-2)", "stages": stages},
+            "tuning": {"split": "val", "reference": sweep.get("reference"), "chosen": sweep["best"],
+                       "rule": "the most plates hidden (recall@0.8) at no more spurious regions per photo than the "
+                               "reference on the same photos, excess <= 0.3 (tune --reference --fine)"}}
 
 
 def run_all2(data_root: Path, root: Path, version: str = "2.0.0", pretrained_root: Path | None = None) -> Path:
@@ -291,4 +316,4 @@ def run_all2(data_root: Path, root: Path, version: str = "2.0.0", pretrained_roo
         # the most plates at no more spurious regions per photo than the shipped 1.10.0 on the same photos
         tune_bundle(untuned, data_root, tune_dir, reference=SHIPPED_1_10, fine=True)
     overrides = json.loads((tune_dir / "overrides.json").read_text())
-    return build2(root, det, lm, root / "bundle", version, overrides)
+    return build2(root, det, lm, root / "bundle", version, overrides, extra=training_record(root, tune_dir))

@@ -97,3 +97,25 @@ def test_imagenet_init_fills_a_landmark_body_from_the_pretrained_weights(tmp_pat
     ours = net.body(x).asnumpy()
     theirs = ref.features[:len(ref.features) - 2](x).asnumpy()   # without the global pool and flatten
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_the_recipe_writes_each_step_and_the_sweep_choice_into_the_bundle_record(tmp_path):
+    from model_store.training.recipe2 import training_record
+
+    for step in PIPELINE_V2:
+        if step[0] == "train":
+            (tmp_path / step[1]).mkdir()
+            (tmp_path / step[1] / "summary.json").write_text(json.dumps(
+                {"stage": step[1], "train_photos": 1939, "iterations": RECIPE_V2[step[1]]["iterations"]}))
+    tune_dir = tmp_path / "tune"
+    tune_dir.mkdir()
+    best = {"score_threshold": 0.15, "lm_threshold": 0.9, "recall_08": 0.761, "spurious_per_image": 0.212}
+    reference = {"model": "plateveil-plates@1.10.0", "spurious_per_image": 0.218}
+    (tune_dir / "sweep.json").write_text(json.dumps({"best": best, "rows": [best], "reference": reference}))
+    record = training_record(tmp_path, tune_dir)
+    stages = record["training"]["stages"]
+    assert list(stages) == [step[1] if step[0] == "train" else f"mine {step[2]}" for step in PIPELINE_V2]
+    assert stages["det-a"]["init"] == "imagenet" and stages["det-a"]["train_photos"] == 1939
+    assert stages["mine hard_negatives-2c.json"] == {"detector": "det-a3", "min_score": 0.08}
+    assert stages["mine hard_negatives-2.json"]["min_score"] == 0.15
+    assert record["tuning"]["chosen"] == best and record["tuning"]["reference"] == reference
