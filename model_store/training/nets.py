@@ -185,10 +185,11 @@ class LandmarkCNN(HybridBlock):
         return self.corners(h), self.plate(h)
 
 
-def _leaves(block: HybridBlock) -> list[HybridBlock]:
+def leaves(block: HybridBlock) -> list[HybridBlock]:
+    """The blocks without children inside ``block`` (itself if it has none), in the order it runs them."""
     if not block._children:
         return [block]
-    return [leaf for child in block._children.values() for leaf in _leaves(child)]
+    return [leaf for child in block._children.values() for leaf in leaves(child)]
 
 
 class LandmarkMNet(HybridBlock):
@@ -213,7 +214,7 @@ class LandmarkMNet(HybridBlock):
             # ImageNet taught; kept on their running statistics the body computes the pretrained features
             # (measured: a linear probe on them separates plate crops from mined non-plates at 0.82, while a
             # fine-tune with batch statistics stayed at the class prior for 1,600 iterations).
-            for block in _leaves(self.body):
+            for block in leaves(self.body):
                 if isinstance(block, nn.BatchNorm):
                     block._kwargs["use_global_stats"] = True
             # batch-normalised before each ReLU: on the ImageNet features (ReLU6, 2 x 4 x 256 of them) a plain

@@ -40,7 +40,7 @@ import numpy as np
 from gluoncv.model_zoo import get_model
 from mxnet.gluon import HybridBlock, nn
 
-from model_store.training.nets import tf_sequential
+from model_store.training.nets import leaves, tf_sequential
 
 logger = logging.getLogger(__name__)
 
@@ -156,15 +156,7 @@ def read_tflite(path: Path) -> list[TFLiteConv]:
 
 def _conv_bn_pairs(block: HybridBlock) -> list[tuple[nn.Conv2D, nn.BatchNorm]]:
     """Every Conv2D followed by its BatchNorm, in the order the block runs them."""
-    flat: list[HybridBlock] = []
-
-    def walk(b: HybridBlock) -> None:
-        if not b._children:
-            flat.append(b)
-        for child in b._children.values():
-            walk(child)
-
-    walk(block)
+    flat = leaves(block)
     pairs = []
     for i, layer in enumerate(flat):
         if isinstance(layer, nn.Conv2D):
