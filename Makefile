@@ -81,15 +81,15 @@ bench-e2e: setup
 bench-memory: setup
 	$(PY) scripts/bench_memory.py $(ARGS)
 
-# The shipped recipe (model_store/training/recipe.py: 26 stages, 8 mining steps, the threshold sweep, the bundle)
-# on 2 CPU cores, machine idle: about 7 h 35 min, see model_store/training/MODEL_CARD.md. A rerun resumes where it stopped.
+# The shipped recipe (model_training/recipe.py: 26 stages, 8 mining steps, the threshold sweep, the bundle)
+# on 2 CPU cores, machine idle: about 7 h 35 min, see model_training/MODEL_CARD.md. A rerun resumes where it stopped.
 TRAIN_DIR ?= runs/train
 VERSION ?= 0.0.0-dev
 train: setup
 	$(PY) -m plateveil.cli models train all --out $(TRAIN_DIR) --version $(VERSION) $(ARGS)
 	@echo "evaluate: make eval ARGS='--model-dir $(TRAIN_DIR)/bundle'"
 
-# The 2.0 recipe (model_store/training/recipe2.py): three training stages, one mining step, the sweep, the bundle.
+# The 2.0 recipe (model_training/recipe2.py): three training stages, one mining step, the sweep, the bundle.
 TRAIN2_DIR ?= runs/train2
 train-2: setup
 	$(PY) -m plateveil.cli models train2 all --out $(TRAIN2_DIR) $(ARGS)

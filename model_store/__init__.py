@@ -10,5 +10,5 @@ with no deep-learning framework imported at import time.
 * ``commands`` - ``plateveil models list|show|unalias|workers``
 * ``weights/`` - the shipped bundle
 
-Making and judging models is ``model_store.training``; nothing here imports it.
+Making and judging models is ``model_training``; nothing here imports it.
 """

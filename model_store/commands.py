@@ -2,7 +2,7 @@
 
 Serving code: nothing here trains, evaluates or imports a deep-learning framework. The release verbs
 (``publish``, ``promote`` with its quality gate, ``rollback``) are
-:mod:`model_store.training.registry_cli`, which registers these beside its own.
+:mod:`model_training.registry_cli`, which registers these beside its own.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 :class:`RegistryOptions` is what a worker needs to follow the registry (bucket, aliases, cache, the
 smoke check); the worker's settings include it. :class:`RegistrySettings` adds the S3/Redis
 connection for the ``plateveil models`` registry commands. The promotion quality gate's settings
-(``PLATEVEIL_GATE_*``) belong to the release tooling: ``model_store.training.registry_cli.GateSettings``.
+(``PLATEVEIL_GATE_*``) belong to the release tooling: ``model_training.registry_cli.GateSettings``.
 """
 
 from __future__ import annotations

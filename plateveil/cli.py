@@ -2,9 +2,9 @@
 
 Each package registers its own sub-commands, so this file stays a table of contents:
 ``conceal`` (workers.cli), ``reconcile`` and ``dlq ...`` (workers.ops), ``models ...``
-(model_store.training.cli), ``doctor`` (plateveil.doctor), ``keys new`` (plateveil.apikeys).
+(model_training.cli), ``doctor`` (plateveil.doctor), ``keys new`` (plateveil.apikeys).
 Imports are lazy so that ``plateveil --help`` does not load mxnet. The console script sits above
-every package, so it is the one module outside ``model_store/training`` that imports training code
+every package, so it is the one module outside ``model_training`` that imports training code
 (the ``models`` verbs); no service (``workers``, ``producer``) imports this module.
 """
 
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from model_store.training.cli import register as register_models
+    from model_training.cli import register as register_models
     from plateveil.apikeys import register as register_keys
     from plateveil.doctor import register as register_doctor
     from producer.events.sqs import register as register_events

@@ -20,8 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from model_store.runtime import load_model
-from model_store.training.data import DEFAULT_DATA_ROOT, load_split
-from model_store.training.evaluate import ImageResult, score_image, summarise
+from model_training.data import DEFAULT_DATA_ROOT, load_split
+from model_training.evaluate import ImageResult, score_image, summarise
 
 
 def stretch(image: np.ndarray, boxes: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:

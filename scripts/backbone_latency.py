@@ -1,7 +1,7 @@
 """Detector latency and compute per backbone and input size, for choosing detector 2.0 (issue 24).
 
-Builds every candidate SSD+FPN detector of ``model_store.training.nets`` (random weights: the weights do not change
-the time), exports it to ONNX with the bundle's own export code (``model_store.training.export.export_net``, dynamic
+Builds every candidate SSD+FPN detector of ``model_training.nets`` (random weights: the weights do not change
+the time), exports it to ONNX with the bundle's own export code (``model_training.export.export_net``, dynamic
 H/W as shipped), and times ONNX Runtime with the serving session options (``OnnxBackend``: 2 intra-op
 threads, no spinning, all graph optimisations) on a (1, 3, H, W) input: median, p95 and min over
 ``--runs`` runs after ``--warmup`` (on a machine shared with other work the min is the steadiest). ``--repeat`` passes over all nets (interleaved, so a burst of load on a shared
@@ -70,8 +70,8 @@ def trainable_params(net: Any) -> int:
 
 
 def export(arch: str, out_dir: Path) -> tuple[Path, int]:
-    from model_store.training.export import export_net
-    from model_store.training.nets import get_net, init_net
+    from model_training.export import export_net
+    from model_training.nets import get_net, init_net
 
     net = init_net(get_net(arch))
     export_net(net, out_dir, "detector", (1, 3, 384, 640), dynamic_hw=True)

@@ -112,7 +112,7 @@ def load_photos(args: argparse.Namespace) -> tuple[list[Photo], str]:
         return photos, str(root)
     data_root = Path(args.data_root)
     if data_root.is_dir() and not args.generated:
-        from model_store.training.data import load_folder, split_of
+        from model_training.data import load_folder, split_of
 
         photos = []
         for name in args.folders.split(","):

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if not root.is_dir():
         print(f"no {root}: nothing to compare")
         return 0
-    from model_store.training.data import load_folder, split_of
+    from model_training.data import load_folder, split_of
 
     files = [s.path for name in args.folders.split(",") for s in load_folder(root / name)
              if split_of(s) == "val"][: args.n]

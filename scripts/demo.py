@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from model_store.training.data import DEFAULT_DATA_ROOT, load_split
+from model_training.data import DEFAULT_DATA_ROOT, load_split
 from plateveil.samples import write_samples
 from plateveil.schema import JobStatus, parse_iso
 from plateveil.stack import Stack, StackError

@@ -15,7 +15,7 @@ Layers, lowest first (a module belongs to the longest prefix listed)::
                                                 conceal styles, the photo pipeline
     1 serving    model_store                    bundle format, backends, runtime, registry, cache, golden
     2 services   workers, producer              the Celery worker and the upload service
-    3 training   model_store.training            making and judging models, release tooling
+    3 training   model_training            making and judging models, release tooling
     4 entry      plateveil.cli, scripts         the console script and the scripts: wire everything
 
 An arrow from a module to a higher layer is *upward*. Exit status 1 when there is a cycle.
@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("plateveil", "producer", "workers", "model_store", "scripts")
+PACKAGES = ("plateveil", "producer", "workers", "model_store", "model_training", "scripts")
 LAYERS: dict[str, tuple[int, str]] = {
     "plateveil": (0, "core"),
     "model_store": (1, "serving"),
     "workers": (2, "services"),
     "producer": (2, "services"),
-    "model_store.training": (3, "training"),
+    "model_training": (3, "training"),
     "plateveil.cli": (4, "entry"),
     "scripts": (4, "entry"),
 }
@@ -133,7 +133,7 @@ def import_graph(root: Path = ROOT) -> Graph:
                 if len(targets) < len(names):   # names that are not modules import from base itself
                     targets.append(base)
                 for target in targets:
-                    # the closest enclosing project module: `import model_store.training.data` -> itself
+                    # the closest enclosing project module: `import model_training.data` -> itself
                     while target and target not in modules:
                         target = target.rpartition(".")[0]
                     if target and target != module:

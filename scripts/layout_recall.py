@@ -22,9 +22,9 @@ import numpy as np
 from tqdm import tqdm
 
 from model_store.runtime import load_model
-from model_store.training.data import DEFAULT_DATA_ROOT, load_split
-from model_store.training.evaluate import score_image
-from model_store.training.synth import LAYOUTS, synth_scene
+from model_training.data import DEFAULT_DATA_ROOT, load_split
+from model_training.evaluate import score_image
+from model_training.synth import LAYOUTS, synth_scene
 from plateveil.geometry import quad_to_box
 
 

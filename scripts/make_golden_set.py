@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model_store.training.data import DEFAULT_DATA_ROOT, load_split
+from model_training.data import DEFAULT_DATA_ROOT, load_split
 from plateveil.samples import render_scene
 
 ROOT = Path(__file__).resolve().parents[1]

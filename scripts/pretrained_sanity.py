@@ -34,16 +34,16 @@ sys.path.insert(0, str(ROOT))
 import mxnet as mx  # noqa: E402
 
 from model_store.runtime import anchors_for, decode_boxes, flatten_outputs, nms, preprocess, sigmoid  # noqa: E402
-from model_store.training.augment import DetectorSampler, load_photos  # noqa: E402
-from model_store.training.data import DEFAULT_DATA_ROOT, load_split  # noqa: E402
-from model_store.training.nets import get_net, init_net  # noqa: E402
-from model_store.training.pretrained import (  # noqa: E402
+from model_training.augment import DetectorSampler, load_photos  # noqa: E402
+from model_training.data import DEFAULT_DATA_ROOT, load_split  # noqa: E402
+from model_training.nets import get_net, init_net  # noqa: E402
+from model_training.pretrained import (  # noqa: E402
     PRETRAINED_MEAN,
     PRETRAINED_STD,
     copy_backbone,
     default_pretrained_root,
 )
-from model_store.training.train import (  # noqa: E402
+from model_training.train import (  # noqa: E402
     TrainOptions,
     default_config,
     flatten_levels,

@@ -1,5 +1,5 @@
 """``plateveil models corrections export DIR`` over the real stack: a corrected job's photo and plates come
-out in the corners format that ``model_store.training.data.load_folder`` reads, its removed false positive as a
+out in the corners format that ``model_training.data.load_folder`` reads, its removed false positive as a
 negative, and uncorrected jobs stay out."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from model_store.training.corrections import load_negatives, negatives_as_rows
-from model_store.training.data import load_folder
+from model_training.corrections import load_negatives, negatives_as_rows
+from model_training.data import load_folder
 from plateveil.samples import render_scene
 from tests.integration.test_review_api import login
 

@@ -2,10 +2,10 @@
 
 * The import graph (``scripts/import_graph.py``: every import, function-local ones too) has no
   cycle and at most ``MAX_UPWARD`` arrows from a lower layer to a higher one.
-* Nothing outside ``model_store/training`` imports it, except the console script that wires every
+* Nothing outside ``model_training`` imports it, except the console script that wires every
   package's commands (``plateveil/cli.py``) and the scripts.
 * Importing ``workers``, ``producer`` or any serving module of ``model_store`` loads neither
-  ``model_store.training`` nor mxnet nor gluoncv.
+  ``model_training`` nor mxnet nor gluoncv.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def test_the_graph_reader_sees_function_local_imports_and_cycles(tmp_path: Path)
 
 def test_nothing_outside_training_imports_it() -> None:
     graph = import_graph.import_graph(ROOT)
-    training = "model_store.training"
+    training = "model_training"
     offenders = sorted((a, b) for a, b in graph.arrows
                        if (b == training or b.startswith(training + "."))
                        and not (a == training or a.startswith(training + "."))
@@ -71,7 +71,7 @@ def test_nothing_outside_training_imports_it() -> None:
 def _modules(package: str) -> list[str]:
     names = sorted(import_graph.find_modules(ROOT))
     return [m for m in names if (m == package or m.startswith(package + "."))
-            and not m.startswith("model_store.training") and m not in FRAMEWORK_ADAPTERS]
+            and not m.startswith("model_training") and m not in FRAMEWORK_ADAPTERS]
 
 
 @pytest.mark.parametrize("package", ["workers", "producer", "model_store"])
@@ -82,7 +82,7 @@ def test_services_and_serving_modules_import_no_training_code(package: str) -> N
             "bad = {}\n"
             f"for name in {modules!r}:\n"
             "    importlib.import_module(name)\n"
-            "    loaded = sorted(m for m in sys.modules if m.startswith('model_store.training') "
+            "    loaded = sorted(m for m in sys.modules if m.startswith('model_training') "
             "or m.split('.')[0] in ('mxnet', 'gluoncv'))\n"
             "    if loaded:\n"
             "        bad[name] = loaded\n"

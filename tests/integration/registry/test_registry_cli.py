@@ -15,7 +15,7 @@ import pytest
 from model_store.bundle import default_model_dir
 from model_store.golden import drawn_photos
 from model_store.registry import NUDGE_CHANNEL, Registry, redis_notifier
-from model_store.training.registry_cli import (
+from model_training.registry_cli import (
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_UNLOADABLE,

@@ -15,7 +15,7 @@ import pytest
 
 from model_store.cache import ModelCache
 from model_store.registry import Registry
-from model_store.training.registry_cli import (
+from model_training.registry_cli import (
     EXIT_OK,
     EXIT_UNLOADABLE,
     EXIT_WORKERS_REFUSED,

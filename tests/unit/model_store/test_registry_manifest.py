@@ -79,7 +79,7 @@ def test_bad_names_are_refused(bad: str, tmp_path: Path) -> None:
 def test_importing_the_registry_loads_no_framework() -> None:
     import subprocess
 
-    code = ("import sys, model_store.registry, model_store.training.registry_cli; "
+    code = ("import sys, model_store.registry, model_training.registry_cli; "
             "print(','.join(m for m in ('mxnet', 'cv2', 'onnxruntime', 'boto3') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[3])

@@ -9,7 +9,7 @@ import pytest
 from model_store import bundle
 from model_store.bundle import default_model_dir, read_config
 from model_store.runtime import load_model
-from model_store.training.evaluate import score_image
+from model_training.evaluate import score_image
 from plateveil.samples import render_scene
 
 

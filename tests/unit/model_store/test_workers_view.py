@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from model_store.commands import describe_worker, validation_metrics
-from model_store.training.registry_cli import _seconds
+from model_training.registry_cli import _seconds
 
 
 def _now(shift_s: float = 0.0) -> str:

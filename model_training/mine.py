@@ -1,0 +1,93 @@
+"""Hard negatives for the landmark model: what the detector finds on training photos away from every plate.
+
+The landmark score is the pipeline's false-positive filter, so it has to see the detector's own mistakes
+(grilles, badges, signs, text on shop fronts), not only random crops. A detection counts as a mistake by
+the evaluation's rule: under 10% of its area near a labelled plate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from model_training.evaluate import near_box
+
+logger = logging.getLogger(__name__)
+
+
+def near_share(box: np.ndarray, plates: np.ndarray) -> float:
+    """Share of ``box``'s area inside the union of the plates' "near" regions (boxes, so exact enough)."""
+    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
+    best = 0.0
+    for p in plates:
+        n = near_box(p)
+        iw = max(0.0, min(box[2], n[2]) - max(box[0], n[0]))
+        ih = max(0.0, min(box[3], n[3]) - max(box[1], n[1]))
+        best = max(best, iw * ih / area)
+    return best
+
+
+def mine_hard_negatives(model: Any, photos: list[Any], min_score: float = 0.15, max_per_photo: int = 10,
+                        progress: bool = True) -> list[dict[str, Any]]:
+    """Run the detector on each photo and keep its boxes that are not near any labelled plate.
+
+    Returns rows ``{"photo": index into photos, "box": [x1, y1, x2, y2], "score": detector score}``
+    in the photos' own coordinates (those of ``augment.load_photos``, which the sampler crops from).
+    """
+    rows: list[dict[str, Any]] = []
+    for i, photo in enumerate(tqdm(photos, desc="mine", mininterval=2.0, disable=not progress)):
+        dets = model.detect(photo.image, score_threshold=min_score)
+        kept = 0
+        for d in sorted(dets, key=lambda d: -d.score):
+            box = np.asarray(d.box, dtype=np.float32)
+            if box[2] - box[0] < 4 or box[3] - box[1] < 2:
+                continue
+            if len(photo.boxes) and near_share(box, photo.boxes) >= 0.1:
+                continue
+            rows.append({"photo": i, "box": [round(float(v), 1) for v in box], "score": round(d.score, 4)})
+            kept += 1
+            if kept >= max_per_photo:
+                break
+    logger.info("mined %d hard negatives on %d photos (detector score >= %.2f)", len(rows), len(photos), min_score)
+    return rows
+
+
+def mine_bundle(model_dir: Path, data_root: Path, out: Path, min_score: float = 0.15,
+                reviewed: bool = True, rounds: int | None = None) -> tuple[str, int, list]:
+    """``plateveil models mine``: a bundle's detector over the training photos of ``data_root`` (``reviewed``:
+    with the plates of the first ``rounds`` review rounds (None: all) added to their labels, so that those are
+    not mined), saved to ``out``; returns (model tag, number of photos, rows)."""
+    from model_store.runtime import load_model
+    from model_training.augment import load_photos
+    from model_training.data import load_split
+
+    model = load_model(model_dir, backend="onnx")
+    photos = load_photos(load_split(data_root, reviewed=reviewed, rounds=rounds)[0])
+    rows = mine_hard_negatives(model, photos, min_score=min_score)
+    save(rows, out)
+    return model.tag, len(photos), rows
+
+
+def save(rows: list[dict[str, Any]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def load(path: Path) -> list[tuple[int, np.ndarray]]:
+    """``(photo index, box)`` pairs for ``LandmarkSampler.hard_negatives``; [] when the file is absent."""
+    if not path.is_file():
+        return []
+    rows = json.loads(path.read_text())
+    out = []
+    for r in rows:
+        if isinstance(r, dict):
+            out.append((int(r["photo"]), np.asarray(r["box"], np.float32)))
+        else:  # legacy [index, box] pairs
+            out.append((int(r[0]), np.asarray(r[1], np.float32)))
+    return out

@@ -1,0 +1,295 @@
+"""The shipped training recipe: ``plateveil models train STAGE`` and ``make train``.
+
+Twenty-six stages, each a run folder under one root (``runs/train`` for ``make train``):
+
+1. ``detector``: the SSD from scratch on real + synthetic crops;
+2. ``detector-ft``, 3. ``detector-ft2``, 4. ``detector-ft3``: three more cosine cycles, each warm-started from
+   the one before with a new seed (the detector's loss was still falling when each cycle's learning rate ran out);
+5. ``landmarks``: the corner/score CNN from scratch, negatives from random crops;
+6. ``landmarks-ft``: warm-started from (5) with the detector's own false positives on the training photos
+   (``plateveil models mine`` with a bundle of (1) + (5) writes ``<root>/hard_negatives.json``), so that the
+   score learns to reject what the detector actually confuses with plates;
+7. ``landmarks-ft2``: from (6), adding the false positives of the bundle (2) + (6) (``hard_negatives-ft.json``);
+8. ``landmarks-ft3``: from (7), adding those of (3) + (7) (``hard_negatives-ft2.json``), and with 30% of the
+   crops of both classes degraded to the look of an 8-40 px plate (``augment.low_resolution``): small plates
+   in small photos were the misses the score rejected;
+9. ``landmarks-ft4``: from (8), adding those of (4) + (8) (``hard_negatives-ft3.json``);
+10. ``detector-ft4``: a fifth cycle from (4), the first with the reviewed labels (``review_rounds`` 1: the
+    plates the data's labels leave out, ``model_training/labels/``), so the neighbouring cars' plates stop being
+    background;
+11. ``landmarks-ft5``: from (9), with the reviewed labels, adding the false positives of (10) + (9)
+    (``hard_negatives-ft4.json``); mined rows on a reviewed plate (those of the earlier files) are dropped;
+12. ``detector-sq``: the detector with a fourth anchor shape per width, w/h = 1 (``ssd_mnet025_fpn_sq``), warm-
+    started from (10) (``train.adapt_detector_params``: the new shape starts as a copy of the w/h-2 one), for the
+    square-looking plates of the Kaggle and Open Images photos (US and Brazilian plates at an angle, two-line
+    and square plates) that no w/h 2-5 anchor overlapped well;
+13. ``landmarks-ft6``: from (11), adding the false positives of (12) + (11) (``hard_negatives-sq.json``);
+14. ``detector-sq2``: a second cycle of (12), the first with the second review round's plates
+    (``review_rounds``: 2; mostly the further cars' plates on the dash-cam frames);
+15. ``landmarks-ft7``: from (13), adding the false positives of (14) + (13) (``hard_negatives-sq2.json``);
+16. ``detector-sq3``: a third cycle of (12), from (14) with a new seed;
+17. ``detector-avg``: the mean of the weights of (14) and (16) (``train.average_params``, no training; what
+    averaging gained: MODEL_CARD.md);
+18. ``landmarks-ft8``: from (15), adding the false positives of (14) + (15) (``hard_negatives-sq2-ft7.json``), and
+    drawing every synthetic layout, the ``dark`` one (light characters on a dark plate) included;
+19. ``landmarks-ft8b``: (18) with another seed;
+20. ``landmarks-avg``: the mean of (18) and (19);
+21. ``landmarks-ft9``: from (20), with two more kinds of negative crop (``augment.LandmarkSampler``): the
+    generator's own non-plates (signs, dealer badges, bumper lettering, logos, grilles, phone numbers), pasted
+    onto a training photo and cropped like a detection (40% of the negatives that are not mined ones), and
+    plate-sized boxes beside a labelled plate (half of the rest: tail lights, badges, model names). Lettering on
+    a car body was what the score most often took for a plate, and until here the generator's non-plates
+    reached the landmark model only when a random crop fell on one;
+22. ``landmarks-ft9b``: (21) with another seed;
+23. ``landmarks-avg9``: the mean of (21) and (22);
+24. ``detector-sq4``: a fourth cycle of (12), from (17) with a new seed, the first detector stage to draw the
+    ``dark`` synthetic layout (light characters on a dark plate: some of the plates it scored under threshold);
+25. ``detector-avg2``: the mean of (14), (16) and (24): averaged over three cycles, the detector sends fewer false
+    positives on at about the same recall (MODEL_CARD.md);
+26. ``landmarks-avg10``: the mean of (18), (19), (21) and (22), i.e. of (20) and (23), no training: (23)'s car-body
+    negatives made the score stricter for clean generated plates of every layout, and the midpoint keeps most of
+    what they bought on the validation photos while taking back much of that strictness (MODEL_CARD.md).
+
+``run_all`` (``plateveil models train all``, ``make train``) runs the stages and mining steps in order
+(``PIPELINE``), then the threshold sweep (``model_training.tune``) and builds the bundle of (25) + (26).
+Measured on the 2-core development machine: see MODEL_CARD.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# "review_rounds": how many rounds of reviewed plates (data.REVIEW_ROUNDS, model_training/labels/) the stage sees
+# added to the data's labels: the stages trained before a round existed did without it, and the recipe
+# reproduces what was shipped
+# "layouts": the synthetic plate layouts the stage draws (None: every one of synth.LAYOUTS); the stages trained
+# before the "dark" layout existed keep the six they were trained with
+_SIX_LAYOUTS = ("eu", "ru", "us", "br_mercosur", "uk_rear", "two_line")
+_DETECTOR = {"model": "detector", "arch": "ssd_mnet025_fpn", "batch_size": 16, "lr": 2e-3, "checkpoint_every": 200,
+             "synth_p": 0.3, "crop": 320, "review_rounds": 0, "layouts": _SIX_LAYOUTS}
+_LANDMARKS = {"model": "landmarks", "batch_size": 64, "synth_p": 0.6, "review_rounds": 0, "layouts": _SIX_LAYOUTS}
+# the generator's non-plates that the landmark stages draw as negatives: those found on and around cars. Signs,
+# stickers, price tags and phone numbers (characters on a light rectangle) are left to the detector: with them the
+# score rejected clean, sharp plates (the drawn scenes of plateveil.samples)
+_CAR_NEGATIVES = ("badge", "bumper_text", "grille", "reflection", "logo")
+# the mining steps' outputs, in PIPELINE order; each landmark fine-tune learns from all those before it
+MINED = ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json", "hard_negatives-ft3.json",
+         "hard_negatives-ft4.json", "hard_negatives-sq.json", "hard_negatives-sq2.json", "hard_negatives-sq2-ft7.json"]
+
+RECIPE: dict[str, dict[str, Any]] = {
+    "detector": {**_DETECTOR, "iterations": 2400, "warmup": 200, "seed": 0},
+    "detector-ft": {**_DETECTOR, "init_from": "detector", "iterations": 3000, "warmup": 100, "seed": 1},
+    "detector-ft2": {**_DETECTOR, "init_from": "detector-ft", "iterations": 2000, "warmup": 100, "seed": 2},
+    "detector-ft3": {**_DETECTOR, "init_from": "detector-ft2", "iterations": 2000, "warmup": 100, "seed": 4},
+    "detector-ft4": {**_DETECTOR, "init_from": "detector-ft3", "iterations": 2000, "warmup": 100, "seed": 6,
+                     "review_rounds": 1},
+    "detector-sq": {**_DETECTOR, "arch": "ssd_mnet025_fpn_sq", "init_from": "detector-ft4", "iterations": 2400,
+                    "warmup": 100, "seed": 8, "review_rounds": 1},
+    "detector-sq2": {**_DETECTOR, "arch": "ssd_mnet025_fpn_sq", "init_from": "detector-sq", "iterations": 2400,
+                     "warmup": 100, "seed": 10, "review_rounds": 2},
+    "detector-sq3": {**_DETECTOR, "arch": "ssd_mnet025_fpn_sq", "init_from": "detector-sq2", "iterations": 2400,
+                     "warmup": 100, "seed": 12, "review_rounds": 2},
+    "detector-avg": {"model": "detector", "arch": "ssd_mnet025_fpn_sq", "average": ["detector-sq2", "detector-sq3"]},
+    "detector-sq4": {**_DETECTOR, "arch": "ssd_mnet025_fpn_sq", "init_from": "detector-avg", "iterations": 2000,
+                     "warmup": 100, "seed": 14, "review_rounds": 2, "layouts": None},
+    "detector-avg2": {"model": "detector", "arch": "ssd_mnet025_fpn_sq",
+                      "average": ["detector-sq2", "detector-sq3", "detector-sq4"]},
+    "landmarks": {**_LANDMARKS, "iterations": 2000, "lr": 2e-3, "warmup": 200, "checkpoint_every": 250, "seed": 0},
+    "landmarks-ft": {**_LANDMARKS, "init_from": "landmarks", "hard_negatives": MINED[:1], "iterations": 1200,
+                     "lr": 1e-3, "warmup": 50, "checkpoint_every": 200, "seed": 1},
+    "landmarks-ft2": {**_LANDMARKS, "init_from": "landmarks-ft", "hard_negatives": MINED[:2], "iterations": 800,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 200, "seed": 2},
+    "landmarks-ft3": {**_LANDMARKS, "init_from": "landmarks-ft2", "hard_negatives": MINED[:3], "iterations": 1500,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 3},
+    "landmarks-ft4": {**_LANDMARKS, "init_from": "landmarks-ft3", "hard_negatives": MINED[:4], "iterations": 1500,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 5},
+    "landmarks-ft5": {**_LANDMARKS, "init_from": "landmarks-ft4", "hard_negatives": MINED[:5], "iterations": 1500,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 7,
+                      "review_rounds": 1},
+    "landmarks-ft6": {**_LANDMARKS, "init_from": "landmarks-ft5", "hard_negatives": MINED[:6], "iterations": 1500,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 9,
+                      "review_rounds": 1},
+    "landmarks-ft7": {**_LANDMARKS, "init_from": "landmarks-ft6", "hard_negatives": MINED[:7], "iterations": 1500,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 11,
+                      "review_rounds": 2},
+    "landmarks-ft8": {**_LANDMARKS, "init_from": "landmarks-ft7", "hard_negatives": MINED[:8], "iterations": 1500,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 13,
+                      "review_rounds": 2, "layouts": None},
+    "landmarks-ft8b": {**_LANDMARKS, "init_from": "landmarks-ft7", "hard_negatives": MINED[:8], "iterations": 1500,
+                       "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 17,
+                       "review_rounds": 2, "layouts": None},
+    "landmarks-avg": {"model": "landmarks", "average": ["landmarks-ft8", "landmarks-ft8b"]},
+    "landmarks-ft9": {**_LANDMARKS, "init_from": "landmarks-avg", "hard_negatives": MINED[:8], "iterations": 1500,
+                      "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 29,
+                      "review_rounds": 2, "layouts": None, "context_p": 0.5, "synth_neg_p": 0.4,
+                      "synth_neg_kinds": _CAR_NEGATIVES},
+    "landmarks-ft9b": {**_LANDMARKS, "init_from": "landmarks-avg", "hard_negatives": MINED[:8], "iterations": 1500,
+                       "lr": 5e-4, "warmup": 50, "checkpoint_every": 250, "lowres_p": 0.3, "seed": 31,
+                       "review_rounds": 2, "layouts": None, "context_p": 0.5, "synth_neg_p": 0.4,
+                       "synth_neg_kinds": _CAR_NEGATIVES},
+    "landmarks-avg9": {"model": "landmarks", "average": ["landmarks-ft9", "landmarks-ft9b"]},
+    "landmarks-avg10": {"model": "landmarks",
+                        "average": ["landmarks-ft8", "landmarks-ft8b", "landmarks-ft9", "landmarks-ft9b"]},
+}
+
+
+def stage_weights(run_dir: Path) -> Path:
+    """The weights a finished (or interrupted) stage leaves: final.params, else the last checkpoint."""
+    final = run_dir / "final.params"
+    return final if final.is_file() else run_dir / "checkpoint" / "net.params"
+
+
+def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = None, seed: int | None = None,
+          synth_p: float | None = None, threads: int = 0) -> Path:
+    """Run one recipe stage into ``out_dir``; a stage with ``init_from`` starts from its sibling folder."""
+    from model_training import mine
+    from model_training.augment import load_photos
+    from model_training.data import load_split
+    from model_training.nets import DEFAULT_DETECTOR
+    from model_training.synth.plates import LAYOUTS
+    from model_training.train import (
+        TrainOptions,
+        adapt_detector_params,
+        default_config,
+        train_detector,
+        train_landmarks,
+    )
+
+    if part not in RECIPE:
+        raise ValueError(f"unknown recipe stage {part!r}; valid: {', '.join(RECIPE)}")
+    r = dict(RECIPE[part])
+    out_dir = Path(out_dir)
+    if "average" in r:
+        if (iterations, seed, synth_p) != (None, None, None):
+            raise ValueError(f"stage {part!r} averages trained stages: --iterations, --seed and --synth-p do not "
+                             "apply to it")
+        return _average(part, r, out_dir)
+    init_from = None
+    if r.get("init_from"):
+        init_from = stage_weights(out_dir.parent / r["init_from"])
+        if not init_from.is_file():
+            raise FileNotFoundError(f"stage {part!r} starts from {r['init_from']!r}, but {init_from} does not exist: "
+                                    f"train that stage first (into {out_dir.parent / r['init_from']})")
+    train_samples, _ = load_split(data_root, reviewed=r["review_rounds"] > 0, rounds=r["review_rounds"])
+    photos = load_photos(train_samples)
+    hard: list = []
+    for name in r.get("hard_negatives", []):
+        hn_path = out_dir.parent / name
+        rows = mine.load(hn_path)
+        if not rows:
+            raise FileNotFoundError(f"stage {part!r} needs detector false positives in {hn_path}: run "
+                                    f"`plateveil models mine --out {hn_path}` with a bundle of the earlier stages")
+        hard += rows
+    # a mined "false positive" on a plate that the labels used here have (a reviewed one) is no negative
+    n_mined = len(hard)
+    hard = [(i, box) for i, box in hard if not len(photos[i].boxes) or mine.near_share(box, photos[i].boxes) < 0.1]
+    logger.info("training %s on %d photos (%d plates) from %s", part, len(photos),
+                sum(len(p.boxes) for p in photos), data_root)
+    config = default_config(detector_arch=r.get("arch", DEFAULT_DETECTOR))   # landmark stages: the default
+    if init_from is not None and r["model"] == "detector" and RECIPE[r["init_from"]]["arch"] != r["arch"]:
+        # a detector with other anchor shapes starts from the trained one's backbone and nearest heads
+        init_from = adapt_detector_params(init_from, RECIPE[r["init_from"]]["arch"], r["arch"],
+                                          out_dir / "init.params", config["detector"]["box_stds"])
+    seed = r["seed"] if seed is None else seed
+    opts = TrainOptions(out_dir=out_dir, iterations=iterations or r["iterations"], batch_size=r["batch_size"],
+                        lr=r["lr"], warmup=r["warmup"], checkpoint_every=r["checkpoint_every"], seed=seed,
+                        threads=threads, init_from=init_from)
+    sp = r["synth_p"] if synth_p is None else synth_p
+    r["layouts"] = list(r["layouts"] or LAYOUTS)
+    summary = {"stage": part, "data_root": str(data_root), "train_photos": len(photos),
+               "train_plates": int(sum(len(p.boxes) for p in photos)), **r, "synth_p": sp,
+               "iterations": opts.iterations, "seed": seed, "init_from": str(init_from) if init_from else None,
+               "hard_negatives": len(hard), "hard_negatives_on_plates_dropped": n_mined - len(hard)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if r["model"] == "detector":
+        train_detector(photos, config, opts, synth_p=sp, crop=r["crop"], layouts=r["layouts"])
+    else:
+        train_landmarks(photos, config, opts, synth_p=sp, hard_negatives=hard, lowres_p=r.get("lowres_p", 0.0),
+                        layouts=r["layouts"], context_p=r.get("context_p", 0.0),
+                        synth_neg_p=r.get("synth_neg_p", 0.0), synth_neg_kinds=r.get("synth_neg_kinds"))
+    return out_dir
+
+
+def _average(part: str, r: dict[str, Any], out_dir: Path) -> Path:
+    """An averaging stage: the mean of its sibling stages' final weights (``train.average_params``)."""
+    from model_training.train import average_params
+
+    sources = [out_dir.parent / name / "final.params" for name in r["average"]]
+    missing = [str(p) for p in sources if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"stage {part!r} averages {', '.join(r['average'])}: train them first "
+                                f"({', '.join(missing)} missing)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    average_params(sources, out_dir / "final.params")
+    (out_dir / "summary.json").write_text(json.dumps({"stage": part, **r, "sources": list(map(str, sources))},
+                                                     indent=2))
+    return out_dir
+
+
+# The whole recipe in order: ("train", stage) or ("mine", detector stage, landmark stage, output file). Each
+# mining step runs the bundle of those two stages over the training photos (``model_training.mine``), with the
+# labels its detector stage was trained on.
+PIPELINE: list[tuple[str, ...]] = [
+    ("train", "detector"), ("train", "detector-ft"), ("train", "detector-ft2"), ("train", "detector-ft3"),
+    ("train", "detector-ft4"), ("train", "detector-sq"), ("train", "detector-sq2"), ("train", "detector-sq3"),
+    ("train", "detector-avg"), ("train", "detector-sq4"), ("train", "detector-avg2"),
+    ("train", "landmarks"),
+    ("mine", "detector", "landmarks", MINED[0]),
+    ("train", "landmarks-ft"),
+    ("mine", "detector-ft", "landmarks-ft", MINED[1]),
+    ("train", "landmarks-ft2"),
+    ("mine", "detector-ft2", "landmarks-ft2", MINED[2]),
+    ("train", "landmarks-ft3"),
+    ("mine", "detector-ft3", "landmarks-ft3", MINED[3]),
+    ("train", "landmarks-ft4"),
+    ("mine", "detector-ft4", "landmarks-ft4", MINED[4]),
+    ("train", "landmarks-ft5"),
+    ("mine", "detector-sq", "landmarks-ft5", MINED[5]),
+    ("train", "landmarks-ft6"),
+    ("mine", "detector-sq2", "landmarks-ft6", MINED[6]),
+    ("train", "landmarks-ft7"),
+    ("mine", "detector-sq2", "landmarks-ft7", MINED[7]),
+    ("train", "landmarks-ft8"), ("train", "landmarks-ft8b"), ("train", "landmarks-avg"),
+    ("train", "landmarks-ft9"), ("train", "landmarks-ft9b"), ("train", "landmarks-avg9"), ("train", "landmarks-avg10"),
+]
+SHIPPED = ("detector-avg2", "landmarks-avg10")   # the stages the shipped bundle is built from
+
+
+def run_all(data_root: Path, root: Path, version: str) -> Path:
+    """Every stage, mining step, the threshold sweep and the final bundle, into ``root``; what is already
+    there (a stage's final.params, a mined file, the sweep) is kept, so a rerun after an interruption goes on
+    where it stopped (an interrupted stage resumes from its checkpoint)."""
+    from model_training.build import build_bundle
+    from model_training.mine import mine_bundle
+    from model_training.tune import tune_bundle
+
+    root = Path(root)
+    for step in PIPELINE:
+        if step[0] == "train":
+            if (root / step[1] / "final.params").is_file():
+                logger.info("recipe: %s already trained", step[1])
+                continue
+            train(step[1], data_root, root / step[1])
+        else:
+            _, det, lm, name = step
+            if (root / name).is_file():
+                logger.info("recipe: %s already mined", name)
+                continue
+            bundle = build_bundle(stage_weights(root / det), stage_weights(root / lm), root / f"bundle-{lm}",
+                                  f"{version}-{lm}", detector_arch=RECIPE[det]["arch"])
+            rounds = RECIPE[det]["review_rounds"]
+            mine_bundle(bundle, data_root, root / name, reviewed=rounds > 0, rounds=rounds)
+    det_params, lm_params = (stage_weights(root / s) for s in SHIPPED)
+    arch = RECIPE[SHIPPED[0]]["arch"]
+    tune_dir = root / "tune"
+    if not (tune_dir / "overrides.json").is_file():
+        untuned = build_bundle(det_params, lm_params, root / "bundle-untuned", f"{version}-untuned", detector_arch=arch)
+        tune_bundle(untuned, data_root, tune_dir)
+    overrides = json.loads((tune_dir / "overrides.json").read_text())
+    return build_bundle(det_params, lm_params, root / "bundle", version, overrides=overrides, detector_arch=arch)

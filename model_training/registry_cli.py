@@ -1,0 +1,480 @@
+"""``plateveil models publish|list|show|promote|rollback|unalias|workers``: the model registry from the shell.
+
+The S3 connection and bucket come from the same ``PLATEVEIL_*`` variables as the workers
+(:class:`~model_store.registry_settings.RegistrySettings`; the gate's own in :class:`GateSettings`).
+``list``, ``show``, ``unalias`` and ``workers`` read the registry and the workers' state only; they are
+:mod:`model_store.commands` (serving code), registered here beside the release verbs.
+
+* ``publish`` first checks the bundle: it loads with every backend it has files for (onnx; mxnet when
+  installed) and passes the smoke check on the golden set; a bundle that does not is not uploaded.
+* ``promote`` runs a quality gate: the candidate and the current production model are evaluated on
+  a labelled golden set (the shipped ``model_store/golden_set/`` unless ``--golden`` /
+  ``PLATEVEIL_GATE_GOLDEN_DIR``), a comparison table is printed, and a candidate below the absolute
+  floors or worse than production by more than the margins is refused unless ``--force``. Then it
+  moves the alias, nudges the workers on Redis (``PLATEVEIL_REDIS_URL``; they also notice by
+  polling) and waits (``--wait``, default ``PLATEVEIL_PROMOTE_WAIT_S``) until every worker of this
+  registry reports serving the version, naming the workers that refuse it.
+* ``rollback`` points the alias at the last version the workers reported serving successfully
+  (recorded in the registry by the workers), and waits the same way.
+
+Exit codes: 0 done; 1 refused by the quality gate; 2 an error (S3, unknown version, bad settings);
+3 the bundle cannot be loaded or fails the smoke check; 4 workers refused the version; 5 workers did
+not report the version within the wait.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import Field, field_validator
+
+from model_store.backends import DEFAULT_BACKEND, check_backend
+from model_store.bundle import MODEL_FILES
+from model_store.cache import ModelCache
+from model_store.commands import (
+    EXIT_ERROR,
+    EXIT_OK,
+    cmd_list,
+    cmd_show,
+    cmd_unalias,
+    cmd_workers,
+    registry_command,
+    worker_states,
+)
+from model_store.errors import ModelIntegrityError, ModelLoadError
+from model_store.registry import Registry, registry_from_settings
+from model_store.registry_settings import RegistrySettings
+from plateveil.settings import load_settings
+
+Evaluate = Callable[..., dict[str, Any]]
+EXIT_REFUSED = 1
+EXIT_UNLOADABLE = 3
+EXIT_WORKERS_REFUSED = 4
+EXIT_WORKERS_TIMEOUT = 5
+
+# (metric key, label, format, better when higher)
+GATE_COLUMNS = (
+    ("recall_08", "recall@0.8", "{:.3f}", True),
+    ("recall_05", "recall@0.5", "{:.3f}", True),
+    ("spurious_per_image", "spurious/img", "{:.3f}", False),
+    ("excess", "excess", "{:.3f}", False),
+    ("p95_ms", "p95 ms", "{:.1f}", False),
+)
+
+
+class GateSettings(RegistrySettings):
+    """``plateveil models promote``: the registry settings plus the quality gate's (``PLATEVEIL_GATE_*``)."""
+
+    backend: str = Field(DEFAULT_BACKEND, description="backend the quality gate evaluates with (onnx, mxnet)")
+    gate_golden_dir: Path | None = Field(None, description="labelled photos the promotion quality gate evaluates "
+                                                            "(unset: the shipped model_store/golden_set/)")
+    gate_format: str = Field("auto", description="format of the gate's golden set (auto, voc, yolo, corners)")
+    gate_min_recall_08: float = Field(0.75, ge=0, le=1, description="gate floor: minimum recall at IoU 0.8")
+    gate_max_spurious: float = Field(0.35, ge=0, description="gate floor: maximum spurious detections per image")
+    gate_max_excess: float = Field(0.25, ge=0, description="gate floor: maximum excess (area beyond the plate)")
+    gate_max_recall_drop: float = Field(0.06, ge=0, description="gate: largest recall@0.8 drop below production")
+    gate_max_spurious_rise: float = Field(0.06, ge=0, description="gate: largest spurious/img rise over production")
+    gate_max_excess_rise: float = Field(0.05, ge=0, description="gate: largest excess rise over production")
+    promote_wait_s: float = Field(60.0, ge=0, description="how long promote/rollback wait for the workers to "
+                                                          "report the new version (0: do not wait)")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        return check_backend(value)
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """Absolute floors, and how much worse than production a candidate may be (the margins)."""
+
+    min_recall_08: float = 0.75
+    max_spurious: float = 0.35
+    max_excess: float = 0.25
+    max_recall_drop: float = 0.06  # about one plate of the shipped golden set's 18
+    max_spurious_rise: float = 0.06  # about one more spurious region on its 17 photos
+    max_excess_rise: float = 0.05
+
+    @classmethod
+    def from_settings(cls, settings: GateSettings) -> GateThresholds:
+        return cls(settings.gate_min_recall_08, settings.gate_max_spurious, settings.gate_max_excess,
+                   settings.gate_max_recall_drop, settings.gate_max_spurious_rise, settings.gate_max_excess_rise)
+
+    def _checks(self, key: str, candidate: dict[str, Any],
+                production: dict[str, Any] | None) -> list[str]:
+        """What the candidate's ``key`` misses, one line each."""
+        value = float(candidate[key])
+        prod = float(production[key]) if production is not None and key in production else None
+        out = []
+        if key == "recall_08":
+            if value < self.min_recall_08:
+                out.append(f"recall@0.8 {value:.3f} < {self.min_recall_08}")
+            if prod is not None and value < prod - self.max_recall_drop - 1e-9:
+                out.append(f"recall@0.8 {value:.3f} is {prod - value:.3f} below production's {prod:.3f} "
+                           f"(margin {self.max_recall_drop})")
+        elif key in ("spurious_per_image", "excess"):
+            label, floor, rise = (("spurious/img", self.max_spurious, self.max_spurious_rise)
+                                  if key == "spurious_per_image" else ("excess", self.max_excess, self.max_excess_rise))
+            if value > floor:
+                out.append(f"{label} {value:.3f} > {floor}")
+            if prod is not None and value > prod + rise + 1e-9:
+                out.append(f"{label} {value:.3f} is {value - prod:.3f} above production's {prod:.3f} (margin {rise})")
+        return out
+
+    def failures(self, metrics: dict[str, Any], production: dict[str, Any] | None = None) -> list[str]:
+        """What ``metrics`` misses, one line each (empty: the gate passes); ``production``: the
+        production model's metrics on the same photos, for the margins."""
+        return [f for key in ("recall_08", "spurious_per_image", "excess") for f in self._checks(key, metrics, production)]
+
+    def describe(self, key: str, with_production: bool = True) -> str:
+        floor = {"recall_08": f">= {self.min_recall_08}", "spurious_per_image": f"<= {self.max_spurious}",
+                 "excess": f"<= {self.max_excess}"}.get(key, "")
+        margin = {"recall_08": f"prod - {self.max_recall_drop}", "spurious_per_image": f"prod + {self.max_spurious_rise}",
+                  "excess": f"prod + {self.max_excess_rise}"}.get(key)
+        if with_production and margin:
+            return f"{floor}, {'>=' if key == 'recall_08' else '<='} {margin}"
+        return floor
+
+
+def comparison_table(candidate: tuple[str, dict[str, Any]], production: tuple[str, dict[str, Any]] | None,
+                     thresholds: GateThresholds) -> str:
+    """A plain-text table: one row per metric, candidate vs production, the change, the limits and
+    whether the candidate passes them."""
+    headers = ["metric", f"candidate {candidate[0]}"]
+    if production is not None:
+        headers += [f"production {production[0]}", "change"]
+    headers += ["threshold", "result"]
+    rows = [headers]
+    prod_metrics = production[1] if production is not None else None
+    for key, label, fmt, _ in GATE_COLUMNS:
+        value = float(candidate[1].get(key, float("nan")))
+        row = [label, fmt.format(value)]
+        if production is not None:
+            prod = float(production[1].get(key, float("nan")))
+            row += [fmt.format(prod), ("{:+" + fmt[2:]).format(value - prod)]
+        limit = thresholds.describe(key, production is not None)
+        row += [limit, ("FAIL" if thresholds._checks(key, candidate[1], prod_metrics) else "ok") if limit else ""]
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    n = candidate[1].get("n_images")
+    if n is not None:
+        lines.append(f"({n} images, {candidate[1].get('n_plates', '?')} plates)")
+    return "\n".join(lines)
+
+
+def _default_evaluate(model: Any, data_dir: Path, fmt: str = "auto") -> dict[str, Any]:
+    from model_training.evaluate import (
+        evaluate_folder,  # cv2 and the data readers: only when a gate runs
+    )
+
+    return evaluate_folder(model, data_dir, fmt=fmt)
+
+
+def promote_with_gate(registry: Registry, version: str, *, alias: str = "production", force: bool = False,
+                      golden_dir: Path | None = None, fmt: str = "auto",
+                      thresholds: GateThresholds | None = None, cache_dir: Path | None = None,
+                      backend: str = DEFAULT_BACKEND, evaluate: Evaluate | None = None,
+                      production_alias: str = "production", out: TextIO | None = None) -> int:
+    """The ``promote`` command: quality gate, then the alias change. Returns the exit code:
+    EXIT_OK, EXIT_REFUSED (below the gate), EXIT_UNLOADABLE (the candidate does not load) or EXIT_ERROR.
+    ``golden_dir`` None: the shipped golden set. ``force`` skips the gate (and its loading) entirely."""
+    from model_store.golden import GOLDEN_DIR, GOLDEN_FORMAT  # cv2: only when a gate runs
+    from model_store.runtime import (
+        load_model,  # cv2: only when a gate runs (`plateveil models list` stays light)
+    )
+
+    out = out or sys.stdout
+    thresholds = thresholds or GateThresholds()
+    evaluate = evaluate or _default_evaluate
+    registry.show(version)  # fails early with the known versions
+    if golden_dir is None:
+        golden_dir, fmt = GOLDEN_DIR, GOLDEN_FORMAT if fmt == "auto" else fmt
+    if force:
+        print(f"quality gate skipped (--force): {version} is neither loaded nor evaluated here", file=out)
+    elif not Path(golden_dir).is_dir():
+        print(f"error: the golden set {golden_dir} is not a folder", file=out)
+        return EXIT_ERROR
+    else:
+        cache = ModelCache(cache_dir or Path("~/.cache/plateveil/models"))
+
+        def measure(v: str) -> dict[str, Any]:
+            model = load_model(cache.fetch(registry, v), backend=backend)
+            return evaluate(model, Path(golden_dir), fmt)
+
+        try:
+            candidate = measure(version)
+        except (ModelLoadError, ModelIntegrityError) as exc:
+            print(f"refused: {registry.name}@{version} cannot be loaded ({backend}): {type(exc).__name__}: {exc}",
+                  file=out)
+            return EXIT_UNLOADABLE
+        current = registry.resolve(production_alias)
+        production = None
+        if current and current != version:
+            try:
+                production = (current, measure(current))
+            except (ModelLoadError, ModelIntegrityError) as exc:
+                print(f"warning: production {current} cannot be loaded ({exc}); the candidate is held to the "
+                      f"floors only", file=out)
+        print(f"quality gate on {golden_dir}:", file=out)
+        print(comparison_table((version, candidate), production, thresholds), file=out)
+        failures = thresholds.failures(candidate, production[1] if production else None)
+        if failures:
+            print(f"refused: {version} is below the quality gate: {'; '.join(failures)} (--force overrides)",
+                  file=out)
+            return EXIT_REFUSED
+    before = registry.resolve(alias)
+    result = registry.promote(version, alias)
+    note = "already there" if before == version else f"was {before}" if before else "new alias"
+    print(f"{registry.name} {alias} -> {result.version} ({note})", file=out)
+    return EXIT_OK
+
+
+def validate_bundle(bundle_dir: Path, *, smoke_max_ms: float, smoke_min_found: int, threads: int = 1,
+                    out: TextIO | None = None) -> None:
+    """Load ``bundle_dir`` with every backend it has files for (mxnet only where installed) and run
+    the smoke check on the golden set with each; ModelLoadError (SmokeCheckError) says what fails."""
+    from model_store.golden import smoke_check
+    from model_store.runtime import load_model
+
+    out = out or sys.stdout
+    checked = []
+    for backend in ("onnx", "mxnet"):
+        key = ("onnx",) if backend == "onnx" else ("symbol", "params")
+        if not all((Path(bundle_dir) / part[k]).is_file() for part in MODEL_FILES.values() for k in key):
+            continue
+        if backend == "mxnet" and importlib.util.find_spec("mxnet") is None:
+            print("  mxnet: not installed here, its files are not checked", file=out)
+            continue
+        model = load_model(bundle_dir, backend=backend, threads=threads)
+        report = smoke_check(model, max_ms=smoke_max_ms, min_found=smoke_min_found or None)
+        print(f"  {backend}: loads; smoke check {report['found']}/{report['plates']} golden plates found on "
+              f"{report['photos']} photos, slowest {report['slowest_ms']:.0f} ms", file=out)
+        checked.append(backend)
+    if not checked:
+        raise ModelLoadError(f"{bundle_dir}: no backend available here can load it (onnx files missing, mxnet "
+                             f"files missing or mxnet not installed)")
+
+
+def _parse_iso(value: str | None) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def wait_for_workers(redis_client: Any, registry: Registry, alias: str, version: str, since: dt.datetime,
+                     timeout: float, out: TextIO | None = None, poll: float = 0.25) -> int:
+    """Wait until every worker of ``registry`` following ``alias`` reports serving ``version`` after
+    ``since`` (when the alias moved). EXIT_OK; EXIT_WORKERS_REFUSED naming the workers that refused it
+    and why; EXIT_WORKERS_TIMEOUT naming those that did not report it within ``timeout`` seconds."""
+    out = out or sys.stdout
+    me = repr(registry)
+
+    def relevant() -> dict[str, tuple[str, dict[str, Any]]]:
+        """The workers of this registry following ``alias``; not those whose last report is older than
+        two of their polls before the alias moved (stopped; their state expires soon)."""
+        found = {}
+        for worker, state in worker_states(redis_client).items():
+            aliases = state.get("aliases") or {}
+            if state.get("registry") != me:
+                continue
+            checked = _parse_iso(state.get("last_check"))
+            stale_after = dt.timedelta(seconds=2 * float(state.get("poll_seconds") or 10.0) + 5.0)
+            if checked is None or checked < since - stale_after:
+                continue
+            if aliases.get("production") == alias:
+                found[worker] = ("production", state)
+            elif aliases.get("canary") == alias and float(state.get("canary_share") or 0) > 0:
+                found[worker] = ("canary", state)
+        return found
+
+    def verdict(slot: str, state: dict[str, Any]) -> str:
+        checked = _parse_iso(state.get("last_check"))
+        if checked is None or checked < since:
+            return "pending"
+        if state.get(slot) == version and (slot == "canary" or state.get("source") == "registry"):
+            return "serves"
+        if version in (state.get("rejected") or {}):
+            return "refused"
+        return "pending"
+
+    t0 = time.monotonic()
+    workers = relevant()
+    if not workers:
+        print(f"no worker of {registry} reports its models on Redis (none running?): not waiting", file=out)
+        return EXIT_OK
+    print(f"waiting up to {timeout:.0f} s for {len(workers)} worker(s) to serve {version}...", file=out)
+    while True:
+        verdicts = {w: (verdict(slot, state), slot, state) for w, (slot, state) in workers.items()}
+        if all(v[0] != "pending" for v in verdicts.values()) or time.monotonic() - t0 >= timeout:
+            break
+        time.sleep(poll)
+        workers = relevant() or workers  # a worker that stopped meanwhile keeps its last state
+    took = time.monotonic() - t0
+    serving = [w for w, v in verdicts.items() if v[0] == "serves"]
+    refused = {w: v for w, v in verdicts.items() if v[0] == "refused"}
+    pending = {w: v for w, v in verdicts.items() if v[0] == "pending"}
+    for worker in serving:
+        print(f"  {worker}: serves {version}", file=out)
+    for worker, (_, slot, state) in refused.items():
+        print(f"  {worker}: REFUSED {version}, keeps serving {state.get(slot)}: {state['rejected'][version]}",
+              file=out)
+    for worker, (_, slot, state) in pending.items():
+        error = f"; last error: {state.get('last_error')}" if state.get("last_error") else ""
+        print(f"  {worker}: still serves {state.get(slot)} (last check {state.get('last_check')}){error}", file=out)
+    if refused:
+        print(f"error: {len(refused)} of {len(verdicts)} worker(s) refused {registry.name}@{version} "
+              f"({', '.join(refused)}); {alias} points at a version they do not serve: fix it or run "
+              f"'plateveil models rollback{'' if alias == 'production' else ' --alias ' + alias}'", file=out)
+        return EXIT_WORKERS_REFUSED
+    if pending:
+        print(f"error: {len(pending)} of {len(verdicts)} worker(s) did not report serving {version} within "
+              f"{timeout:.0f} s: {', '.join(pending)}", file=out)
+        return EXIT_WORKERS_TIMEOUT
+    print(f"all {len(serving)} worker(s) serve {registry.name}@{version} ({took:.1f} s)", file=out)
+    return EXIT_OK
+
+
+def _wait_after_alias_change(settings: RegistrySettings, registry: Registry, alias: str, version: str,
+                             since: dt.datetime, wait: float) -> int:
+    if wait <= 0:
+        return EXIT_OK
+    if not settings.redis_url:
+        print("PLATEVEIL_REDIS_URL is unset: not waiting for the workers (they notice by polling)")
+        return EXIT_OK
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=3,
+                                  socket_timeout=5)
+    try:
+        return wait_for_workers(client, registry, alias, version, since, wait)
+    except redis.RedisError as exc:
+        print(f"error: cannot read the workers' state from Redis: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        client.close()
+
+
+# -- argparse -----------------------------------------------------------------------------------
+
+
+@registry_command
+def cmd_publish(args: argparse.Namespace) -> int:
+    settings = load_settings(RegistrySettings)
+    if args.skip_checks:
+        print(f"checks skipped (--skip-checks): {args.bundle_dir} is uploaded without loading it")
+    else:
+        print(f"checking {args.bundle_dir}:")
+        try:
+            validate_bundle(args.bundle_dir, smoke_max_ms=settings.smoke_max_ms,
+                            smoke_min_found=settings.smoke_min_found)
+        except ModelLoadError as exc:
+            print(f"refused: {args.bundle_dir} cannot be served: {type(exc).__name__}: {exc}; nothing uploaded",
+                  file=sys.stderr)
+            return EXIT_UNLOADABLE
+    registry = registry_from_settings(settings)
+    manifest = registry.publish(args.bundle_dir, version=args.version)
+    print(f"{manifest.name}@{manifest.version}: {len(manifest.files)} files, {manifest.size / 1e6:.1f} MB, "
+          f"digest {manifest.digest[:12]}")
+    return EXIT_OK
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@registry_command
+def cmd_promote(args: argparse.Namespace) -> int:
+    settings = load_settings(GateSettings)
+    registry = registry_from_settings(settings)
+    since = _now()
+    code = promote_with_gate(
+        registry, args.version, alias=args.alias, force=args.force,
+        golden_dir=args.golden or settings.gate_golden_dir, fmt=args.format or settings.gate_format,
+        thresholds=GateThresholds.from_settings(settings), cache_dir=settings.model_cache_dir,
+        backend=args.backend or settings.backend, production_alias=settings.model_alias)
+    if code != EXIT_OK:
+        return code
+    wait = settings.promote_wait_s if args.wait is None else args.wait
+    return _wait_after_alias_change(settings, registry, args.alias, args.version, since, wait)
+
+
+@registry_command
+def cmd_rollback(args: argparse.Namespace) -> int:
+    settings = load_settings(GateSettings)
+    registry = registry_from_settings(settings)
+    target, why = registry.rollback_target(args.alias)
+    before = registry.resolve(args.alias)
+    since = _now()
+    result = registry.rollback(args.alias, to=target)
+    print(f"{registry.name} {args.alias} -> {result.version} (rolled back from {before}: {why})")
+    wait = settings.promote_wait_s if args.wait is None else args.wait
+    return _wait_after_alias_change(settings, registry, args.alias, result.version, since, wait)
+
+
+def _seconds(text: str) -> float:
+    """``60``, ``60s``, ``2m``: seconds."""
+    value = text.strip().lower()
+    scale = 60.0 if value.endswith("m") else 1.0
+    try:
+        seconds = float(value.rstrip("sm")) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 60, 60s, 2m)") from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"a wait cannot be negative: {text!r}")
+    return seconds
+
+
+def register_registry_commands(models_subparsers: Any) -> None:
+    """Add the registry commands (release verbs from here, reading verbs from model_store.commands) to the
+    ``plateveil models`` sub-parsers, in the order ``--help`` lists them."""
+    sub = models_subparsers
+    p = sub.add_parser("publish", help="upload a bundle folder to the registry as an immutable version")
+    p.add_argument("bundle_dir", type=Path, help="folder with model.json and the model files")
+    p.add_argument("--version", help="version to publish as (default: model.json's)")
+    p.add_argument("--skip-checks", action="store_true",
+                   help="upload without loading it or running the smoke check (to try the workers' own checks)")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("list", help="versions in the registry and the aliases pointing at them")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="the manifest of one version")
+    p.add_argument("version")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("promote", help="point an alias at a version, after the quality gate")
+    p.add_argument("version")
+    p.add_argument("--alias", default="production", help="alias to move (production, canary)")
+    p.add_argument("--force", action="store_true", help="skip the quality gate (no loading, no evaluation)")
+    p.add_argument("--golden", type=Path, help="labelled photos for the gate (default PLATEVEIL_GATE_GOLDEN_DIR, "
+                                                "else the shipped model_store/golden_set/)")
+    p.add_argument("--format", help="format of the golden set (auto, voc, yolo, corners)")
+    p.add_argument("--backend", help="backend to evaluate with (default PLATEVEIL_BACKEND)")
+    p.add_argument("--wait", type=_seconds, metavar="SECONDS",
+                   help="how long to wait for the workers to serve it, e.g. 60s (default PLATEVEIL_PROMOTE_WAIT_S, "
+                        "60; 0: do not wait)")
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("rollback", help="point an alias back at the last version the workers served")
+    p.add_argument("--alias", default="production")
+    p.add_argument("--wait", type=_seconds, metavar="SECONDS", help="as for promote")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("unalias", help="remove an alias (e.g. end a canary)")
+    p.add_argument("alias")
+    p.set_defaults(func=cmd_unalias)
+
+    p = sub.add_parser("workers", help="which model version each running worker serves (from Redis)")
+    p.add_argument("--json", action="store_true", help="the full state of each worker as JSON")
+    p.set_defaults(func=cmd_workers)
