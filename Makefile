@@ -86,30 +86,30 @@ bench-memory: setup
 TRAIN_DIR ?= runs/train
 VERSION ?= 0.0.0-dev
 train: setup
-	$(PY) -m plateveil.cli models train all --out $(TRAIN_DIR) --version $(VERSION) $(ARGS)
+	$(PY) -m plateveil_ops.cli models train all --out $(TRAIN_DIR) --version $(VERSION) $(ARGS)
 	@echo "evaluate: make eval ARGS='--model-dir $(TRAIN_DIR)/bundle'"
 
 # The 2.0 recipe (model_training/recipe2.py): three training stages, one mining step, the sweep, the bundle.
 TRAIN2_DIR ?= runs/train2
 train-2: setup
-	$(PY) -m plateveil.cli models train2 all --out $(TRAIN2_DIR) $(ARGS)
+	$(PY) -m plateveil_ops.cli models train2 all --out $(TRAIN2_DIR) $(ARGS)
 	@echo "evaluate: make eval COMPARE=$(TRAIN2_DIR)/bundle"
 
 COMPARE ?=
 eval: setup
-	$(PY) -m plateveil.cli models eval --data val $(foreach b,$(COMPARE),--compare $(b)) $(ARGS)
+	$(PY) -m plateveil_ops.cli models eval --data val $(foreach b,$(COMPARE),--compare $(b)) $(ARGS)
 
 preview: setup
-	$(PY) -m plateveil.cli models preview $(ARGS)
+	$(PY) -m plateveil_ops.cli models preview $(ARGS)
 
 up: setup
-	@$(PY) -m plateveil.stack up $(ARGS)
+	@$(PY) -m plateveil_ops.stack up $(ARGS)
 
 down:
-	@if [ -x $(PY) ]; then $(PY) -m plateveil.stack down; else echo "no .venv: nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(PY) -m plateveil_ops.stack down; else echo "no .venv: nothing to stop"; fi
 
 status: setup
-	@$(PY) -m plateveil.stack status
+	@$(PY) -m plateveil_ops.stack status
 
 lint: setup
 	$(PY) -m ruff check .

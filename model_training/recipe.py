@@ -75,7 +75,7 @@ _DETECTOR = {"model": "detector", "arch": "ssd_mnet025_fpn", "batch_size": 16, "
 _LANDMARKS = {"model": "landmarks", "batch_size": 64, "synth_p": 0.6, "review_rounds": 0, "layouts": _SIX_LAYOUTS}
 # the generator's non-plates that the landmark stages draw as negatives: those found on and around cars. Signs,
 # stickers, price tags and phone numbers (characters on a light rectangle) are left to the detector: with them the
-# score rejected clean, sharp plates (the drawn scenes of plateveil.samples)
+# score rejected clean, sharp plates (the drawn scenes of plateveil_ops.samples)
 _CAR_NEGATIVES = ("badge", "bumper_text", "grille", "reflection", "logo")
 # the mining steps' outputs, in PIPELINE order; each landmark fine-tune learns from all those before it
 MINED = ["hard_negatives.json", "hard_negatives-ft.json", "hard_negatives-ft2.json", "hard_negatives-ft3.json",

@@ -35,7 +35,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from plateveil.apikeys import find_key
+from producer.apikeys import find_key
 from plateveil.errors import BrokerError
 from producer.validation import InputError, loads_checked
 

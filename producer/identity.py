@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from plateveil import logs
-from plateveil.apikeys import derived_key_id, find_key
+from producer.apikeys import derived_key_id, find_key
 
 Scope = MutableMapping[str, Any]
 

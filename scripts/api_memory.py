@@ -78,7 +78,7 @@ def _send(port: int, path: str, mb: int, kind: str, tmp: Path, pid: int, key: st
 
 def main() -> int:
     sys.path.insert(0, os.getcwd())
-    from plateveil.stack import Stack
+    from plateveil_ops.stack import Stack
 
     spool = Path(tempfile.mkdtemp(prefix="api-tmp-"))
     os.environ["TMPDIR"] = str(spool)  # the API's temp folder (multipart spooling)

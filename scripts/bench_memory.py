@@ -27,7 +27,7 @@ import redis
 from tqdm import tqdm
 
 from plateveil.schema import DEFAULT_EVENT_STREAM
-from plateveil.stack import Stack
+from plateveil_ops.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def load_photos(args: argparse.Namespace) -> list[bytes]:
         random.Random(args.seed).shuffle(files)
         if files:
             return [p.read_bytes() for p in files]
-    from plateveil.samples import render_scene
+    from plateveil_ops.samples import render_scene
 
     return [render_scene(i, (1600, 1200)).jpeg() for i in range(20)]
 

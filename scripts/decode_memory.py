@@ -45,7 +45,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", type=Path, default=Path(__file__).resolve().parents[1] / "plateveil" / "imaging.py")
     args = parser.parse_args()
-    from plateveil.samples import flat_png
+    from plateveil_ops.samples import flat_png
 
     with tempfile.TemporaryDirectory() as tmp:
         for name, (w, h, ct, bd) in CASES.items():

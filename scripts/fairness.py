@@ -19,8 +19,8 @@ import httpx
 
 
 def _run(share: int, burst: int, photo: bytes) -> None:
-    from plateveil.apikeys import hash_key
-    from plateveil.stack import Stack
+    from producer.apikeys import hash_key
+    from plateveil_ops.stack import Stack
 
     key_a, key_b = "a-" + "x" * 30, "b-" + "y" * 30
     env = {"PLATEVEIL_API_KEY_HASHES": f"client-a:{hash_key(key_a)},client-b:{hash_key(key_b)}",
@@ -54,7 +54,7 @@ def main() -> int:
     parser.add_argument("--share", type=int, default=10)
     parser.add_argument("--burst", type=int, default=100)
     args = parser.parse_args()
-    from plateveil.samples import render_scene
+    from plateveil_ops.samples import render_scene
 
     photo = render_scene(seed=3, size=(800, 600)).jpeg()
     _run(100_000, args.burst, photo)

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from plateveil.jobs import JobStore
-from plateveil.stack import Stack
+from plateveil_ops.stack import Stack
 
 logger = logging.getLogger("fault_table")
 ROWS = ("kill-pool", "kill-main", "redis-stop", "redis-kill", "redis-pause", "s3-down", "api-kill", "record-gone")
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(rows) - set(ROWS)
     if unknown:
         parser.error(f"unknown rows {sorted(unknown)}; valid: {', '.join(ROWS)}")
-    from plateveil.samples import render_scene
+    from plateveil_ops.samples import render_scene
 
     photo = render_scene(seed=3, size=(1600, 1200)).jpeg()
     args.out.mkdir(parents=True, exist_ok=True)

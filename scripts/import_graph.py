@@ -16,7 +16,7 @@ Layers, lowest first (a module belongs to the longest prefix listed)::
     1 serving    model_store                    bundle format, backends, runtime, registry, cache, golden
     2 services   workers, producer              the Celery worker and the upload service
     3 training   model_training            making and judging models, release tooling
-    4 entry      plateveil.cli, scripts         the console script and the scripts: wire everything
+    4 entry      plateveil_ops.cli, scripts         the console script and the scripts: wire everything
 
 An arrow from a module to a higher layer is *upward*. Exit status 1 when there is a cycle.
 """
@@ -32,15 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("plateveil", "producer", "workers", "model_store", "model_training", "scripts")
+PACKAGES = ("plateveil", "producer", "workers", "model_store", "model_training", "plateveil_ops", "scripts")
 LAYERS: dict[str, tuple[int, str]] = {
     "plateveil": (0, "core"),
     "model_store": (1, "serving"),
     "workers": (2, "services"),
     "producer": (2, "services"),
     "model_training": (3, "training"),
-    "plateveil.cli": (4, "entry"),
-    "scripts": (4, "entry"),
+    "plateveil_ops": (4, "ops"),
+    "scripts": (5, "scripts"),
 }
 MAX_UPWARD = 5   # issue 23's limit
 

@@ -6,7 +6,7 @@ It holds photos we may redistribute, in the corners format (``images/<name>.jpg`
 ``corners/<name>.json`` = ``{"plates": [[[x, y] x4], ...]}``, TL TR BR BL; box labels become
 axis-aligned quads, which the evaluation reads as the same boxes):
 
-* ``gen-*``: car scenes drawn by :func:`plateveil.samples.render_scene` (the project's own, exact plate quads);
+* ``gen-*``: car scenes drawn by :func:`plateveil_ops.samples.render_scene` (the project's own, exact plate quads);
 * ``usc-*``: ``us-closeups`` photos (experiment-plates, Roboflow, MIT), exact corners;
 * ``kgl-*``: ``kaggle-cars`` photos (CC0), boxes;
 * ``rod-*``: ``ro-dashcam`` frames (Robert Lucian Chiriac, MIT), boxes, re-encoded at JPEG quality 80.
@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from model_training.data import DEFAULT_DATA_ROOT, load_split
-from plateveil.samples import render_scene
+from plateveil_ops.samples import render_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "model_store" / "golden_set"
@@ -70,7 +70,7 @@ def build(data_root: Path, out: Path) -> dict[str, dict[str, str]]:
         scene = render_scene(seed, size)
         name = f"gen-{seed}"
         _write(out, name, scene.jpeg(quality=75), [[list(p) for p in scene.plate_quad]])
-        sources[name] = {"source": f"plateveil.samples.render_scene(seed={seed}, size={size})",
+        sources[name] = {"source": f"plateveil_ops.samples.render_scene(seed={seed}, size={size})",
                          "licence": "the project's own"}
     if not data_root.is_dir():
         print(f"{data_root} not found: generated photos only", file=sys.stderr)

@@ -21,8 +21,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model_training.data import DEFAULT_DATA_ROOT  # noqa: E402
-from plateveil.samples import render_scene  # noqa: E402
-from plateveil.stack import Stack  # noqa: E402
+from plateveil_ops.samples import render_scene  # noqa: E402
+from plateveil_ops.stack import Stack  # noqa: E402
 from producer.client import PlateveilClient  # noqa: E402
 from tests.integration.test_review_browser import click_image_point, start_browser  # noqa: E402
 

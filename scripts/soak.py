@@ -42,7 +42,7 @@ import httpx
 
 from plateveil.jobs import OPEN_INDEX
 from plateveil.schema import JobStatus
-from plateveil.stack import OUTPUT_BUCKET, Stack
+from plateveil_ops.stack import OUTPUT_BUCKET, Stack
 
 logger = logging.getLogger("soak")
 
@@ -87,7 +87,7 @@ class Run:
 
 
 def photos(k: int = 8) -> list[bytes]:
-    from plateveil.samples import render_scene
+    from plateveil_ops.samples import render_scene
 
     return [render_scene(seed=s, size=(480, 360)).jpeg() for s in range(k)]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from plateveil.apikeys import derived_key_id, hash_key
-from plateveil.stack import ORIGINALS_BUCKET, Stack
+from producer.apikeys import derived_key_id, hash_key
+from plateveil_ops.stack import ORIGINALS_BUCKET, Stack
 
 MAX_UPLOAD_BYTES = 2_000_000
 LOCAL_KEY = secrets.token_urlsafe(24)
@@ -83,7 +83,7 @@ def client(stack: Stack) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def car_jpeg() -> bytes:
     """A small car-like scene with a plate, as JPEG bytes."""
-    from plateveil.samples import render_scene
+    from plateveil_ops.samples import render_scene
 
     return render_scene(seed=1, size=(480, 360)).jpeg()
 

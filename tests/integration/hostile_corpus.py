@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from plateveil.samples import flat_png, render_scene
+from plateveil_ops.samples import flat_png, render_scene
 
 ORIGINALS = "plateveil-originals"
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from plateveil.stack import ORIGINALS_BUCKET
+from plateveil_ops.stack import ORIGINALS_BUCKET
 from tests.conftest import MAX_UPLOAD_BYTES
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from plateveil.apikeys import hash_key
-from plateveil.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
+from producer.apikeys import hash_key
+from plateveil_ops.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
 from producer.client import PlateveilClient
 from tests.conftest import MAX_EVENT_RECORDS, PARTNER_BUCKET, PARTNER_KEY
 
@@ -266,7 +266,7 @@ def test_the_client_waits_out_a_429_and_retries(stack, car_jpeg):
 
     import uvicorn
 
-    from plateveil.stack import free_port
+    from plateveil_ops.stack import free_port
 
     queue = f"plateveil.test-client-{secrets.token_hex(3)}"
     app, keys = _own_app(stack, rate_per_s=2.0, rate_burst=1, queue=queue)

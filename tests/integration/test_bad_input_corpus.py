@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from plateveil.stack import OUTPUT_BUCKET
+from plateveil_ops.stack import OUTPUT_BUCKET
 from tests.conftest import MAX_UPLOAD_BYTES
 from tests.integration.hostile_corpus import cases
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from plateveil.stack import ORIGINALS_BUCKET
+from plateveil_ops.stack import ORIGINALS_BUCKET
 
 pytestmark = pytest.mark.integration
 

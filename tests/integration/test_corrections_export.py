@@ -14,7 +14,7 @@ import pytest
 
 from model_training.corrections import load_negatives, negatives_as_rows
 from model_training.data import load_folder
-from plateveil.samples import render_scene
+from plateveil_ops.samples import render_scene
 from tests.integration.test_review_api import login
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def test_export_writes_what_the_training_reader_reads(stack, client, tmp_path):
     removed = corrected["plates"][0]["polygon"]
 
     out = tmp_path / "corrections"
-    run = subprocess.run([sys.executable, "-m", "plateveil.cli", "models", "corrections", "export", str(out),
+    run = subprocess.run([sys.executable, "-m", "plateveil_ops.cli", "models", "corrections", "export", str(out),
                           "--since", corrected["completed_at"][:10]],
                          capture_output=True, text=True, env=os.environ.copy(), timeout=120)
     assert run.returncode == 0, run.stderr
@@ -63,7 +63,7 @@ def test_export_writes_what_the_training_reader_reads(stack, client, tmp_path):
 
 
 def test_export_refuses_a_bad_day(stack, tmp_path):
-    run = subprocess.run([sys.executable, "-m", "plateveil.cli", "models", "corrections", "export",
+    run = subprocess.run([sys.executable, "-m", "plateveil_ops.cli", "models", "corrections", "export",
                           str(tmp_path / "x"), "--since", "last week"], capture_output=True, text=True,
                          env=os.environ.copy(), timeout=120)
     assert run.returncode != 0 and "YYYY-MM-DD" in run.stderr

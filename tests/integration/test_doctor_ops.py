@@ -10,13 +10,13 @@ import sys
 
 import pytest
 
-from plateveil.stack import S3_KEY_ID, S3_REGION, S3_SECRET, free_port
+from plateveil_ops.stack import S3_KEY_ID, S3_REGION, S3_SECRET, free_port
 
 pytestmark = pytest.mark.integration
 
 
 def doctor(*args: str, **env: str) -> tuple[int, str]:
-    out = subprocess.run([sys.executable, "-m", "plateveil.cli", "doctor", "--skip-models", *args],
+    out = subprocess.run([sys.executable, "-m", "plateveil_ops.cli", "doctor", "--skip-models", *args],
                          capture_output=True, text=True, env=os.environ | env, timeout=120)
     return out.returncode, out.stdout + out.stderr
 

@@ -31,7 +31,7 @@ from fastapi.testclient import TestClient
 
 from plateveil.jobs import JobStore
 from plateveil.settings import load_settings
-from plateveil.stack import ORIGINALS_BUCKET, S3_KEY_ID, S3_REGION, S3_SECRET
+from plateveil_ops.stack import ORIGINALS_BUCKET, S3_KEY_ID, S3_REGION, S3_SECRET
 from producer.app import create_app
 from producer.events.sns import string_to_sign
 from producer.settings import ProducerSettings
@@ -216,7 +216,7 @@ def test_sqs_consumer_makes_one_job_per_object_version_and_leaves_garbage_for_re
     jobs: list[str] = []
     received = 0
     for _ in range(5):  # one receive may not return every message
-        out = subprocess.run([sys.executable, "-m", "plateveil.cli", "events", "consume", "--sqs", url, "--once"],
+        out = subprocess.run([sys.executable, "-m", "plateveil_ops.cli", "events", "consume", "--sqs", url, "--once"],
                              capture_output=True, text=True, env=env, timeout=120)
         assert out.returncode == 0, out.stderr
         summary = out.stdout.splitlines()[0]

@@ -20,7 +20,7 @@ import pytest
 
 from plateveil.jobs import JobStore
 from plateveil.schema import ConcealJob, JobStatus, iso_ms, new_job_id, utc_now
-from plateveil.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET, Stack
+from plateveil_ops.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

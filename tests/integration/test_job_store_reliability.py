@@ -11,7 +11,7 @@ import pytest
 
 from plateveil.jobs import DLQ_KEY, OPEN_INDEX, JobStore
 from plateveil.schema import ConcealJob, JobRecord, JobStatus, iso_ms, new_job_id, utc_now
-from plateveil.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
+from plateveil_ops.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,7 @@ def test_a_vanished_record_fails_with_its_reason_not_a_keyerror(tasks, stack):
 
 
 def test_failed_jobs_are_dead_lettered_listed_shown_and_replayed(tasks, s3, car_jpeg, stack, capsys):
-    from plateveil.cli import main
+    from plateveil_ops.cli import main
 
     ctx = tasks.get_context()
     job = _job(s3, car_jpeg, upload=False)
@@ -176,7 +176,7 @@ def test_the_reconciler_fails_a_job_lost_too_often_and_drops_vanished_ones(tasks
 
 
 def test_cli_reconcile_reports(stack, capsys):
-    from plateveil.cli import main
+    from plateveil_ops.cli import main
 
     assert main(["reconcile", "--grace-s", "3600", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -72,7 +72,7 @@ def test_api_and_worker_metrics_move_when_a_photo_is_processed(stack, client, ca
 
 
 def test_a_failed_photo_is_counted_by_reason(stack, client, s3):
-    from plateveil.stack import ORIGINALS_BUCKET
+    from plateveil_ops.stack import ORIGINALS_BUCKET
 
     before = _scrape(stack.worker_metrics_url)
     s3.put_object(Bucket=ORIGINALS_BUCKET, Key="metrics/not-a-photo.jpg", Body=b"\xff\xd8\xff not really",

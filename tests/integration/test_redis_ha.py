@@ -27,7 +27,7 @@ from plateveil.jobs import JobStore
 from plateveil.metrics import queue_stats
 from plateveil.schema import ConcealJob, JobRecord, iso_ms, new_job_id, utc_now
 from plateveil.settings import load_settings
-from plateveil.stack import (
+from plateveil_ops.stack import (
     ORIGINALS_BUCKET,
     OUTPUT_BUCKET,
     free_port,
@@ -208,7 +208,7 @@ def test_tls_refuses_a_certificate_it_cannot_verify(tls_redis):
 
 def test_doctor_reads_the_sentinels(sentinel_url):
     def doctor(url: str) -> tuple[int, str]:
-        out = subprocess.run([sys.executable, "-m", "plateveil.cli", "doctor", "--skip-models"], capture_output=True,
+        out = subprocess.run([sys.executable, "-m", "plateveil_ops.cli", "doctor", "--skip-models"], capture_output=True,
                              text=True, env=os.environ | {"PLATEVEIL_REDIS_URL": url}, timeout=120)
         return out.returncode, out.stdout + out.stderr
 

@@ -12,8 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from plateveil.samples import render_scene
-from plateveil.stack import OUTPUT_BUCKET, REVIEWER
+from plateveil_ops.samples import render_scene
+from plateveil_ops.stack import OUTPUT_BUCKET, REVIEWER
 from producer.review.auth import COOKIE_NAME
 from producer.review.corrections import render
 

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from plateveil.samples import render_scene
-from plateveil.stack import OUTPUT_BUCKET, REVIEWER
+from plateveil_ops.samples import render_scene
+from plateveil_ops.stack import OUTPUT_BUCKET, REVIEWER
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from plateveil.schema import JobStatus
-from plateveil.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
+from plateveil_ops.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
 from tests.conftest import MAX_UPLOAD_BYTES
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,7 @@ def test_upload_is_concealed_into_s3_with_sidecar_and_event(client, s3, redis_cl
 
 
 def test_raw_png_body_keeps_its_format(stack, client, s3):
-    from plateveil.samples import render_scene
+    from plateveil_ops.samples import render_scene
 
     png = render_scene(seed=2, size=(320, 240)).png()
     resp = client.http.post("/v1/photos?style=pixelate", content=png, headers={"Content-Type": "image/png"})

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from model_store.bundle import default_model_dir, read_config
-from plateveil.cli import main
-from plateveil.stack import MODELS_BUCKET, Stack
+from plateveil_ops.cli import main
+from plateveil_ops.stack import MODELS_BUCKET, Stack
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from plateveil.schema import ConcealJob, JobRecord, JobStatus, iso_ms, new_job_id, utc_now
-from plateveil.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
+from plateveil_ops.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
 from workers import metrics as worker_metrics
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import pytest
 from plateveil.errors import PermanentError
 from plateveil.jobs import JobStore
 from plateveil.schema import ConcealJob, JobRecord, JobStatus, iso_ms, new_job_id, utc_now
-from plateveil.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
+from plateveil_ops.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@
 * The import graph (``scripts/import_graph.py``: every import, function-local ones too) has no
   cycle and at most ``MAX_UPWARD`` arrows from a lower layer to a higher one.
 * Nothing outside ``model_training`` imports it, except the console script that wires every
-  package's commands (``plateveil/cli.py``) and the scripts.
+  package's commands (``plateveil_ops/cli.py``) and the scripts.
 * Importing ``workers``, ``producer`` or any serving module of ``model_store`` loads neither
   ``model_training`` nor mxnet nor gluoncv.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRY_POINTS = {"plateveil.cli"}   # + every module under scripts/
+ENTRY_POINTS = {"plateveil_ops.cli"}   # + every module under scripts/
 # the one module allowed to import mxnet: the mxnet backend, loaded only when PLATEVEIL_BACKEND=mxnet
 FRAMEWORK_ADAPTERS = {"model_store.backends.mxnet_backend"}
 

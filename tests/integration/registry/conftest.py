@@ -1,5 +1,5 @@
 """Fixtures of the registry and hot-swap tests: a real moto_server and a real redis-server on free
-loopback ports (one each per test session, started by ``plateveil.stack``), a fresh bucket per test, and
+loopback ports (one each per test session, started by ``plateveil_ops.stack``), a fresh bucket per test, and
 model bundles made from the shipped one with another version in model.json. ``s3`` and ``redis_client``
 here override the whole-stack ones of ``tests/conftest.py`` for the tests in this folder."""
 
@@ -18,7 +18,7 @@ import redis
 
 from model_store.bundle import MODEL_FILES, default_model_dir
 from model_store.registry import Registry
-from plateveil.stack import Stack
+from plateveil_ops.stack import Stack
 
 
 @pytest.fixture(scope="session")

@@ -112,7 +112,7 @@ def test_redis_nudge_beats_a_long_poll(published: Registry, redis_client: Any,
 def test_models_workers_command(published: Registry, redis_client: Any, registry_redis_url: str,
                                 make_swapper: Callable[..., ModelSwapper], monkeypatch: pytest.MonkeyPatch,
                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from plateveil.cli import main
+    from plateveil_ops.cli import main
 
     make_swapper(published, redis_client=redis_client, hostname="worker-c:42")
     monkeypatch.setenv("PLATEVEIL_REDIS_URL", registry_redis_url)

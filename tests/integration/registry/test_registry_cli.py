@@ -22,7 +22,7 @@ from model_training.registry_cli import (
     GateThresholds,
     promote_with_gate,
 )
-from plateveil.cli import main
+from plateveil_ops.cli import main
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from model_training.registry_cli import (
     EXIT_WORKERS_REFUSED,
     EXIT_WORKERS_TIMEOUT,
 )
-from plateveil.cli import main
+from plateveil_ops.cli import main
 from workers.hotswap import ModelSwapper
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import cv2
 import pytest
 
 from model_store.runtime import load_model
-from plateveil.samples import render_scene
+from plateveil_ops.samples import render_scene
 
 
 def test_boxes_from_a_half_size_copy_are_the_photo_boxes():

@@ -10,7 +10,7 @@ from model_store import bundle
 from model_store.bundle import default_model_dir, read_config
 from model_store.runtime import load_model
 from model_training.evaluate import score_image
-from plateveil.samples import render_scene
+from plateveil_ops.samples import render_scene
 
 
 @pytest.fixture(scope="module")

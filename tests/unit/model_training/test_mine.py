@@ -190,7 +190,7 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
 def test_train_all_refuses_one_stage_flags(flag: list[str], tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from model_training import recipe
-    from plateveil.cli import main
+    from plateveil_ops.cli import main
 
     monkeypatch.setattr(recipe, "run_all", lambda *a, **k: pytest.fail("must not start training"))
     with pytest.raises(SystemExit, match=f"{flag[0]} apply to one stage"):

@@ -168,7 +168,7 @@ def test_a_file_that_is_not_tflite_is_refused(tmp_path: Path):
 
 @needs_files
 def test_cli_prints_each_nets_top5_on_the_check_photos(capsys):
-    from plateveil.cli import main
+    from plateveil_ops.cli import main
 
     assert main(["models", "pretrained", "--dir", str(ROOT)]) == 0
     out = capsys.readouterr().out
@@ -180,7 +180,7 @@ def test_cli_prints_each_nets_top5_on_the_check_photos(capsys):
 
 
 def test_cli_without_the_pretrained_folder_says_what_is_missing(tmp_path: Path):
-    from plateveil.cli import main
+    from plateveil_ops.cli import main
 
     with pytest.raises(SystemExit, match=r"no check photos: .*check/imagenet_labels.txt not found"):
         main(["models", "pretrained", "--dir", str(tmp_path)])

@@ -13,7 +13,7 @@ import pytest
 from model_store.golden import drawn_photos
 from model_training.data import load_reviewed, load_split, with_reviewed
 from model_training.mine import near_share
-from plateveil.cli import main
+from plateveil_ops.cli import main
 
 
 @pytest.fixture

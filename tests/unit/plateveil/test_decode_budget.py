@@ -15,7 +15,7 @@ from PIL import Image, ImageCms
 
 from plateveil import imaging
 from plateveil.errors import BadImageError
-from plateveil.samples import flat_png
+from plateveil_ops.samples import flat_png
 
 MB = 2**20
 

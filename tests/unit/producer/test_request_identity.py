@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from plateveil.apikeys import hash_key
+from producer.apikeys import hash_key
 from producer.app import create_app
 from producer.identity import bearer_token, key_id_for
 from producer.settings import ProducerSettings

@@ -88,7 +88,7 @@ def env(monkeypatch):
         if name.startswith("PLATEVEIL_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("PLATEVEIL_REDIS_URL", "redis://127.0.0.1:1/0")
-    from plateveil.apikeys import hash_key
+    from producer.apikeys import hash_key
 
     monkeypatch.setenv("PLATEVEIL_API_KEY_HASHES", f"uploader:{hash_key('upload-key-0123456789')}")
     return monkeypatch

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from model_store.backends import BACKENDS, DEFAULT_BACKEND
-from plateveil.doctor import DoctorSettings
+from plateveil_ops.doctor import DoctorSettings
 from plateveil.settings import SettingsError, load_settings
 from workers.settings import WorkerSettings
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from plateveil.apikeys import hash_key
-from plateveil.doctor import Report
-from plateveil.doctor_ops import check_webhooks
+from producer.apikeys import hash_key
+from plateveil_ops.doctor import Report
+from plateveil_ops.doctor_ops import check_webhooks
 
 HOOK = {"url": "https://example.test/hook", "secret": "s" * 20}
 

@@ -5,13 +5,12 @@ because the key itself has 256 bits of entropy (no salt or slow hash is needed a
 The key id names the client in logs, job records, webhooks (``PLATEVEIL_WEBHOOKS``), rate limits,
 queue shares and source allowlists; it is not a secret. By default it is :func:`derived_key_id`
 (``k-`` + the first 12 hex digits of the key's SHA-256); ``--id`` gives a name instead.
-``plateveil keys new [--id ID]`` prints a new key and the line to add to
+``plateveil keys new [--id ID]`` (:mod:`plateveil_ops.apikeys`) prints a new key and the line to add to
 ``PLATEVEIL_API_KEY_HASHES``. Imports only the standard library.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import re
@@ -75,45 +74,3 @@ def find_key(given: str, hashes: Iterable[KeyHash]) -> str | None:
         if hmac.compare_digest(digest, item.sha256.encode()):
             found = item.key_id
     return found
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI: plateveil keys new
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    keys = sub.add_parser("keys", help="API keys of the upload service")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    new = keys_sub.add_parser("new", help="make a key; print it and its PLATEVEIL_API_KEY_HASHES line")
-    new.add_argument("--id", default=None, help="key id (client name) for logs, limits, allowlists and "
-                                                "webhooks; default k- + 12 hex digits of the key's sha256")
-    new.set_defaults(func=_cmd_new)
-    hashed = keys_sub.add_parser("hash", help="print the PLATEVEIL_API_KEY_HASHES line of an existing key (stdin)")
-    hashed.add_argument("--id", default=None, help="key id; default k- + 12 hex digits of the key's sha256")
-    hashed.set_defaults(func=_cmd_hash)
-
-
-def _cmd_new(args: argparse.Namespace) -> int:
-    if args.id is not None and not KEY_ID.match(args.id):
-        print("error: --id must match [a-z0-9][a-z0-9_.-]{0,62}")
-        return 2
-    key = new_key()
-    key_id = args.id or derived_key_id(key)
-    print(f"API_KEY={key}")
-    print(f"PLATEVEIL_API_KEY_HASHES entry: {KeyHash(key_id, hash_key(key)).line()}")
-    print("# give the key to the client once; store only the entry (comma-separate several)")
-    return 0
-
-
-def _cmd_hash(args: argparse.Namespace) -> int:
-    import sys
-
-    if args.id is not None and not KEY_ID.match(args.id):
-        print("error: --id must match [a-z0-9][a-z0-9_.-]{0,62}")
-        return 2
-    key = sys.stdin.readline().strip()
-    if not key:
-        print("error: give the key on stdin")
-        return 2
-    print(KeyHash(args.id or derived_key_id(key), hash_key(key)).line())
-    return 0

@@ -2,10 +2,9 @@
 
 Each package registers its own sub-commands, so this file stays a table of contents:
 ``conceal`` (workers.cli), ``reconcile`` and ``dlq ...`` (workers.ops), ``models ...``
-(model_training.cli), ``doctor`` (plateveil.doctor), ``keys new`` (plateveil.apikeys).
-Imports are lazy so that ``plateveil --help`` does not load mxnet. The console script sits above
-every package, so it is the one module outside ``model_training`` that imports training code
-(the ``models`` verbs); no service (``workers``, ``producer``) imports this module.
+(model_training.cli), ``doctor`` (plateveil_ops.doctor), ``events consume`` (producer.intake.sqs),
+``keys new|hash`` (plateveil_ops.apikeys). Imports are lazy so that ``plateveil --help`` does not
+load mxnet. It sits in the top layer (operations): it may import every package, nothing imports it.
 """
 
 from __future__ import annotations
@@ -22,8 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from model_training.cli import register as register_models
-    from plateveil.apikeys import register as register_keys
-    from plateveil.doctor import register as register_doctor
+    from plateveil_ops.apikeys import register as register_keys
+    from plateveil_ops.doctor import register as register_doctor
     from producer.events.sqs import register as register_events
     from workers.cli import register as register_conceal
     from workers.ops import register as register_ops

@@ -89,7 +89,7 @@ def check_packages(report: Report) -> None:
 
 def check_models(report: Report, settings: DoctorSettings, backends: list[str]) -> None:
     from model_store.runtime import load_model
-    from plateveil.samples import render_scene
+    from plateveil_ops.samples import render_scene
 
     scene = render_scene(seed=0, size=(640, 480))
     for backend in backends:
@@ -103,7 +103,7 @@ def check_models(report: Report, settings: DoctorSettings, backends: list[str]) 
 
 
 def check_services(report: Report, settings: DoctorSettings, force_s3: bool) -> None:
-    from plateveil import doctor_ops
+    from plateveil_ops import doctor_ops
 
     doctor_ops.check_redis(report, settings)  # plain / TLS / Sentinel, the queue, failed webhooks
     if settings.s3_endpoint_url or settings.storage != "s3" or force_s3:
@@ -129,7 +129,7 @@ def run_doctor(args: argparse.Namespace) -> int:
     if not args.skip_models:
         check_models(report, settings, backends)
     check_services(report, settings, args.s3)
-    from plateveil import doctor_ops
+    from plateveil_ops import doctor_ops
 
     doctor_ops.check_observability(report)
     doctor_ops.check_webhooks(report)
@@ -149,7 +149,7 @@ def register(sub: Any) -> None:
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m plateveil.doctor")
+    _parser = argparse.ArgumentParser(prog="python -m plateveil_ops.doctor")
     register(_parser.add_subparsers(dest="command", required=True))
     _args = _parser.parse_args(["doctor", *sys.argv[1:]])
     sys.exit(_args.func(_args))

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from plateveil.stack import MODELS_BUCKET, Stack, env_file
+from plateveil_ops.stack import MODELS_BUCKET, Stack, env_file
 
 
 def test_log_text_is_this_runs_only(tmp_path: Path) -> None:

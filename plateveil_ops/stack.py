@@ -8,10 +8,10 @@ then KILL) so nothing is left behind. Redis keeps an append-only file under ``<s
 The fault tests and ``make soak`` kill, stop and restart single services with :meth:`Stack.kill`,
 :meth:`Stack.stop_service` and :meth:`Stack.start_service` (same ports, same data).
 
-    python -m plateveil.stack up [--state-dir .stack]   # prints API_URL=..., API_KEY=..., REVIEW_KEY=..., ...
-    python -m plateveil.stack status                    # each service: running (pid) or not
-    python -m plateveil.stack stop|start|restart SERVICE # redis, s3, worker or api: same port, same data
-    python -m plateveil.stack down
+    python -m plateveil_ops.stack up [--state-dir .stack]   # prints API_URL=..., API_KEY=..., REVIEW_KEY=..., ...
+    python -m plateveil_ops.stack status                    # each service: running (pid) or not
+    python -m plateveil_ops.stack stop|start|restart SERVICE # redis, s3, worker or api: same port, same data
+    python -m plateveil_ops.stack down
 
 With the model registry on (the default, ``with_registry``), :func:`setup_registry` creates its bucket
 and publishes the shipped bundle as the ``production`` alias before the worker starts, so the worker
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plateveil.apikeys import derived_key_id, hash_key
+from producer.apikeys import derived_key_id, hash_key
 
 logger = logging.getLogger(__name__)
 
@@ -523,7 +523,7 @@ def _cmd_service(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m plateveil.stack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m plateveil_ops.stack", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down", "status", "stop", "start", "restart"])
     parser.add_argument("service", nargs="?", choices=["redis", "s3", "worker", "api"],
                         help="for stop/start/restart: the one service to act on")

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from plateveil.apikeys import KEY_ID, parse_key_hashes
+from producer.apikeys import KEY_ID, parse_key_hashes
 from plateveil.settings import ENV_PREFIX, SettingsError, load_settings
 
 
