@@ -78,7 +78,7 @@ def check_redis(report: Any, settings: Any) -> None:
 
     def queue() -> str:
         from plateveil.metrics import queue_stats
-        from plateveil.webhooks import FAILED_KEY
+        from workers.webhook_contract import FAILED_KEY
 
         client = redis_from_url(url, socket_connect_timeout=3, socket_timeout=3, decode_responses=True)
         stats = queue_stats(client, settings.queue)
@@ -138,7 +138,7 @@ def _key_ids() -> set[str] | None:
 
 
 def check_webhooks(report: Any) -> None:
-    from plateveil.webhooks import WebhookSettings
+    from workers.webhook_contract import WebhookSettings
 
     try:
         hooks = load_settings(WebhookSettings)
@@ -164,7 +164,7 @@ def check_webhooks(report: Any) -> None:
 
 
 def check_intake(report: Any, sqs_url: str | None) -> None:
-    from plateveil.intake_settings import EventsSettings
+    from producer.intake_settings import EventsSettings
 
     try:
         events = load_settings(EventsSettings)

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from producer.apikeys import KEY_ID, KeyHash, hash_key, parse_key_hashes
-from plateveil.intake_settings import EventsSettings
+from producer.intake_settings import EventsSettings
 from plateveil.schema import DEFAULT_STYLE, STYLES
 from plateveil.settings import CommonSettings
 from producer.validation import parse_source

@@ -9,13 +9,13 @@ from model_store.registry_settings import RegistryOptions
 from plateveil.metrics import DEFAULT_WORKER_METRICS_PORT
 from plateveil.schema import DEFAULT_STYLE, STYLES
 from plateveil.settings import CommonSettings
-from plateveil.webhooks import WebhookSettings
+from workers.webhook_contract import WebhookSettings
 
 
 class WorkerSettings(CommonSettings, RegistryOptions, WebhookSettings):
     """The worker's settings; the model registry ones (``registry_bucket``, ``model_alias``,
     ``canary_share``...) come from :class:`~model_store.registry_settings.RegistryOptions`, the webhook ones
-    (``webhooks``, ``webhook_max_attempts``...) from :class:`~plateveil.webhooks.WebhookSettings`."""
+    (``webhooks``, ``webhook_max_attempts``...) from :class:`~workers.webhook_contract.WebhookSettings`."""
 
     backend: str = Field(DEFAULT_BACKEND, description=f"model backend: {' or '.join(BACKENDS)} (default "
                                                        f"{DEFAULT_BACKEND}, CPU); checked when the worker starts")

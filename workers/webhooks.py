@@ -1,4 +1,4 @@
-"""Sends the webhooks of finished jobs (see :mod:`plateveil.webhooks` for the contract).
+"""Sends the webhooks of finished jobs (see :mod:`workers.webhook_contract` for the contract).
 
 When a concealment task ends with a final status (done or failed, not a retry), the
 ``task_postrun`` receiver below looks up the job's ``key_id``; if ``PLATEVEIL_WEBHOOKS`` has a
@@ -19,7 +19,7 @@ import httpx
 from celery import Task
 from celery.signals import task_postrun
 
-from plateveil import webhooks
+from workers import webhook_contract as webhooks
 from plateveil.schema import TASK_CONCEAL, CompletionEvent, JobStatus, iso_ms, utc_now
 from workers import metrics as worker_metrics
 from workers.celery_app import app, settings

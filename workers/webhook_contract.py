@@ -1,5 +1,10 @@
 """Webhooks: the completion event POSTed to a URL per API key, signed with HMAC-SHA256.
 
+The worker's side of the contract (only the worker sends webhooks): the settings
+(:class:`WebhookSettings`, a mixin of :class:`workers.settings.WorkerSettings`, read alone by
+``plateveil doctor``), signing and checking, one signed POST, the list of failed deliveries. The
+delivery task that uses them is :mod:`workers.webhooks`.
+
 Configuration (worker, ``PLATEVEIL_WEBHOOKS``): a JSON object from key id (see
 ``producer.identity.key_id_for``) to ``{"url": ..., "secret": ...}``. Jobs submitted with a key
 that has no entry send no webhook.

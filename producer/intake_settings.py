@@ -1,6 +1,6 @@
 """Settings of the event intake (``PLATEVEIL_*``): a mixin of :class:`producer.settings.ProducerSettings`,
-so the upload service and ``plateveil events consume`` read them once at start-up with the rest. In
-the core package because ``plateveil doctor`` reads them too (producer/events/ uses them)."""
+so the upload service and ``plateveil events consume`` read them once at start-up with the rest
+(producer/intake/ uses them); ``plateveil doctor`` (plateveil_ops) reads them from here too."""
 
 from __future__ import annotations
 
