@@ -11,7 +11,6 @@ import sys
 
 from producer.apikeys import KEY_ID, KeyHash, derived_key_id, hash_key, new_key
 
-
 # ----------------------------------------------------------------------------------------------
 # CLI: plateveil keys new
 

@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     from model_training.cli import register as register_models
     from plateveil_ops.apikeys import register as register_keys
     from plateveil_ops.doctor import register as register_doctor
-    from producer.events.sqs import register as register_events
+    from producer.intake.sqs import register as register_events
     from workers.cli import register as register_conceal
     from workers.ops import register as register_ops
 

@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from producer.apikeys import KEY_ID, parse_key_hashes
 from plateveil.settings import ENV_PREFIX, SettingsError, load_settings
+from producer.apikeys import KEY_ID, parse_key_hashes
 
 
 def _settings_problem(exc: SettingsError) -> str:

@@ -25,8 +25,8 @@ from plateveil.logs import configure_logging
 from plateveil.settings import load_settings
 from producer import identity
 from producer import metrics as api_metrics
-from producer.events.routes import router as events_router
 from producer.guard import SCOPE_KEY_ID, RequestGuard
+from producer.intake.routes import router as events_router
 from producer.responses import Health
 from producer.review.routes import flag_router, login_router
 from producer.review.routes import router as review_router
@@ -54,7 +54,7 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
                   description="Upload car photos; a worker hides their licence plates and writes the "
                               "concealed photo and a JSON sidecar to the output bucket.")
     app.include_router(router)
-    app.include_router(events_router)  # SNS and MinIO deliveries (producer/events/)
+    app.include_router(events_router)  # SNS and MinIO deliveries (producer/intake/)
     app.include_router(flag_router)
     app.include_router(login_router)
     app.include_router(review_router)   # last: it ends with a catch-all for /review/*

@@ -35,8 +35,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from producer.apikeys import find_key
 from plateveil.errors import BrokerError
+from producer.apikeys import find_key
 from producer.validation import InputError, loads_checked
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 SCOPE_KEY_ID = "plateveil.key_id"
 PHOTO_PATH = "/v1/photos"
 EVENTS_PREFIX = "/v1/events/"
-EVENT_BODY_LIMIT = 300 * 1024  # = producer.events.routes.SNS_MAX_BYTES (SNS: 256 KiB + the envelope)
+EVENT_BODY_LIMIT = 300 * 1024  # = producer.intake.routes.SNS_MAX_BYTES (SNS: 256 KiB + the envelope)
 SIGNED_PATHS = frozenset({"/v1/events/sns"})  # no API key: the SNS signature and topic allow-list instead
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})

@@ -6,7 +6,7 @@ name). It is what ``PLATEVEIL_WEBHOOKS`` is keyed by and what the logs and job r
 the key). :class:`RequestContextMiddleware` binds ``key_id`` (only for a key the service accepts) and a
 ``request_id`` (the caller's ``X-Request-ID`` or a new one, echoed in the response) to the log
 context and to :data:`current_key_id`, which :meth:`producer.services.Services.new_job` stamps on
-each job. The authentication itself stays in ``producer.routes.require_api_key``; a later
+each job. The authentication itself stays in ``producer.deps.require_api_key``; a later
 authentication scheme with its own key ids only has to set ``scope["state"]["key_id"]`` before this
 middleware's inner app runs, or replace :func:`key_id_for`.
 """

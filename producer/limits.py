@@ -9,7 +9,7 @@
   never push a key past its share (both may be refused in a race; neither is let through).
   The worker does not need to know: a job's own status record says when it stops counting.
 * :meth:`Limits.first_delivery` / :meth:`Limits.forget` - S3 event deduplication with
-  ``SET NX EX`` on the event intake's claim key (:func:`producer.events.intake.claim_key`), so an
+  ``SET NX EX`` on the event intake's claim key (:func:`producer.intake.intake.claim_key`), so an
   object version delivered through ``/v1/s3-events``, SNS, MinIO or SQS makes one job.
 
 Redis errors surface as :class:`~plateveil.errors.BrokerError`.

@@ -13,17 +13,16 @@ import logging
 from typing import Annotated, Any
 from urllib.parse import unquote_plus
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from plateveil.errors import BrokerError, StorageError
 from plateveil.imaging import DECODABLE, animation, output_format, sniff_image
 from plateveil.schema import STYLES, ConcealJob, content_type_for, extension_for, format_for
 from plateveil.storage import StoredObject
-from producer.events import intake
-from producer.events.intake import claim_key
-from producer.guard import SCOPE_KEY_ID
+from producer.deps import AUTH_RESPONSES, KeyId, ServicesDep
+from producer.intake import intake
+from producer.intake.intake import claim_key
 from producer.limits import QueueShareFull
 from producer.responses import Accepted, EventsAccepted, JobRequest, JobView, Skipped
 from producer.services import Services
@@ -41,38 +40,7 @@ from producer.validation import (
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1")
-_bearer = HTTPBearer(auto_error=False, description="an API key whose hash is in PLATEVEIL_API_KEY_HASHES")
 NOT_FOUND = intake.NOT_FOUND
-
-
-def services(request: Request) -> Services:
-    return request.app.state.services
-
-
-ServicesDep = Annotated[Services, Depends(services)]
-
-
-def require_api_key(request: Request,
-                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
-    """The caller's key id. The guard has checked the key before the body was read; this
-    dependency declares the bearer scheme in OpenAPI and refuses a request the guard did not pass."""
-    key_id = request.scope.get(SCOPE_KEY_ID)
-    if creds is None or key_id is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid API key",
-                            headers={"WWW-Authenticate": "Bearer"})
-    return str(key_id)
-
-
-KeyId = Annotated[str, Depends(require_api_key)]
-AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "malformed body (multipart without a boundary, ...)"},
-    401: {"description": "missing or wrong API key"},
-    408: {"description": "request body too slow"},
-    413: {"description": "request body too large"},
-    422: {"description": "invalid input (reason in detail)"},
-    429: {"description": "rate limit, failed-auth limit or the key's queue share reached (Retry-After)"},
-    503: {"description": "S3 or Redis down (Retry-After)"},
-}
 
 
 def _check_style(style: str | None, svc: Services) -> str:

@@ -7,10 +7,10 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from producer.apikeys import KEY_ID, KeyHash, hash_key, parse_key_hashes
-from producer.intake_settings import EventsSettings
 from plateveil.schema import DEFAULT_STYLE, STYLES
 from plateveil.settings import CommonSettings
+from producer.apikeys import KEY_ID, KeyHash, hash_key, parse_key_hashes
+from producer.intake_settings import EventsSettings
 from producer.validation import parse_source
 
 

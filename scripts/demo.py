@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 
 from model_training.data import DEFAULT_DATA_ROOT, load_split
-from plateveil_ops.samples import write_samples
 from plateveil.schema import JobStatus, parse_iso
+from plateveil_ops.samples import write_samples
 from plateveil_ops.stack import Stack, StackError
 from producer.client import PlateveilClient
 

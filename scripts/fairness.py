@@ -19,8 +19,8 @@ import httpx
 
 
 def _run(share: int, burst: int, photo: bytes) -> None:
-    from producer.apikeys import hash_key
     from plateveil_ops.stack import Stack
+    from producer.apikeys import hash_key
 
     key_a, key_b = "a-" + "x" * 30, "b-" + "y" * 30
     env = {"PLATEVEIL_API_KEY_HASHES": f"client-a:{hash_key(key_a)},client-b:{hash_key(key_b)}",

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from producer.apikeys import derived_key_id, hash_key
 from plateveil_ops.stack import ORIGINALS_BUCKET, Stack
+from producer.apikeys import derived_key_id, hash_key
 
 MAX_UPLOAD_BYTES = 2_000_000
 LOCAL_KEY = secrets.token_urlsafe(24)

@@ -19,9 +19,9 @@ import httpx
 from celery import Task
 from celery.signals import task_postrun
 
-from workers import webhook_contract as webhooks
 from plateveil.schema import TASK_CONCEAL, CompletionEvent, JobStatus, iso_ms, utc_now
 from workers import metrics as worker_metrics
+from workers import webhook_contract as webhooks
 from workers.celery_app import app, settings
 
 logger = logging.getLogger(__name__)

@@ -25,10 +25,10 @@ from pydantic import BaseModel, Field
 from plateveil.errors import BadImageError, BrokerError, SourceMissingError, StorageError
 from plateveil.imaging import CONTENT_TYPES, sniff_image
 from plateveil.schema import STYLES, JobStatus
+from producer.deps import AUTH_RESPONSES, require_api_key
 from producer.review.auth import COOKIE_NAME, COOKIE_PATH, ReviewAuth, Reviewer, fingerprint, same_origin
 from producer.review.corrections import CorrectionError, apply_correction, parse_correction
 from producer.review.index import PREFIX, QueueFilter, ReviewIndex
-from producer.routes import AUTH_RESPONSES, require_api_key
 from producer.services import Services
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from producer.apikeys import hash_key
 from plateveil_ops.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
+from producer.apikeys import hash_key
 from producer.client import PlateveilClient
 from tests.conftest import MAX_EVENT_RECORDS, PARTNER_BUCKET, PARTNER_KEY
 
@@ -299,7 +299,7 @@ def test_the_client_waits_out_a_429_and_retries(stack, car_jpeg):
 
 
 def test_minio_deliveries_apply_the_key_sources_and_name_checks(partner, partner_objects):
-    """The MinIO webhook endpoint (producer/events) uses the calling key's sources, and a malformed
+    """The MinIO webhook endpoint (producer/intake) uses the calling key's sources, and a malformed
     bucket name is skipped with the reason, never a 503 from botocore."""
     resp = partner.http.post("/v1/events/minio", json={"EventName": "s3:ObjectCreated:Put", "Records": [
         _event(PARTNER_BUCKET, partner_objects["secret"], etag=secrets.token_hex(4), name="s3:ObjectCreated:Put"),

@@ -33,7 +33,7 @@ from plateveil.jobs import JobStore
 from plateveil.settings import load_settings
 from plateveil_ops.stack import ORIGINALS_BUCKET, S3_KEY_ID, S3_REGION, S3_SECRET
 from producer.app import create_app
-from producer.events.sns import string_to_sign
+from producer.intake.sns import string_to_sign
 from producer.settings import ProducerSettings
 
 pytestmark = pytest.mark.integration

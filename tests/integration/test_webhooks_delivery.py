@@ -20,9 +20,9 @@ from plateveil.jobs import JobStore
 from plateveil.schema import ConcealJob, JobRecord, iso_ms, new_job_id, utc_now
 from plateveil.settings import load_settings
 from plateveil_ops.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET, free_port, stop_group, wait_until
-from workers.webhook_contract import FAILED_KEY, SignatureError, read_failures, verify_signature
 from producer.services import make_sender
 from producer.settings import ProducerSettings
+from workers.webhook_contract import FAILED_KEY, SignatureError, read_failures, verify_signature
 
 pytestmark = pytest.mark.integration
 

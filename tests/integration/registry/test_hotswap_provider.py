@@ -14,9 +14,9 @@ import pytest
 from model_store.bundle import default_model_dir, read_config
 from model_store.registry import Registry
 from plateveil.jobs import JobStore
-from plateveil_ops.samples import render_scene
 from plateveil.schema import ConcealJob, JobRecord, JobStatus, iso_ms, utc_now
 from plateveil.storage.s3 import S3Store
+from plateveil_ops.samples import render_scene
 from workers.hotswap import job_bucket
 from workers.models import ModelProvider
 from workers.settings import WorkerSettings

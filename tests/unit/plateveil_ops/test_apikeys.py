@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from producer.apikeys import KeyHash, derived_key_id, find_key, hash_key, new_key, parse_key_hashes
 from plateveil_ops.cli import main
+from producer.apikeys import KeyHash, derived_key_id, find_key, hash_key, new_key, parse_key_hashes
 
 
 def test_a_key_matches_only_its_own_hash():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from producer.apikeys import hash_key
 from plateveil_ops.doctor import Report
 from plateveil_ops.doctor_ops import check_webhooks
+from producer.apikeys import hash_key
 
 HOOK = {"url": "https://example.test/hook", "secret": "s" * 20}
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from producer.events.intake import claim_key, key_matches
-from producer.events.records import NotificationError, ObjectRecord, parse_body, parse_notification
-from producer.events.sns import SnsError, string_to_sign
+from producer.intake.intake import claim_key, key_matches
+from producer.intake.records import NotificationError, ObjectRecord, parse_body, parse_notification
+from producer.intake.sns import SnsError, string_to_sign
 
 S3_EVENT = {"Records": [{
     "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-west-1", "eventName": "ObjectCreated:Put",

@@ -11,8 +11,8 @@ import pytest
 
 from plateveil import imaging
 from plateveil.conceal import get_concealer
-from plateveil_ops.samples import render_scene
 from plateveil.schema import CompletionEvent, JobStatus
+from plateveil_ops.samples import render_scene
 from producer.review.corrections import CorrectionError, check_polygon, parse_correction, render
 from producer.review.index import QueueFilter, summary_of
 

@@ -7,8 +7,8 @@ import os
 import pytest
 
 from model_store.backends import BACKENDS, DEFAULT_BACKEND
-from plateveil_ops.doctor import DoctorSettings
 from plateveil.settings import SettingsError, load_settings
+from plateveil_ops.doctor import DoctorSettings
 from workers.settings import WorkerSettings
 
 

@@ -1,7 +1,7 @@
 """``plateveil events consume --sqs URL``: S3 (or S3 -> SNS) notifications from an SQS queue.
 
 Long polling (``WaitTimeSeconds`` = ``PLATEVEIL_SQS_WAIT_TIME_S``, up to 20 s); each message's
-records go through :func:`producer.events.intake.submit_record` (filters, one job per object
+records go through :func:`producer.intake.intake.submit_record` (filters, one job per object
 version) and the message is deleted only when every record was handled (a job made, or skipped
 for good: a duplicate, filtered out, not an image, gone). When S3 or Redis fails, or the body is
 not a notification at all, the message is left alone: it comes back after the queue's visibility
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plateveil.errors import BrokerError, StorageError
-from producer.events.intake import Outcome, submit_record
-from producer.events.records import NotificationError, parse_body
+from producer.intake.intake import Outcome, submit_record
+from producer.intake.records import NotificationError, parse_body
 from producer.services import Services
 from producer.settings import ProducerSettings
 

@@ -1,7 +1,7 @@
 """The one place an object notification record becomes a job: :func:`submit_record`.
 
-Used by SNS and MinIO deliveries (:mod:`producer.events.routes`) and the SQS consumer
-(:mod:`producer.events.sqs`); ``POST /v1/s3-events`` can call it too
+Used by SNS and MinIO deliveries (:mod:`producer.intake.routes`) and the SQS consumer
+(:mod:`producer.intake.sqs`); ``POST /v1/s3-events`` can call it too
 (``await run_in_threadpool(submit_record, svc, record, style)`` per record). For each record:
 
 1. only ``ObjectCreated:*`` events; objects of the output bucket are skipped (no loops); so are
@@ -30,7 +30,7 @@ from typing import cast
 from plateveil.errors import BrokerError
 from plateveil.imaging import DECODABLE, output_format
 from plateveil.schema import ConcealJob, format_for
-from producer.events.records import ObjectRecord
+from producer.intake.records import ObjectRecord
 from producer.services import Services
 from producer.validation import InputError, check_bucket, check_key, source_allowed
 

@@ -6,7 +6,7 @@
 * MinIO webhook / queue targets: ``{"EventName": "s3:ObjectCreated:Put", "Key": "bucket/key",
   "Records": [...]}``, whose records are S3-like but name events ``s3:ObjectCreated:Put``.
 * SNS: an envelope whose ``Message`` is one of the above as a JSON string
-  (:mod:`producer.events.sns` verifies it first).
+  (:mod:`producer.intake.sns` verifies it first).
 * SQS: a message body that is one of the above, or an SNS envelope (S3 -> SNS -> SQS without
   raw message delivery).
 """

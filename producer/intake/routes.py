@@ -8,7 +8,7 @@
   format (``EventName``, ``Key``, S3-like ``Records`` with ``s3:``-prefixed event names).
 
 Both answer 5xx when S3 or Redis is down, so the sender redelivers; the intake is idempotent per
-object version (:func:`producer.events.intake.submit_record`).
+object version (:func:`producer.intake.intake.submit_record`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from plateveil.errors import BrokerError, StorageError
-from producer.events import sns
-from producer.events.intake import Outcome, submit_record
-from producer.events.records import NotificationError, parse_body, parse_notification
+from producer.deps import AUTH_RESPONSES, require_api_key
+from producer.intake import sns
+from producer.intake.intake import Outcome, submit_record
+from producer.intake.records import NotificationError, parse_body, parse_notification
 from producer.responses import Accepted, EventsAccepted, Skipped
-from producer.routes import AUTH_RESPONSES, require_api_key
 from producer.services import Services
 
 logger = logging.getLogger(__name__)
