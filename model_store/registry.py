@@ -43,6 +43,7 @@ from typing import Any, BinaryIO
 from model_store.bundle import CONFIG_FILE, MODEL_FILES, Version, default_model_dir, read_config
 from model_store.errors import AliasError, RegistryError, VersionConflictError, VersionNotFoundError
 from model_store.registry_settings import RegistrySettings
+from plateveil import keys
 from plateveil.errors import StorageError
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,8 @@ MANIFEST = "manifest.json"
 CLAIM = ".publishing.json"
 CLAIM_STALE_S = 600.0
 FRAMEWORK_MXNET = "mxnet-1.9.1/gluoncv-0.10.5"
-NUDGE_CHANNEL = "plateveil:models"
-WORKER_STATUS_PREFIX = "plateveil:worker:"  # + "<hostname>:<pid>": a hash, field "models" = JSON state
+NUDGE_CHANNEL = keys.MODELS_CHANNEL
+WORKER_STATUS_PREFIX = keys.WORKER_STATUS_PREFIX
 HISTORY_LIMIT = 20
 SCHEMA = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")

@@ -34,6 +34,7 @@ from typing import Any, cast
 
 import redis
 
+from plateveil import keys
 from plateveil.errors import BrokerError
 from plateveil.redisconn import redis_from_url
 from plateveil.schema import CompletionEvent, ConcealJob, JobRecord, JobStatus, iso_ms, parse_iso, utc_now
@@ -41,13 +42,13 @@ from plateveil.storage.base import ObjectInfo, StoredObject
 
 logger = logging.getLogger(__name__)
 
-KEY_PREFIX = "plateveil:job:"
-UPLOAD_PREFIX = "plateveil:upload:"
-OPEN_INDEX = "plateveil:jobs:open"
+KEY_PREFIX = keys.JOB_PREFIX
+UPLOAD_PREFIX = keys.UPLOAD_PREFIX
+OPEN_INDEX = keys.OPEN_INDEX
 """Sorted set: job id -> acceptance time (epoch s) of every job not yet ``done``/``failed``."""
-DLQ_KEY = "plateveil:dlq"
+DLQ_KEY = keys.DLQ
 """Hash: job id -> JSON dead-letter entry (reason, failed_at, attempts, job payload)."""
-DLQ_INDEX = "plateveil:dlq:index"
+DLQ_INDEX = keys.DLQ_INDEX
 """Sorted set: job id -> time (epoch s) it was dead-lettered."""
 
 # Fields a worker may write beside the payload's; cleared when a dead-lettered job is replayed.
@@ -144,7 +145,7 @@ class DeadLetter:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, ttl_s: int = 7 * 24 * 3600, event_stream: str = "plateveil:events",
+    def __init__(self, client: redis.Redis, ttl_s: int = 7 * 24 * 3600, event_stream: str = keys.EVENT_STREAM,
                  event_maxlen: int = 100_000, raw_client: redis.Redis | None = None) -> None:
         self.client = client
         self.ttl_s = ttl_s

@@ -16,13 +16,15 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any
 
+from plateveil import keys
+
 TASK_CONCEAL = "plateveil.conceal_photo"
 """Celery task name of the concealment job (``celery.send_task(TASK_CONCEAL, ...)``)."""
 
 DEFAULT_QUEUE = "plateveil.conceal"
 """Default Celery queue; with the Redis broker it is a Redis list of that name (KEDA scales on it)."""
 
-DEFAULT_EVENT_STREAM = "plateveil:events"
+DEFAULT_EVENT_STREAM = keys.EVENT_STREAM
 
 STYLES = ("blur", "pixelate", "solid", "overlay")
 """The concealment styles a job may name: the one list (``plateveil.conceal`` has one module per

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plateveil import keys
+from plateveil.schema import DEFAULT_QUEUE
 from producer.apikeys import derived_key_id, hash_key
 
 logger = logging.getLogger(__name__)
@@ -365,13 +367,13 @@ class Stack:
         """A worker process of this run has written its model state (``plateveil:worker:*``)."""
         client = self.redis_client()
         return any(str(client.hget(key, "models_updated_at") or "") >= since
-                   for key in client.scan_iter(match="plateveil:worker:*"))
+                   for key in client.scan_iter(match=keys.WORKER_STATUS_PREFIX + "*"))
 
     def worker_argv(self) -> list[str]:
         return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool", self.pool,
                 "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--without-gossip",
                 "--without-mingle", "--without-heartbeat", "-n", f"plateveil-{self.ports['api']}@%h",
-                "-Q", self.env.get("PLATEVEIL_QUEUE", "plateveil.conceal")]
+                "-Q", self.env.get("PLATEVEIL_QUEUE", DEFAULT_QUEUE)]
 
     def worker_env(self) -> dict[str, str]:
         """The worker's own metrics folder (multiprocess mode; emptied when it starts)."""

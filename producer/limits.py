@@ -24,13 +24,14 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
+from plateveil import keys
 from plateveil.errors import BrokerError
 from plateveil.jobs import KEY_PREFIX as JOB_KEY_PREFIX
 
 logger = logging.getLogger(__name__)
 
-RATE_PREFIX = "plateveil:rate:"
-INFLIGHT_PREFIX = "plateveil:inflight:"
+RATE_PREFIX = keys.RATE_PREFIX
+INFLIGHT_PREFIX = keys.INFLIGHT_PREFIX
 
 _TOKEN_BUCKET = """
 local rate = tonumber(ARGV[1])

@@ -32,6 +32,7 @@ from typing import Any
 
 from celery import Celery
 
+from plateveil import keys
 from plateveil.errors import BrokerError
 from plateveil.jobs import JobStore, job_from_record
 from plateveil.schema import TASK_CONCEAL, ConcealJob, JobStatus
@@ -39,7 +40,7 @@ from workers.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
 
-LOCK_KEY = "plateveil:reconciler:lock"
+LOCK_KEY = keys.RECONCILER_LOCK
 UNACKED_KEY = "unacked"  # kombu's Redis transport defaults (no global_keyprefix)
 PRIORITY_SEP = "\x06\x16"
 PRIORITY_STEPS = (0, 3, 6, 9)

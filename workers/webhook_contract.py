@@ -37,10 +37,11 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from plateveil import keys
 from plateveil.settings import ENV_PREFIX
 
 SIGNATURE_HEADER = "X-Plateveil-Signature"
-FAILED_KEY = "plateveil:webhooks:failed"
+FAILED_KEY = keys.WEBHOOKS_FAILED
 FAILED_MAX = 10_000
 DEFAULT_TOLERANCE_S = 300
 

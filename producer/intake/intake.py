@@ -27,6 +27,7 @@ import logging
 from dataclasses import dataclass
 from typing import cast
 
+from plateveil import keys
 from plateveil.errors import BrokerError
 from plateveil.imaging import DECODABLE, output_format
 from plateveil.schema import ConcealJob, format_for
@@ -38,7 +39,7 @@ NOT_FOUND = "no such object, or this API key may not read it"
 
 logger = logging.getLogger(__name__)
 
-CLAIM_PREFIX = "plateveil:intake:"
+CLAIM_PREFIX = keys.INTAKE_CLAIM_PREFIX
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,14 @@ from typing import Any
 
 import redis
 
+from plateveil import keys
 from plateveil.errors import BrokerError
 from plateveil.jobs import JobStore
 from plateveil.schema import JobRecord, JobStatus, iso_ms, parse_iso, utc_now
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "plateveil:review:"
+PREFIX = keys.REVIEW_PREFIX
 MAX_FLAGS_KEPT = 20
 SYNC_BATCH = 500
 SCAN_LIMIT = 2000   # newest jobs a queue view looks at (plus every flagged one)
