@@ -3,7 +3,7 @@ fresh process and its peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) i
 after ``imaging.decode``.
 
     .venv/bin/python scripts/decode_memory.py                     # plateveil.imaging as it is
-    .venv/bin/python scripts/decode_memory.py --module old.py     # another imaging.py (e.g. git show)
+    .venv/bin/python scripts/decode_memory.py --module old.py     # a single-file imaging.py (e.g. git show of before issue 34)
 """
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ CASES = {  # name: (width, height, PNG colour type, bit depth)
 }
 
 _CHILD = r"""
-import importlib.util, json, resource, sys, time
-spec = importlib.util.spec_from_file_location("imaging_under_test", sys.argv[1])
-m = importlib.util.module_from_spec(spec); sys.modules[spec.name] = m; spec.loader.exec_module(m)
+import importlib, importlib.util, json, resource, sys, time
+if sys.argv[1] == "plateveil.imaging":
+    m = importlib.import_module("plateveil.imaging")
+else:
+    spec = importlib.util.spec_from_file_location("imaging_under_test", sys.argv[1])
+    m = importlib.util.module_from_spec(spec); sys.modules[spec.name] = m; spec.loader.exec_module(m)
 import cv2, numpy, PIL.Image  # loaded before the first reading
 data = open(sys.argv[2], "rb").read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -43,7 +46,8 @@ print(json.dumps({"before_mb": before / 1024, "after_mb": after / 1024, "s": tim
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--module", type=Path, default=Path(__file__).resolve().parents[1] / "plateveil" / "imaging.py")
+    parser.add_argument("--module", default="plateveil.imaging",
+                        help="a single-file imaging.py to measure instead (e.g. from git show); default the package")
     args = parser.parse_args()
     from plateveil_ops.samples import flat_png
 
