@@ -67,19 +67,19 @@ test-integration: setup browser
 N ?= 20000
 SOAK_DIR ?= runs/soak
 soak: setup
-	$(PY) scripts/soak.py --n $(N) --out $(SOAK_DIR) $(ARGS)
+	$(PY) scripts/reliability/soak.py --n $(N) --out $(SOAK_DIR) $(ARGS)
 
 demo: setup
-	$(PY) scripts/demo.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)
+	$(PY) scripts/dev/demo.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)
 
 bench: setup
-	$(PY) scripts/bench.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)
+	$(PY) scripts/bench/bench.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)
 
 bench-e2e: setup
-	$(PY) scripts/bench_e2e.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)
+	$(PY) scripts/bench/bench_e2e.py $(if $(IMAGES),--images "$(IMAGES)") $(ARGS)
 
 bench-memory: setup
-	$(PY) scripts/bench_memory.py $(ARGS)
+	$(PY) scripts/bench/bench_memory.py $(ARGS)
 
 # The shipped recipe (model_training/recipe.py: 26 stages, 8 mining steps, the threshold sweep, the bundle)
 # on 2 CPU cores, machine idle: about 7 h 35 min, see model_training/MODEL_CARD.md. A rerun resumes where it stopped.

@@ -1,6 +1,6 @@
 """The photo pipeline as plain functions over plain values: decode -> find plates -> conceal -> encode.
 
-The Celery task, the ``plateveil conceal`` CLI, the evaluation and ``scripts/bench.py`` all call these,
+The Celery task, the ``plateveil conceal`` CLI, the evaluation and ``scripts/bench/bench.py`` all call these,
 so a photo is processed the same way everywhere. Nothing here knows about S3, Redis, model bundles or
 a deep-learning framework: the model is any :class:`PlateFinder` (``model_store.runtime.PlateModel``
 is the real one; tests use small fakes).

@@ -42,7 +42,7 @@ class OnnxBackend(Backend):
         # no spin-waiting: ORT's pool threads otherwise busy-wait after each run, and between runs the Python
         # around them (pre/post-processing, the other graph's own pool, JPEG decode/encode) needs those cores.
         # Measured on 2 cores, find_plates on 100 photos at 1280x720, default threads: p50/p95 34.6/43.4 ms
-        # spinning, 24.0/33.6 ms not (scripts/bench.py shows the same)
+        # spinning, 24.0/33.6 ms not (scripts/bench/bench.py shows the same)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         available = ort.get_available_providers()

@@ -17,8 +17,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "schemas" / "completion-event.v1.json").read_text())
-sys.path.insert(0, str(ROOT / "scripts"))
-import consume_events  # noqa: E402
+CONSUMER = ROOT / "scripts" / "examples" / "consume_events.py"   # run as a program: tests import no script
 
 
 def test_emitted_events_validate_against_the_schema(client, s3, redis_client, car_jpeg):
@@ -40,7 +39,7 @@ def test_the_example_consumer_reads_and_acknowledges_with_a_group(stack, client,
     job = client.submit_photo(car_jpeg)
     assert client.wait(job["job_id"])["status"] == "done"
     total = redis_client.xlen("plateveil:events")
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "consume_events.py"), "--redis-url", stack.redis_url,
+    out = subprocess.run([sys.executable, str(CONSUMER), "--redis-url", stack.redis_url,
                           "--group", "example", "--consumer", "c1", "--start", "0", "--max", str(total),
                           "--block-ms", "0"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -50,14 +49,16 @@ def test_the_example_consumer_reads_and_acknowledges_with_a_group(stack, client,
 
 
 def test_a_dead_consumers_entries_are_taken_over(stack, redis_client, client, car_jpeg):
-    consume_events.ensure_group(redis_client, "plateveil:events", "takeover", "$")
+    redis_client.xgroup_create("plateveil:events", "takeover", id="$", mkstream=True)
     job = client.submit_photo(car_jpeg)
     assert client.wait(job["job_id"])["status"] == "done"
     # consumer "dead" reads the entry and never acknowledges it
     read = redis_client.xreadgroup("takeover", "dead", {"plateveil:events": ">"}, count=10)
     assert [f["job_id"] for _, f in read[0][1]] == [job["job_id"]]
-    seen: list[str] = []
-    handled = consume_events.consume(redis_client, lambda _id, f: seen.append(f["job_id"]), group="takeover",
-                                     consumer="alive", block_ms=0, claim_idle_ms=0, max_events=1)
-    assert handled == 1 and seen == [job["job_id"]]
+    out = subprocess.run([sys.executable, str(CONSUMER), "--redis-url", stack.redis_url, "--group", "takeover",
+                          "--consumer", "alive", "--block-ms", "0", "--claim-idle-ms", "0", "--max", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    seen = [json.loads(line)["job_id"] for line in out.stdout.splitlines()]
+    assert seen == [job["job_id"]]
     assert redis_client.xpending("plateveil:events", "takeover")["pending"] == 0

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -117,3 +118,35 @@ def test_services_and_serving_modules_import_no_training_code(package: str) -> N
             "        break\n"
             "print(json.dumps(bad))\n")
     assert _run(code) == {}
+
+
+def _script_imports(root: Path) -> list[str]:
+    """Places under ``root/tests`` that import a script: ``import``/``from`` of a script's module name (or of
+    ``scripts``), or a line that puts a script on ``sys.path`` / loads one by file location."""
+    stems = {p.stem for p in (root / "scripts").rglob("*.py")} | {"scripts"}
+    found = []
+    for path in sorted((root / "tests").rglob("*.py")):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found += [f"{path.relative_to(root)}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in stems]
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                    "insert", "append", "spec_from_file_location", "run_path", "import_module"):
+                if any(isinstance(c, ast.Constant) and isinstance(c.value, str) and "scripts" in c.value
+                       for arg in node.args for c in ast.walk(arg)):
+                    found.append(f"{path.relative_to(root)}:{node.lineno} loads a script")
+    return found
+
+
+def test_no_test_imports_a_script() -> None:
+    assert _script_imports(ROOT) == []
+
+
+def test_the_script_import_check_finds_one(tmp_path: Path) -> None:
+    (tmp_path / "scripts" / "bench").mkdir(parents=True)
+    (tmp_path / "scripts" / "bench" / "bench_e2e.py").write_text("")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_a.py").write_text("def test():\n    import bench_e2e\n")
+    (tmp_path / "tests" / "test_b.py").write_text('import sys\nsys.path.insert(0, "scripts")\n')
+    assert _script_imports(tmp_path) == ["tests/test_a.py:2 imports bench_e2e", "tests/test_b.py:2 loads a script"]

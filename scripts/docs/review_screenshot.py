@@ -4,7 +4,7 @@ Starts a local stack (as `make up` does, in a temporary folder), conceals a few 
 ``../shared/data`` (generated scenes without it), flags one, logs in as the stack's reviewer, opens the
 flagged job, selects its first plate and starts drawing a quad, and saves a small PNG. Stops everything.
 
-    .venv/bin/python scripts/review_screenshot.py [--out docs/review-page.png] [--width 1000]
+    .venv/bin/python scripts/docs/review_screenshot.py [--out docs/review-page.png] [--width 1000]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from model_training.data import DEFAULT_DATA_ROOT  # noqa: E402
 from plateveil_ops.samples import render_scene  # noqa: E402

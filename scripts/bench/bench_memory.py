@@ -6,7 +6,7 @@ completion events), and samples the resident set size (VmRSS) of every worker pr
 photos (default 100), every ``--every`` photos and at the end. Prints the growth from the baseline to the end
 in percent and writes ``memory.json`` and ``memory.png`` under ``--out``. Numbers only: nothing is asserted.
 
-    python scripts/bench_memory.py [--n 10000] [--baseline 100] [--concurrency 1]
+    python scripts/bench/bench_memory.py [--n 10000] [--baseline 100] [--concurrency 1]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tqdm import tqdm
 from plateveil.schema import DEFAULT_EVENT_STREAM
 from plateveil_ops.stack import Stack
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def group_rss_kib(pgid: int) -> dict[int, int]:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Worker pool shapes on this machine, saturation, interleaved rounds (issue 26; docs/performance.md).
-#   scripts/bench_pool_shapes.sh [ROUNDS] [COUNT] [extra bench_e2e args...]
+#   scripts/bench/bench_pool_shapes.sh [ROUNDS] [COUNT] [extra bench_e2e args...]
 # Each run starts its own local stack; reports go to runs/bench-e2e/bench_e2e-sat-<shape>-<round>.json.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROUNDS=${1:-2}; COUNT=${2:-150}; shift $(( $# > 2 ? 2 : $# )) || true
 PY=${PY:-.venv/bin/python}
 shapes=(
@@ -17,7 +17,7 @@ for round in $(seq 1 "$ROUNDS"); do
     name=${entry%%:*}; opts=${entry#*:}
     echo "== $name round $round; $(uptime)"
     # shellcheck disable=SC2086
-    "$PY" scripts/bench_e2e.py --mode saturation --count "$COUNT" $opts --label "sat-$name-$round" "$@" 2>&1 \
+    "$PY" scripts/bench/bench_e2e.py --mode saturation --count "$COUNT" $opts --label "sat-$name-$round" "$@" 2>&1 \
       | grep -E "^(target|saturation|e2e |CPU ms)" || true
   done
 done

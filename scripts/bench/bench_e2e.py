@@ -19,9 +19,9 @@ Prints p50/p95/p99/max, throughput and the stage table; writes ``bench_e2e.json`
 under ``--out``. Numbers only: nothing is asserted. The load average is recorded before and after: on a
 busy machine the numbers are pessimistic.
 
-    python scripts/bench_e2e.py --rate 5 --duration 30
-    python scripts/bench_e2e.py --mode saturation --count 300
-    python scripts/bench_e2e.py --api-url http://127.0.0.1:PORT --api-key KEY --redis-url redis://...
+    python scripts/bench/bench_e2e.py --rate 5 --duration 30
+    python scripts/bench/bench_e2e.py --mode saturation --count 300
+    python scripts/bench/bench_e2e.py --api-url http://127.0.0.1:PORT --api-key KEY --redis-url redis://...
 
 Photos: ``--images DIR``; else the validation split of ``--data-root`` (``../shared/data``) folders ``--folders``
 (default ro-dashcam and oi-streets: 1280x720 and 1024 px wide) with a long side of at least
@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from plateveil.schema import DEFAULT_EVENT_STREAM
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 WORKER_STAGES = ("s3_get", "decode", "detect", "landmarks", "conceal", "encode", "s3_put")

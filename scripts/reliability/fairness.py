@@ -4,7 +4,7 @@
   with A's share of the queue unbounded, then with ``PLATEVEIL_KEY_MAX_INFLIGHT`` (default 10 here);
 * 300 wrong-key requests from one address: how many 401 before the 429s start.
 
-    .venv/bin/python scripts/fairness.py [--share 10] [--burst 100]
+    .venv/bin/python scripts/reliability/fairness.py [--share 10] [--burst 100]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ generated car scenes), waits for every job, downloads the concealed
 photos and sidecars into ``demo-out/`` with a before/after contact sheet, prints per-job results and
 latency percentiles, and stops everything it started - also on Ctrl-C or an error.
 
-    python scripts/demo.py [--images DIR | --generated] [--count 12] [--out demo-out] [--style blur]
+    python scripts/dev/demo.py [--images DIR | --generated] [--count 12] [--out demo-out] [--style blur]
 """
 
 from __future__ import annotations

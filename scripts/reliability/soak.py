@@ -17,7 +17,7 @@ into ``<out>/report.json`` and plots worker memory (RSS of all worker processes)
 over time with the faults marked (``<out>/memory.png``). The exit status is 1 when a job was lost
 or done twice.
 
-    python scripts/soak.py [--n 20000] [--concurrency 2] [--out runs/soak] [--kill-every-s 30]
+    python scripts/reliability/soak.py [--n 20000] [--concurrency 2] [--out runs/soak] [--kill-every-s 30]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ value (1.0 is the photo as it is), and the bundle runs at its own thresholds. Sc
 recall@0.8, spurious regions per photo, excess. The Open Images photos here are already stretched to 416x416,
 so 1.0 is not "natural" for them; the factors are relative to the photos as they are. Numbers only.
 
-    python scripts/aspect_recall.py [--model-dir DIR] [--data ../shared/data] [--factors 0.75 1 1.33]
+    python scripts/models/aspect_recall.py [--model-dir DIR] [--data ../shared/data] [--factors 0.75 1 1.33]
 """
 
 from __future__ import annotations

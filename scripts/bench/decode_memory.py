@@ -2,8 +2,8 @@
 fresh process and its peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is read before and
 after ``imaging.decode``.
 
-    .venv/bin/python scripts/decode_memory.py                     # plateveil.imaging as it is
-    .venv/bin/python scripts/decode_memory.py --module old.py     # a single-file imaging.py (e.g. git show of before issue 34)
+    .venv/bin/python scripts/bench/decode_memory.py                     # plateveil.imaging as it is
+    .venv/bin/python scripts/bench/decode_memory.py --module old.py     # a single-file imaging.py (e.g. git show of before issue 34)
 """
 
 from __future__ import annotations

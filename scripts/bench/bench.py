@@ -5,7 +5,7 @@ pipeline (``plateveil.pipeline.conceal_bytes`` on the file's bytes) and, separat
 (``find_plates``) on the photo resized to 1280x720. Prints p50 / p95 / max per stage, writes
 ``bench.json`` and ``latency.png`` under ``--out``. Numbers only: nothing is asserted.
 
-    python scripts/bench.py [--images DIR] [--n 200] [--backend onnx|mxnet] [--threads N]
+    python scripts/bench/bench.py [--images DIR] [--n 200] [--backend onnx|mxnet] [--threads N]
                             [--compare-backends] [--model-dir DIR] [--out runs/bench]
 
 Photos: ``--images`` (searched recursively), else ``../shared/data`` beside the repository when it
@@ -39,7 +39,7 @@ from plateveil.errors import BadImageError
 from plateveil.pipeline import TIMING_KEYS, conceal_bytes
 from plateveil_ops.samples import render_scene
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 FIXED_SIZE = (1280, 720)  # (width, height) of the model-only measurement

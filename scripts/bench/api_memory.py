@@ -2,7 +2,7 @@
 without a worker, sends bodies without an API key, and reads the API process's resident memory
 (VmRSS, and its peak VmHWM, from /proc/<pid>/status) before and after each.
 
-    .venv/bin/python scripts/api_memory.py               # the code in the current directory
+    .venv/bin/python scripts/bench/api_memory.py               # the code in the current directory
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Every finished job adds one entry to the stream ``plateveil:events`` (fields as 
 the group, remembers what each consumer has not acknowledged yet, and lets a consumer take over
 the entries of one that died::
 
-    python scripts/consume_events.py --redis-url redis://127.0.0.1:6379/0 --group marketplace \
+    python scripts/examples/consume_events.py --redis-url redis://127.0.0.1:6379/0 --group marketplace \
         --consumer "$HOSTNAME" [--start 0|$] [--max N]
 
 * the group is created on first use (``XGROUP CREATE ... MKSTREAM``), from the start of the stream

@@ -2,7 +2,7 @@
 reference path (full decode, find, conceal, encode) and the fast paths (detector on a JPEG decoded at
 reduced scale, lossless output of photos without plates) - and compares what they found and wrote.
 
-    python scripts/check_fast_paths.py [--data-root ../shared/data] [--folders ro-dashcam,oi-streets] [--n 300]
+    python scripts/bench/check_fast_paths.py [--data-root ../shared/data] [--folders ro-dashcam,oi-streets] [--n 300]
                                        [--reduced-decode]
 
 Prints, and writes to ``--out``/fast_paths.json: photos where the plate count differs, plate polygons
@@ -26,7 +26,7 @@ from model_store.runtime import load_model
 from plateveil import imaging
 from plateveil.pipeline import conceal_bytes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def polygon_iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -9,7 +9,7 @@ machine spreads over the nets instead of landing on one). The shipped 1.10.0 det
 same way for reference. Compute is counted from the ONNX graph (multiply-adds of every Conv at that input
 size: noise-free), parameters from the MXNet net (BatchNorm running stats excluded).
 
-    python scripts/backbone_latency.py [--sizes 512x288 640x384 768x448] [--runs 30] [--warmup 5]
+    python scripts/bench/backbone_latency.py [--sizes 512x288 640x384 768x448] [--runs 30] [--warmup 5]
                                        [--repeat 2] [--threads 2] [--json runs/backbone_latency.json]
 
 Sizes are network inputs (W x H, multiples of 32): the runtime resizes a photo's long side to
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from model_store.backends.onnx_backend import OnnxBackend  # noqa: E402

@@ -1,6 +1,6 @@
 """Build the shipped golden set ``model_store/golden_set/`` (the quality gate's and the smoke check's photos).
 
-    python scripts/make_golden_set.py [--data ../shared/data] [--out model_store/golden_set]
+    python scripts/models/make_golden_set.py [--data ../shared/data] [--out model_store/golden_set]
 
 It holds photos we may redistribute, in the corners format (``images/<name>.jpg`` +
 ``corners/<name>.json`` = ``{"plates": [[[x, y] x4], ...]}``, TL TR BR BL; box labels become
@@ -32,7 +32,7 @@ import numpy as np
 from model_training.data import DEFAULT_DATA_ROOT, load_split
 from plateveil_ops.samples import render_scene
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "model_store" / "golden_set"
 
 # (data folder, file prefix, how many, licence, longest side kept, JPEG quality or None to copy the bytes)

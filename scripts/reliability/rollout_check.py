@@ -1,6 +1,6 @@
 """Jobs per model version while a rollout runs, on a running local stack (``make up``, ``source .stack/env``).
 
-    python scripts/rollout_check.py [--version 1.10.1] [--rate 4]
+    python scripts/reliability/rollout_check.py [--version 1.10.1] [--rate 4]
 
 A thread uploads the golden set's photos over and over (``--rate`` photos per second) while the
 ``plateveil models`` commands run one after another, as a user types them: publish the shipped bundle

@@ -2,7 +2,7 @@
 settings: visibility timeout 90 s, reconciler every 30 s after 60 s), one fault per row injected
 with real signals while uploads keep coming, every job counted.
 
-    python scripts/fault_table.py [--rows all|kill-pool,kill-main,...] [--out runs/fault-table]
+    python scripts/reliability/fault_table.py [--rows all|kill-pool,kill-main,...] [--out runs/fault-table]
 
 Rows: kill-pool (SIGKILL a pool process mid-job), kill-main (SIGKILL the worker main process,
 restart 7 s later), redis-stop (SIGTERM Redis, 10 s, start again), redis-kill (SIGKILL Redis, start

@@ -10,7 +10,7 @@ normalisation, ``(x - 128) / 128``. Then, on a fixed subset of the validation sp
 * detector recall: labelled plates with a detection of IoU >= 0.5 at detector score >= 0.1 / 0.3 / 0.5, on the
   whole photo at ``long_side`` 640, and detections per photo that overlap no labelled plate (IoU < 0.1).
 
-    python scripts/pretrained_sanity.py [--iterations 300] [--batch 8] [--train-photos 400]
+    python scripts/models/pretrained_sanity.py [--iterations 300] [--batch 8] [--train-photos 400]
                                         [--val-photos 300] [--out runs/pretrained_sanity]
 
 A rerun reuses finished trainings (``<out>/<variant>/final.params``). Numbers only: nothing is asserted.
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import mxnet as mx  # noqa: E402

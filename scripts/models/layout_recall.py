@@ -8,7 +8,7 @@ cover 80% of its box, as in ``plateveil models eval``. Same seed, same scenes, s
 The generated plates include heavily blurred, dark and steeply angled ones, so these numbers sit below those on
 real photos; what they show is how the layouts compare and how two bundles compare. Numbers only.
 
-    python scripts/layout_recall.py [--model-dir DIR] [--data ../shared/data] [--n 60]
+    python scripts/models/layout_recall.py [--model-dir DIR] [--data ../shared/data] [--n 60]
                                     [--landmark-threshold T] [--seed 7]
 """
 

@@ -1,8 +1,0 @@
-"""The import graph by layer: ``python scripts/import_graph.py [--list] [--json]`` (see plateveil_ops.import_graph)."""
-
-import sys
-
-from plateveil_ops.import_graph import main
-
-if __name__ == "__main__":
-    sys.exit(main())
