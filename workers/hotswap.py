@@ -229,10 +229,15 @@ class ModelSwapper:
             finally:
                 with self._lock:
                     self._last_check = _now()
-                    if self._in_sync():
-                        self._last_error = self._last_error_at = None
+                    self._clear_error_if_in_sync()
         self._publish_state()
         return swapped
+
+    def _clear_error_if_in_sync(self) -> None:
+        """Caller holds ``self._lock``. Clears the last error in the same step that brings the worker in
+        sync, so a reader never sees the new source beside the old error."""
+        if self._in_sync():
+            self._last_error = self._last_error_at = None
 
     def _in_sync(self) -> bool:
         """Caller holds ``self._lock``."""
@@ -266,6 +271,7 @@ class ModelSwapper:
             # the alias came back to the version this worker started from, with the same bytes
             with self._lock:
                 self._source = "registry"
+                self._clear_error_if_in_sync()
             self._remember_served(slot, version)
             return True
         if version in self._rejected:
@@ -342,6 +348,7 @@ class ModelSwapper:
                 if old is not None and self._source == "registry":
                     self._previous_production = old.version
                 self._source = "registry"
+            self._clear_error_if_in_sync()
             self._swaps += 1
         worker_metrics.model_swapped(slot)
         self._prune_cache()
