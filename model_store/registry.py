@@ -1,8 +1,10 @@
-"""The versioned model registry in S3. boto3 only: no deep-learning framework is imported here.
+"""The versioned model registry, kept in an object store (:mod:`plateveil.storage`: S3, or a local
+directory for development). No deep-learning framework is imported here.
 
-Layout under ``s3://<bucket>/<prefix>/<name>/``::
+Layout under ``<store>://<bucket>/<prefix>/<name>/``::
 
-    <version>/model.json, detector.onnx, detector-symbol.json, detector-0000.params, landmarks...
+    <version>/model.json + the files of each backend the bundle has (model_store.backends declares them:
+                                   detector.onnx, detector-symbol.json, detector-0000.params, landmarks...)
     <version>/manifest.json        written LAST, only if absent: a version is immutable
     <version>/.publishing.json     while an upload runs: who claimed the version (digest, start)
     aliases/<alias>.json           {"version", "updated_at", "previous": [newest first]}
@@ -12,17 +14,19 @@ Layout under ``s3://<bucket>/<prefix>/<name>/``::
 
 A version exists once its manifest exists; files without a manifest are an unfinished upload and
 are never served. An upload first claims its version (``.publishing.json``, conditional write), so
-two publishers with different bytes for one version cannot mix their files. Every file is named in the manifest with its sha256 and size, and the local cache
-(:mod:`model_store.cache`) refuses a download whose bytes differ.
+two publishers with different bytes for one version cannot mix their files. Every file is named in the
+manifest with its sha256 and size, and the local cache (:mod:`model_store.cache`) refuses a download whose
+bytes differ.
 
-Writes are conditional where the S3 server supports it (``If-None-Match: *`` for a new version or
-alias, ``If-Match: <etag>`` for an alias update), so two workers bootstrapping at once, or two
-people promoting at once, cannot lose a write. On a server that rejects conditional writes the
-registry falls back to check-then-write and logs a warning once.
+Writes are conditional (:meth:`ObjectStore.put_if <plateveil.storage.base.ObjectStore.put_if>`: on S3
+``If-None-Match: *`` for a new version or alias, ``If-Match: <etag>`` for an alias update; the local store
+under a file lock), so two workers bootstrapping at once, or two people promoting at once, cannot lose a
+write. On an S3 server that rejects conditional writes the store falls back to check-then-write and logs a
+warning once. The registry is built in one place, :func:`registry_from_settings`.
 
 Errors: :class:`~model_store.errors.RegistryError` and its subclasses (:mod:`model_store.errors`
-draws the tree); settings: :mod:`model_store.registry_settings`. The bundle files and version order
-are :mod:`model_store.bundle`'s.
+draws the tree); settings: :mod:`model_store.registry_settings`. The bundle format and version order
+are :mod:`model_store.bundle`'s, the files of each backend :mod:`model_store.backends`'.
 """
 
 from __future__ import annotations
@@ -35,16 +39,18 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from model_store.bundle import CONFIG_FILE, MODEL_FILES, Version, default_model_dir, read_config
 from model_store.errors import AliasError, RegistryError, VersionConflictError, VersionNotFoundError
-from model_store.registry_settings import RegistrySettings
+from model_store.registry_settings import RegistryOptions
 from plateveil import keys
-from plateveil.errors import StorageError
+from plateveil.errors import BucketMissingError, SourceMissingError, StorageError
+from plateveil.settings import CommonSettings
+from plateveil.storage import ObjectStore, get_store
 
 logger = logging.getLogger(__name__)
 
@@ -62,19 +68,22 @@ SERVED_LIMIT = 20
 _CHUNK = 1 << 20
 
 
-def registry_from_settings(settings: RegistrySettings, notify: bool = True) -> Registry:
-    """The configured registry; with ``notify`` and a Redis URL, alias changes nudge the workers."""
+def registry_from_settings(settings: RegistryOptions, notify: bool = True) -> Registry:
+    """The configured registry, the one place it is built: from
+    :class:`~model_store.registry_settings.RegistrySettings` (the ``plateveil models`` commands, the local
+    stack) or the worker's settings (both have the registry options and the store's connection). Its
+    bundles live in the ``registry_storage`` store (S3, or the local directory store). With ``notify``
+    and a Redis URL, alias changes nudge the workers."""
     if not settings.registry_bucket:
         raise RegistryError("no model registry configured: set PLATEVEIL_REGISTRY_BUCKET")
-    from plateveil.storage.s3 import S3Store
-
-    client = S3Store.from_settings(settings).client
+    assert isinstance(settings, CommonSettings), "the registry needs the store's connection settings too"
+    store = get_store(settings, settings.registry_storage)
     notifier = None
     if notify and settings.redis_url:
         from plateveil.redisconn import redis_from_url
 
         notifier = redis_notifier(redis_from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5))
-    return Registry(client, settings.registry_bucket, settings.registry_prefix, settings.model_name, notify=notifier)
+    return Registry(store, settings.registry_bucket, settings.registry_prefix, settings.model_name, notify=notifier)
 
 
 def _now() -> str:
@@ -254,43 +263,19 @@ def redis_notifier(redis_client: Any, channel: str = NUDGE_CHANNEL) -> Notifier:
     return notify
 
 
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def _status(exc: Exception) -> int:
-    response = getattr(exc, "response", None) or {}
-    return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-
-
-def _is_missing(exc: Exception) -> bool:
-    """The object is absent (a missing bucket is a configuration error, not a missing object)."""
-    return _error_code(exc) in {"NoSuchKey", "404", "NotFound"}
-
-
-def _is_precondition(exc: Exception) -> bool:
-    return _error_code(exc) in {"PreconditionFailed", "ConditionalRequestConflict"} or _status(exc) in {409, 412}
-
-
-def _is_unsupported(exc: Exception) -> bool:
-    return _error_code(exc) in {"NotImplemented", "InvalidArgument"} or _status(exc) == 501
-
-
 class Registry:
-    """Versions and aliases of one model name in one bucket."""
+    """Versions and aliases of one model name in one bucket of an object store."""
 
-    def __init__(self, s3_client: Any, bucket: str, prefix: str = "models", name: str = "plateveil-plates",
+    def __init__(self, store: ObjectStore, bucket: str, prefix: str = "models", name: str = "plateveil-plates",
                  notify: Notifier | None = None) -> None:
-        self.s3 = s3_client
+        self.store = store
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.name = _check_name("model name", name)
         self.notify = notify
-        self._conditional = True
 
     def __repr__(self) -> str:
-        return f"Registry(s3://{self.bucket}/{self._root})"
+        return f"Registry({self.store.location(self.bucket, self._root)})"
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -307,83 +292,57 @@ class Registry:
     def served_key(self, alias: str) -> str:
         return f"{self._root}/served/{alias}.json"
 
-    # -- low-level S3 --------------------------------------------------------------------------
+    # -- the store -----------------------------------------------------------------------------
 
-    def _hint(self, exc: Exception) -> str:
-        if _error_code(exc) == "NoSuchBucket":
-            return (f" (the registry bucket {self.bucket} does not exist: create it, or point "
-                    f"PLATEVEIL_REGISTRY_BUCKET at the one your workers use; 'make up' creates plateveil-models)")
-        return ""
+    def _error(self, exc: StorageError | BucketMissingError) -> StorageError:
+        """The store's error, with a hint when the registry bucket itself is missing."""
+        if not (isinstance(exc, BucketMissingError) or exc.bucket_missing):
+            assert isinstance(exc, StorageError)
+            return exc
+        return StorageError(f"{exc} (the registry bucket {self.bucket} does not exist: create it, or point "
+                            f"PLATEVEIL_REGISTRY_BUCKET at the one your workers use; 'make up' creates "
+                            f"plateveil-models)", bucket_missing=True)
 
     def _get(self, key: str) -> tuple[bytes, str] | None:
         """(body, etag) or None when the object does not exist."""
         try:
-            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
-            return obj["Body"].read(), str(obj.get("ETag", ""))
-        except Exception as exc:
-            if _is_missing(exc):
-                return None
-            raise StorageError(f"cannot read s3://{self.bucket}/{key}: {exc}"
-                               f"{self._hint(exc)}") from exc
+            obj = self.store.get(self.bucket, key)
+        except (BucketMissingError, StorageError) as exc:
+            raise self._error(exc) from exc
+        except SourceMissingError:
+            return None
+        return obj.data, obj.info.etag
 
-    def _put(self, key: str, body: bytes | BinaryIO, *, if_none_match: bool = False, if_match: str | None = None,
+    def _put(self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None,
              metadata: dict[str, str] | None = None) -> bool:
         """Write an object; False when the condition failed (someone else wrote first)."""
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": body}
-        if metadata:
-            kwargs["Metadata"] = metadata
-        conditional = (if_none_match or if_match) and self._conditional
-        if conditional:
-            if if_none_match:
-                kwargs["IfNoneMatch"] = "*"
-            else:
-                kwargs["IfMatch"] = if_match
+        content_type = "application/json" if key.endswith(".json") else "application/octet-stream"
         try:
-            self.s3.put_object(**kwargs)
-            return True
-        except Exception as exc:
-            if conditional and _is_precondition(exc):
-                return False
-            if conditional and (_is_unsupported(exc) or type(exc).__name__ == "ParamValidationError"):
-                logger.warning("the S3 server (or boto3) rejects conditional writes (%s); falling back to "
-                               "check-then-write, which a concurrent writer can race", exc)
-                self._conditional = False
-                if hasattr(body, "seek"):
-                    body.seek(0)
-                return self._put_checked(key, body, if_none_match=if_none_match, if_match=if_match,
-                                         metadata=metadata)
-            raise StorageError(f"cannot write s3://{self.bucket}/{key}: {exc}"
-                               f"{self._hint(exc)}") from exc
+            if if_none_match or if_match is not None:
+                return self.store.put_if(self.bucket, key, body, content_type, metadata, if_none_match=if_none_match,
+                                         if_match=if_match) is not None
+            self.store.put(self.bucket, key, body, content_type, metadata)
+        except StorageError as exc:
+            raise self._error(exc) from exc
+        return True
 
-    def _put_checked(self, key: str, body: bytes | BinaryIO, *, if_none_match: bool, if_match: str | None,
-                     metadata: dict[str, str] | None) -> bool:
-        current = self._head(key)
-        if if_none_match and current is not None:
-            return False
-        if if_match is not None and (current is None or current.get("ETag") != if_match):
-            return False
-        return self._put(key, body, metadata=metadata)
-
-    def _head(self, key: str) -> dict[str, Any] | None:
+    def _exists(self, key: str) -> bool:
         try:
-            return dict(self.s3.head_object(Bucket=self.bucket, Key=key))
-        except Exception as exc:
-            if _is_missing(exc):
-                return None
-            raise StorageError(f"cannot stat s3://{self.bucket}/{key}: {exc}"
-                               f"{self._hint(exc)}") from exc
+            return self.store.head(self.bucket, key) is not None
+        except StorageError as exc:
+            raise self._error(exc) from exc
 
-    def _list(self, prefix: str, delimiter: str | None = None) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        if delimiter:
-            kwargs["Delimiter"] = delimiter
+    def _list(self, prefix: str) -> list[str]:
         try:
-            for page in self.s3.get_paginator("list_objects_v2").paginate(**kwargs):
-                yield from page.get("CommonPrefixes", [])
-                yield from page.get("Contents", [])
-        except Exception as exc:
-            raise StorageError(f"cannot list s3://{self.bucket}/{prefix}: {exc}"
-                               f"{self._hint(exc)}") from exc
+            return list(self.store.list_keys(self.bucket, prefix))
+        except StorageError as exc:
+            raise self._error(exc) from exc
+
+    def _delete(self, key: str) -> None:
+        try:
+            self.store.delete(self.bucket, key)
+        except StorageError as exc:
+            raise self._error(exc) from exc
 
     # -- versions ------------------------------------------------------------------------------
 
@@ -417,15 +376,15 @@ class Registry:
             return self._same_or_conflict(local, Manifest.from_dict(json.loads(existing)))
         self._claim(version, local.digest)
         for entry in local.files:
-            with open(bundle_dir / entry.path, "rb") as f:
-                self._put(self.key(version, entry.path), f, metadata={"sha256": entry.sha256})
+            self._put(self.key(version, entry.path), (bundle_dir / entry.path).read_bytes(),
+                      metadata={"sha256": entry.sha256})
         if not self._put(self.key(version, MANIFEST), local.to_json(), if_none_match=True):
             stored = self.manifest_bytes(version)
             assert stored is not None
             return self._same_or_conflict(local, Manifest.from_dict(json.loads(stored)))
         self._release(version)
-        logger.info("published %s@%s (%d files, %.1f MB) to s3://%s/%s/%s/", self.name, version,
-                    len(local.files), local.size / 1e6, self.bucket, self._root, version)
+        logger.info("published %s@%s (%d files, %.1f MB) to %s/%s/", self.name, version,
+                    len(local.files), local.size / 1e6, self.store.location(self.bucket, self._root), version)
         return local
 
     def _claim(self, version: str, digest: str) -> None:
@@ -459,8 +418,8 @@ class Registry:
 
     def _release(self, version: str) -> None:
         try:
-            self.s3.delete_object(Bucket=self.bucket, Key=self.key(version, CLAIM))
-        except Exception:  # a leftover claim is harmless once the manifest exists
+            self._delete(self.key(version, CLAIM))
+        except StorageError:  # a leftover claim is harmless once the manifest exists
             logger.warning("could not remove the upload claim of %s@%s", self.name, version, exc_info=True)
 
     def _same_or_conflict(self, local: Manifest, stored: Manifest) -> Manifest:
@@ -489,32 +448,24 @@ class Registry:
         return Manifest.from_dict(json.loads(data))
 
     def exists(self, version: str) -> bool:
-        return self._head(self.key(_check_name("version", version), MANIFEST)) is not None
+        return self._exists(self.key(_check_name("version", version), MANIFEST))
 
     def list_versions(self) -> list[str]:
         """Published versions (those with a manifest), oldest version number first."""
         versions = []
-        for item in self._list(f"{self._root}/"):
-            parts = item.get("Key", "")[len(self._root) + 1:].split("/")
+        for key in self._list(f"{self._root}/"):
+            parts = key[len(self._root) + 1:].split("/")
             if len(parts) == 2 and parts[1] == MANIFEST and parts[0] not in _RESERVED:
                 versions.append(parts[0])
         return sorted(versions, key=Version)
 
     def download_file(self, version: str, filename: str, dest: BinaryIO) -> str:
-        """Stream one file of a version into ``dest``; returns the sha256 of what was written."""
-        key = self.key(version, filename)
-        try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
-            h = hashlib.sha256()
-            for chunk in iter(lambda: body.read(_CHUNK), b""):
-                h.update(chunk)
-                dest.write(chunk)
-        except Exception as exc:
-            if _is_missing(exc):
-                raise VersionNotFoundError(f"s3://{self.bucket}/{key} is missing") from exc
-            raise StorageError(f"cannot read s3://{self.bucket}/{key}: {exc}"
-                               f"{self._hint(exc)}") from exc
-        return h.hexdigest()
+        """Write one file of a version into ``dest``; returns the sha256 of what was written."""
+        got = self._get(self.key(version, filename))
+        if got is None:
+            raise VersionNotFoundError(f"{self.store.location(self.bucket, self.key(version, filename))} is missing")
+        dest.write(got[0])
+        return hashlib.sha256(got[0]).hexdigest()
 
     # -- aliases -------------------------------------------------------------------------------
 
@@ -530,8 +481,8 @@ class Registry:
 
     def aliases(self) -> dict[str, Alias]:
         out = {}
-        for item in self._list(f"{self._root}/aliases/"):
-            name = item.get("Key", "").rsplit("/", 1)[-1]
+        for key in self._list(f"{self._root}/aliases/"):
+            name = key.rsplit("/", 1)[-1]
             if name.endswith(".json"):
                 found = self.read_alias(name[:-5])[0]
                 if found is not None:
@@ -642,13 +593,9 @@ class Registry:
     def remove_alias(self, alias: str) -> bool:
         """Delete an alias (e.g. end a canary). False when it was not set."""
         key = self.alias_key(_check_name("alias", alias))
-        if self._head(key) is None:
+        if not self._exists(key):
             return False
-        try:
-            self.s3.delete_object(Bucket=self.bucket, Key=key)
-        except Exception as exc:
-            raise StorageError(f"cannot delete s3://{self.bucket}/{key}: {exc}"
-                               f"{self._hint(exc)}") from exc
+        self._delete(key)
         logger.info("%s alias %s removed", self.name, alias)
         if self.notify is not None:
             self.notify(self.name, alias, None)

@@ -8,7 +8,9 @@ connection for the ``plateveil models`` registry commands. The promotion quality
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +30,9 @@ class RegistryOptions(BaseSettings):
                                                           "the bundle of model_dir (the shipped one) and never "
                                                           "look at S3 for models")
     registry_prefix: str = Field("models", description="key prefix of the model registry")
+    registry_storage: Literal["s3", "local"] = Field(
+        "s3", description="store of the model registry: 's3', or 'local' (the registry bucket is a folder under "
+                          "local_storage_dir, for development on one machine)")
     model_name: str = Field("plateveil-plates", description="model name in the registry")
     model_alias: str = Field("production", description="alias the workers serve")
     canary_alias: str = Field("canary", description="alias of the canary model")
@@ -46,3 +51,9 @@ class RegistrySettings(CommonSettings, RegistryOptions):
 
     redis_url: str | None = Field(  # type: ignore[assignment]
         None, description="Redis URL for the model nudge (unset: workers notice by polling)")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RegistrySettings:
+        """The settings a ``PLATEVEIL_*`` environment (e.g. the local stack's) gives, over the process's."""
+        names = {ENV_PREFIX + name.upper(): name for name in cls.model_fields}
+        return cls(**{names[k]: v for k, v in env.items() if k in names})

@@ -6,6 +6,7 @@ retryable ones are retried by the worker with backoff::
      |    +-- BadImageError        bytes that are not a decodable image, or one too large
      |    +-- UnknownStyleError    a concealment style that does not exist
      |    +-- SourceMissingError   the S3 object named by a job does not exist
+     |         +-- BucketMissingError   ...because its bucket does not exist
      +-- RetryableError            infrastructure hiccups: retried
           +-- StorageError         S3 unreachable / 5xx
           +-- BrokerError          Redis unreachable
@@ -37,12 +38,21 @@ class SourceMissingError(PermanentError):
     pass
 
 
+class BucketMissingError(SourceMissingError):
+    """The object's whole bucket does not exist: for a job, a missing source like any other; for a
+    service's own bucket (the model registry's), a configuration error."""
+
+
 class RetryableError(PlateveilError):
     """A later try may succeed."""
 
 
 class StorageError(RetryableError):
-    pass
+    """``bucket_missing``: the store answered that the bucket itself does not exist."""
+
+    def __init__(self, *args: object, bucket_missing: bool = False) -> None:
+        super().__init__(*args)
+        self.bucket_missing = bucket_missing
 
 
 class BrokerError(RetryableError):

@@ -441,14 +441,14 @@ def registry_env(state_dir: Path) -> dict[str, str]:
 def setup_registry(stack: Stack) -> str | None:
     """Create the registry bucket and publish the shipped bundle as ``production`` (when the registry
     is empty), before the worker starts. Returns the version published, or None."""
-    from model_store.registry import Registry, ensure_bootstrap
+    from model_store.registry import ensure_bootstrap, registry_from_settings
+    from model_store.registry_settings import RegistrySettings
 
     s3 = stack.s3_client()
     s3.create_bucket(Bucket=MODELS_BUCKET)
-    env = stack.env
-    registry = Registry(s3, env["PLATEVEIL_REGISTRY_BUCKET"], env.get("PLATEVEIL_REGISTRY_PREFIX", "models"),
-                        env.get("PLATEVEIL_MODEL_NAME", "plateveil-plates"))
-    version = ensure_bootstrap(registry, alias=env.get("PLATEVEIL_MODEL_ALIAS", "production"))
+    settings = RegistrySettings.from_env(stack.env)
+    registry = registry_from_settings(settings, notify=False)
+    version = ensure_bootstrap(registry, alias=settings.model_alias)
     logger.debug("registry %s ready (published %s)", registry, version)
     return version
 

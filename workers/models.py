@@ -81,16 +81,14 @@ class ModelProvider:
 
 
 def _start_swapper(settings: WorkerSettings) -> ModelSwapper:
-    """A started ModelSwapper over the configured registry (imports boto3 and redis only here)."""
+    """A started ModelSwapper over the configured registry (imports boto3 and redis only here). Workers
+    never publish alias changes, so their registry nudges nobody."""
     from model_store.cache import ModelCache
-    from model_store.registry import Registry
+    from model_store.registry import registry_from_settings
     from plateveil.redisconn import redis_from_url
-    from plateveil.storage.s3 import S3Store
     from workers.hotswap import ModelSwapper
 
-    assert settings.registry_bucket
-    registry = Registry(S3Store.from_settings(settings).client, settings.registry_bucket, settings.registry_prefix,
-                        settings.model_name)
+    registry = registry_from_settings(settings, notify=False)
     swapper = ModelSwapper(
         registry, ModelCache(settings.model_cache_dir), alias=settings.model_alias,
         canary_alias=settings.canary_alias, canary_share=settings.canary_share,

@@ -15,16 +15,18 @@ if TYPE_CHECKING:
 STORES = ("s3", "local")
 
 
-def get_store(settings: CommonSettings) -> ObjectStore:
-    if settings.storage == "s3":
+def get_store(settings: CommonSettings, storage: str | None = None) -> ObjectStore:
+    """The store named ``storage`` (default: ``settings.storage``), connected as ``settings`` say."""
+    storage = storage or settings.storage
+    if storage == "s3":
         from plateveil.storage.s3 import S3Store
 
         return S3Store.from_settings(settings)
-    if settings.storage == "local":
+    if storage == "local":
         from plateveil.storage.local import LocalStore
 
         return LocalStore(settings.local_storage_dir)
-    raise ValueError(f"unknown storage {settings.storage!r}; valid stores: {', '.join(STORES)}")
+    raise ValueError(f"unknown storage {storage!r}; valid stores: {', '.join(STORES)}")
 
 
 __all__ = ["STORES", "ObjectInfo", "ObjectStore", "StoredObject", "get_store"]

@@ -1,18 +1,27 @@
 """A directory as an object store: ``<root>/<bucket>/<key>`` plus ``<key>.meta.json`` holding the
-content type and metadata. For development without S3; not safe across machines."""
+content type and metadata. For development without S3; not safe across machines.
+
+Writes and deletes of one bucket take an exclusive file lock (``<root>/.locks/<bucket>.lock``), so a
+conditional write (:meth:`LocalStore.put_if`) checks and writes in one step for every process of the machine.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from plateveil.errors import SourceMissingError, StorageError
+from plateveil.errors import BucketMissingError, SourceMissingError, StorageError
 from plateveil.storage.base import ObjectInfo, ObjectStore, StoredObject
 
 _META_SUFFIX = ".meta.json"
+_TMP_PREFIX = ".tmp-"
+_LOCKS = ".locks"
 
 
 class LocalStore(ObjectStore):
@@ -30,21 +39,67 @@ class LocalStore(ObjectStore):
     @staticmethod
     def _write_atomic(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
 
+    @contextlib.contextmanager
+    def _locked(self, bucket: str) -> Iterator[None]:
+        if not (self.root / bucket).is_dir():
+            raise StorageError(f"bucket {bucket!r} does not exist under {self.root}", bucket_missing=True)
+        locks = self.root / _LOCKS
+        locks.mkdir(exist_ok=True)
+        with open(locks / f"{bucket}.lock", "a+") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
     def put(self, bucket: str, key: str, data: bytes, content_type: str,
             metadata: dict[str, str] | None = None) -> ObjectInfo:
-        if not (self.root / bucket).is_dir():
-            raise StorageError(f"bucket {bucket!r} does not exist under {self.root}")
         path = self._path(bucket, key)
+        with self._locked(bucket):
+            return self._write(bucket, key, path, data, content_type, metadata)
+
+    def _write(self, bucket: str, key: str, path: Path, data: bytes, content_type: str,
+               metadata: dict[str, str] | None) -> ObjectInfo:
         info = ObjectInfo(bucket, key, len(data), content_type, hashlib.md5(data).hexdigest(), dict(metadata or {}))
         self._write_atomic(path, data)
         meta = {"content_type": content_type, "etag": info.etag, "metadata": info.metadata}
         self._write_atomic(path.with_name(path.name + _META_SUFFIX), json.dumps(meta).encode())
         return info
+
+    def put_if(self, bucket: str, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None,
+               *, if_none_match: bool = False, if_match: str | None = None) -> ObjectInfo | None:
+        self._one_condition(if_none_match, if_match)
+        path = self._path(bucket, key)
+        with self._locked(bucket):
+            current = self.head(bucket, key)
+            if (current is not None) if if_none_match else (current is None or current.etag != if_match):
+                return None
+            return self._write(bucket, key, path, data, content_type, metadata)
+
+    def list_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        root = self.root / bucket
+        if not root.is_dir():
+            raise StorageError(f"bucket {bucket!r} does not exist under {self.root}", bucket_missing=True)
+        start = root / prefix if prefix.endswith("/") else (root / prefix).parent
+        if not start.resolve().is_relative_to(root.resolve()) or not start.is_dir():
+            return
+        keys = (p.relative_to(root).as_posix() for p in start.rglob("*") if p.is_file()
+                and not p.name.endswith(_META_SUFFIX) and not p.name.startswith(_TMP_PREFIX))
+        yield from sorted(k for k in keys if k.startswith(prefix))
+
+    def delete(self, bucket: str, key: str) -> None:
+        path = self._path(bucket, key)
+        with self._locked(bucket):
+            path.unlink(missing_ok=True)
+            path.with_name(path.name + _META_SUFFIX).unlink(missing_ok=True)
+
+    def location(self, bucket: str, key: str = "") -> str:
+        return f"{(self.root / bucket).resolve().as_uri()}/{key}"
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         path = self._path(bucket, key)
@@ -58,6 +113,8 @@ class LocalStore(ObjectStore):
     def get(self, bucket: str, key: str) -> StoredObject:
         info = self.head(bucket, key)
         if info is None:
+            if not (self.root / bucket).is_dir():
+                raise BucketMissingError(f"s3://{bucket}/{key} does not exist: no bucket {bucket} under {self.root}")
             raise SourceMissingError(f"s3://{bucket}/{key} does not exist")
         return StoredObject(info, self._path(bucket, key).read_bytes())
 

@@ -7,13 +7,14 @@ single hiccups (``PLATEVEIL_S3_MAX_ATTEMPTS``), and whatever still fails is rais
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from plateveil.errors import SourceMissingError, StorageError
+from plateveil.errors import BucketMissingError, SourceMissingError, StorageError
 from plateveil.storage.base import ObjectInfo, ObjectStore, StoredObject
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+_PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
+_UNSUPPORTED_CODES = {"NotImplemented", "InvalidArgument"}
 
 
 def _code(exc: ClientError) -> str:
@@ -37,6 +40,7 @@ class S3Store(ObjectStore):
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self._conditional = True  # False once the server (or boto3) refused a conditional write
 
     @classmethod
     def from_settings(cls, settings: CommonSettings) -> S3Store:
@@ -50,7 +54,8 @@ class S3Store(ObjectStore):
         return cls(client)
 
     def _fail(self, action: str, bucket: str, key: str, exc: Exception) -> StorageError:
-        return StorageError(f"S3 {action} s3://{bucket}/{key} failed: {exc}")
+        missing = isinstance(exc, ClientError) and _code(exc) == "NoSuchBucket"
+        return StorageError(f"S3 {action} s3://{bucket}/{key} failed: {exc}", bucket_missing=missing)
 
     def put(self, bucket: str, key: str, data: bytes, content_type: str,
             metadata: dict[str, str] | None = None) -> ObjectInfo:
@@ -61,6 +66,53 @@ class S3Store(ObjectStore):
             raise self._fail("put", bucket, key, exc) from exc
         return ObjectInfo(bucket, key, len(data), content_type, str(resp.get("ETag", "")).strip('"'),
                           dict(metadata or {}))
+
+    def put_if(self, bucket: str, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None,
+               *, if_none_match: bool = False, if_match: str | None = None) -> ObjectInfo | None:
+        """``If-None-Match: *`` / ``If-Match: <etag>`` on the PUT. On a server that rejects conditional
+        writes, check-then-write (a concurrent writer can race it), with one warning."""
+        self._one_condition(if_none_match, if_match)
+        if self._conditional:
+            condition = {"IfNoneMatch": "*"} if if_none_match else {"IfMatch": f'"{if_match}"'}
+            try:
+                resp = self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type,
+                                              Metadata=dict(metadata or {}), **condition)
+            except ClientError as exc:
+                if _code(exc) in _PRECONDITION_CODES or _status(exc) in {409, 412}:
+                    return None
+                if not (_code(exc) in _UNSUPPORTED_CODES or _status(exc) == 501):
+                    raise self._fail("put", bucket, key, exc) from exc
+                self._no_conditional_writes(exc)
+            except ParamValidationError as exc:  # a boto3 too old for IfNoneMatch / IfMatch
+                self._no_conditional_writes(exc)
+            except BotoCoreError as exc:
+                raise self._fail("put", bucket, key, exc) from exc
+            else:
+                return ObjectInfo(bucket, key, len(data), content_type, str(resp.get("ETag", "")).strip('"'),
+                                  dict(metadata or {}))
+        current = self.head(bucket, key)
+        if (current is not None) if if_none_match else (current is None or current.etag != if_match):
+            return None
+        return self.put(bucket, key, data, content_type, metadata)
+
+    def _no_conditional_writes(self, exc: Exception) -> None:
+        logger.warning("the S3 server (or boto3) rejects conditional writes (%s); falling back to "
+                       "check-then-write, which a concurrent writer can race", exc)
+        self._conditional = False
+
+    def list_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield str(item["Key"])
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("list", bucket, prefix, exc) from exc
+
+    def delete(self, bucket: str, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("delete", bucket, key, exc) from exc
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         try:
@@ -80,6 +132,8 @@ class S3Store(ObjectStore):
             resp = self.client.get_object(Bucket=bucket, Key=key)
             data = resp["Body"].read()
         except ClientError as exc:
+            if _code(exc) == "NoSuchBucket":
+                raise BucketMissingError(f"s3://{bucket}/{key} does not exist: no bucket {bucket}") from None
             if _code(exc) in _MISSING_CODES or _status(exc) == 404:
                 raise SourceMissingError(f"s3://{bucket}/{key} does not exist") from None
             raise self._fail("get", bucket, key, exc) from exc

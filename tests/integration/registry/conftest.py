@@ -18,6 +18,7 @@ import redis
 
 from model_store.bundle import MODEL_FILES, default_model_dir
 from model_store.registry import Registry
+from plateveil.storage.s3 import S3Store
 from plateveil_ops.stack import Stack
 
 
@@ -70,7 +71,7 @@ def redis_client(registry_redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def registry(s3: Any, bucket: str) -> Registry:
-    return Registry(s3, bucket, name="plateveil-plates")
+    return Registry(S3Store(s3), bucket, name="plateveil-plates")
 
 
 def make_bundle(dest: Path, version: str, onnx_only: bool = True, **config_changes: Any) -> Path:

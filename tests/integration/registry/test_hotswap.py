@@ -16,6 +16,7 @@ import pytest
 from model_store.bundle import default_model_dir, read_config
 from model_store.cache import ModelCache
 from model_store.registry import Registry, redis_notifier
+from plateveil.storage.s3 import S3Store
 from workers.hotswap import ModelSwapper, job_bucket
 
 pytestmark = pytest.mark.integration
@@ -246,7 +247,7 @@ def test_fresh_registry_is_bootstrapped(registry: Registry, make_swapper: Callab
 
 def test_unreachable_registry_falls_back_to_the_shipped_bundle(
         s3: Any, make_swapper: Callable[..., ModelSwapper]) -> None:
-    missing = Registry(s3, "no-such-bucket-here", name="plateveil-plates")
+    missing = Registry(S3Store(s3), "no-such-bucket-here", name="plateveil-plates")
     swapper = make_swapper(missing, bootstrap=True)
     assert swapper.pick("a").version == read_config(default_model_dir())["version"]
     state = swapper.state()

@@ -14,6 +14,7 @@ from model_store.cache import ModelCache
 from model_store.errors import AliasError, ModelIntegrityError, VersionConflictError, VersionNotFoundError
 from model_store.registry import MANIFEST, Registry, _now, ensure_bootstrap, sha256_file
 from model_store.runtime import load_model
+from plateveil.storage.s3 import S3Store
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +67,7 @@ def test_racing_publishers_of_the_same_version(registry: Registry, bundle_factor
                                                bucket: str) -> None:
     """Two publishers past the existence check at once: the conditional manifest write decides."""
     folder = bundle_factory("3.0.0")
-    other = Registry(s3, bucket, name="plateveil-plates")
+    other = Registry(S3Store(s3), bucket, name="plateveil-plates")
     results: list[Any] = []
 
     def go(reg: Registry) -> None:
@@ -134,7 +135,7 @@ def test_concurrent_promotions_lose_no_history(registry: Registry, bundle_factor
 
     def go(v: str) -> None:
         try:
-            Registry(s3, bucket, name="plateveil-plates").promote(v)
+            Registry(S3Store(s3), bucket, name="plateveil-plates").promote(v)
         except BaseException as exc:  # collected for the assertion below
             errors.append(exc)
 
@@ -203,7 +204,7 @@ def test_bootstrap_publishes_the_shipped_bundle_once(registry: Registry, s3: Any
     shipped = read_config(default_model_dir())["version"]
     results: list[str | None] = []
     threads = [threading.Thread(target=lambda: results.append(
-        ensure_bootstrap(Registry(s3, bucket, name="plateveil-plates")))) for _ in range(3)]
+        ensure_bootstrap(Registry(S3Store(s3), bucket, name="plateveil-plates")))) for _ in range(3)]
     for t in threads:
         t.start()
     for t in threads:
@@ -225,7 +226,7 @@ def test_racing_publishers_with_different_bytes(registry: Registry, bundle_facto
 
     def go(folder: Path) -> None:
         try:
-            outcomes.append(Registry(s3, bucket, name="plateveil-plates").publish(folder, version="4.0.0"))
+            outcomes.append(Registry(S3Store(s3), bucket, name="plateveil-plates").publish(folder, version="4.0.0"))
         except VersionConflictError as exc:
             outcomes.append(exc)
 
