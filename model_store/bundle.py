@@ -1,10 +1,11 @@
-"""The model bundle format, owned here: its file names, the ``model.json`` schema, version order.
+"""The model bundle format, owned here: its nets, the ``model.json`` schema, version order.
 
 A bundle is a folder::
 
     model.json              name, version, pre/post-processing config (the schema below), metrics, training summary
-    detector-symbol.json    detector.onnx   detector-0000.params
-    landmarks-symbol.json   landmarks.onnx  landmarks-0000.params
+    detector.onnx           the files of each net (:data:`PARTS`) for each backend it can run on: each backend
+    landmarks.onnx          declares its own (``model_store.backends``: ``{part}.onnx`` for onnx,
+    detector-symbol.json... ``{part}-symbol.json`` + ``{part}-0000.params`` for mxnet)
 
 ``model.json`` is read with :func:`read_config` (the dict as stored, so a bundle round-trips byte for
 byte) and checked with :func:`parse_config` / :class:`ModelConfig` (typed, validated: a missing
@@ -27,11 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from model_store.errors import ModelConfigError, ModelLoadError
 
 CONFIG_FILE = "model.json"
-MODEL_FILES = {
-    "detector": {"symbol": "detector-symbol.json", "params": "detector-0000.params", "onnx": "detector.onnx"},
-    "landmarks": {"symbol": "landmarks-symbol.json", "params": "landmarks-0000.params", "onnx": "landmarks.onnx"},
-}
-"""part -> {file kind -> file name}: ``onnx`` for the onnx backend, ``symbol`` + ``params`` for mxnet."""
+PARTS = ("detector", "landmarks")
+"""The nets of a bundle; a backend names the files of each (``model_store.backends``)."""
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 """Where the shipped bundles live, one folder per version (``<name>-<version>/``)."""
@@ -183,6 +181,6 @@ def default_model_dir() -> Path:
     return max(candidates, key=bundle_version)
 
 
-__all__ = ["CONFIG_FILE", "MODEL_FILES", "SHIPPED_DIR", "DetectorConfig", "LandmarkConfig", "ModelConfig", "Version",
+__all__ = ["CONFIG_FILE", "PARTS", "SHIPPED_DIR", "DetectorConfig", "LandmarkConfig", "ModelConfig", "Version",
            "bundle_version", "default_model_dir", "detector_config", "landmark_config", "load_config",
            "parse_config", "read_config", "version_sort_key"]

@@ -44,7 +44,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from model_store.bundle import CONFIG_FILE, MODEL_FILES, Version, default_model_dir, read_config
+from model_store.backends import (
+    backend_class,
+    backend_files,
+    bundle_file_names,
+    complete_backends,
+    distinct_backends,
+)
+from model_store.bundle import CONFIG_FILE, Version, default_model_dir, read_config
 from model_store.errors import AliasError, RegistryError, VersionConflictError, VersionNotFoundError
 from model_store.registry_settings import RegistryOptions
 from plateveil import keys
@@ -57,7 +64,6 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 CLAIM = ".publishing.json"
 CLAIM_STALE_S = 600.0
-FRAMEWORK_MXNET = "mxnet-1.9.1/gluoncv-0.10.5"
 NUDGE_CHANNEL = keys.MODELS_CHANNEL
 WORKER_STATUS_PREFIX = keys.WORKER_STATUS_PREFIX
 HISTORY_LIMIT = 20
@@ -115,17 +121,22 @@ def git_commit(cwd: Path | None = None) -> str:
 
 
 def bundle_files(bundle_dir: Path) -> list[str]:
-    """The files of a bundle folder that belong in the registry (model.json first)."""
+    """The files of a bundle folder that belong in the registry: model.json first, then every file a
+    backend declares (:mod:`model_store.backends`) that is there; the files of one backend at least
+    must all be there. Other files of the folder are not published."""
     bundle_dir = Path(bundle_dir)
     if not (bundle_dir / CONFIG_FILE).is_file():
         raise RegistryError(f"{bundle_dir} is not a model bundle: {CONFIG_FILE} missing")
-    names = [CONFIG_FILE] + [n for part in MODEL_FILES.values() for n in part.values() if (bundle_dir / n).is_file()]
-    onnx = [part["onnx"] for part in MODEL_FILES.values()]
-    mx = [n for part in MODEL_FILES.values() for n in (part["symbol"], part["params"])]
-    if not (all(n in names for n in onnx) or all(n in names for n in mx)):
-        raise RegistryError(f"{bundle_dir} holds neither the onnx files ({', '.join(onnx)}) "
-                            f"nor the mxnet files ({', '.join(mx)})")
-    return names
+    if not complete_backends(bundle_dir):
+        wanted = [f"the {name} files ({', '.join(n for files in backend_files(name).values() for n in files.values())})"
+                  for name in distinct_backends()]
+        raise RegistryError(f"{bundle_dir} holds the files of no backend: neither {' nor '.join(wanted)}")
+    return [CONFIG_FILE] + [n for n in bundle_file_names() if (bundle_dir / n).is_file()]
+
+
+def bundle_framework(bundle_dir: Path) -> str:
+    """The manifest's ``framework``: the formats of the backends the bundle has every file of."""
+    return "+".join(sorted({backend_class(name).framework for name in complete_backends(bundle_dir)}))
 
 
 @dataclass(frozen=True)
@@ -212,14 +223,11 @@ class Manifest:
         names = bundle_files(bundle_dir)
         config = read_config(bundle_dir)
         det, lm = config.get("detector", {}), config.get("landmarks", {})
-        has_onnx = any(n.endswith(".onnx") for n in names)
-        has_mx = any(n.endswith(".params") for n in names)
-        framework = "+".join(([FRAMEWORK_MXNET] if has_mx else []) + (["onnx"] if has_onnx else []))
         return cls(
             name=name,
             version=version,
             files=tuple(FileEntry(n, sha256_file(bundle_dir / n), (bundle_dir / n).stat().st_size) for n in names),
-            framework=framework,
+            framework=bundle_framework(bundle_dir),
             detector_input={"long_side": det.get("long_side"), "pad_to": det.get("pad_to")},
             landmark_input={"width": lm.get("input_w"), "height": lm.get("input_h")},
             created_at=_now(),

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from model_store.backends import DEFAULT_BACKEND, get_backend
-from model_store.bundle import MODEL_FILES, default_model_dir, detector_config, landmark_config, read_config
+from model_store.bundle import PARTS, default_model_dir, detector_config, landmark_config, read_config
 from model_store.errors import ModelLoadError
 from plateveil.geometry import (
     CropWindow,
@@ -337,10 +337,9 @@ def load_model(model_dir: str | Path | None = None, backend: str = DEFAULT_BACKE
     config = read_config(model_dir)
     engine = get_backend(backend, threads=threads)
     graphs = {}
-    for part, names in MODEL_FILES.items():
-        files = {k: model_dir / v for k, v in names.items()}
-        needed = ["onnx"] if backend.startswith("onnx") else ["symbol", "params"]
-        missing = [str(files[k]) for k in needed if not files[k].is_file()]
+    for part in PARTS:
+        files = {kind: model_dir / name for kind, name in engine.file_names(part).items()}
+        missing = [str(path) for path in files.values() if not path.is_file()]
         if missing:
             raise ModelLoadError(f"model bundle {model_dir} lacks {', '.join(missing)}")
         try:

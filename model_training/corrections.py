@@ -53,23 +53,8 @@ class ExportSummary:
 
 
 def list_sidecars(store: ObjectStore, bucket: str, prefix: str) -> Iterator[str]:
-    """Keys of the JSON sidecars under ``prefix`` (S3 listing, or the local store's folder)."""
-    from plateveil.storage.local import LocalStore
-    from plateveil.storage.s3 import S3Store
-
-    if isinstance(store, S3Store):
-        pages = store.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for page in pages:
-            for obj in page.get("Contents", []):
-                if obj["Key"].endswith(".json"):
-                    yield obj["Key"]
-    elif isinstance(store, LocalStore):
-        root = store.root / bucket
-        for path in sorted((root / prefix).rglob("*.json")) if (root / prefix).is_dir() else []:
-            if not path.name.endswith(".meta.json"):
-                yield path.relative_to(root).as_posix()
-    else:
-        raise ValueError(f"cannot list the {store.name!r} store")
+    """Keys of the JSON sidecars under ``prefix``."""
+    return (key for key in store.list_keys(bucket, prefix) if key.endswith(".json"))
 
 
 def day_prefixes(output_prefix: str, since: date | None, until: date | None = None) -> list[str]:

@@ -12,19 +12,21 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import HybridBlock
 
-from model_store.bundle import CONFIG_FILE, MODEL_FILES
+from model_store.backends import backend_files
+from model_store.bundle import CONFIG_FILE
 
 logger = logging.getLogger(__name__)
 
 
 def export_net(net: HybridBlock, out_dir: Path, part: str, input_shape: tuple[int, int, int, int],
                dynamic_hw: bool) -> None:
-    """Write ``{part}-symbol.json``, ``{part}-0000.params`` and ``{part}.onnx`` into ``out_dir``."""
+    """Write the files of the mxnet backend (``{part}-symbol.json``, ``{part}-0000.params``: what ``export``
+    writes) and, converted from them, those of the onnx backend (``{part}.onnx``) into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     net.hybridize(static_alloc=False)
     net(mx.nd.zeros(input_shape))
     net.export(str(out_dir / part), epoch=0)
-    files = MODEL_FILES[part]
+    files = backend_files("mxnet")[part] | backend_files("onnx")[part]
     dyn_shape = (None, 3, None, None) if dynamic_hw else (None, *input_shape[1:])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

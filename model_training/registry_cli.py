@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import sys
 import time
 from collections.abc import Callable
@@ -36,8 +35,13 @@ from typing import Any, TextIO
 
 from pydantic import Field, field_validator
 
-from model_store.backends import DEFAULT_BACKEND, check_backend
-from model_store.bundle import MODEL_FILES
+from model_store.backends import (
+    DEFAULT_BACKEND,
+    backend_class,
+    check_backend,
+    complete_backends,
+    distinct_backends,
+)
 from model_store.cache import ModelCache
 from model_store.commands import (
     EXIT_ERROR,
@@ -241,19 +245,20 @@ def promote_with_gate(registry: Registry, version: str, *, alias: str = "product
 
 def validate_bundle(bundle_dir: Path, *, smoke_max_ms: float, smoke_min_found: int, threads: int = 1,
                     out: TextIO | None = None) -> None:
-    """Load ``bundle_dir`` with every backend it has files for (mxnet only where installed) and run
-    the smoke check on the golden set with each; ModelLoadError (SmokeCheckError) says what fails."""
+    """Load ``bundle_dir`` with every backend it has files for (one per distinct set of files; those whose
+    framework is not installed here are skipped) and run the smoke check on the golden set with each;
+    ModelLoadError (SmokeCheckError) says what fails."""
     from model_store.golden import smoke_check
     from model_store.runtime import load_model
 
     out = out or sys.stdout
     checked = []
-    for backend in ("onnx", "mxnet"):
-        key = ("onnx",) if backend == "onnx" else ("symbol", "params")
-        if not all((Path(bundle_dir) / part[k]).is_file() for part in MODEL_FILES.values() for k in key):
+    present = complete_backends(bundle_dir)
+    for backend in distinct_backends():
+        if backend not in present:
             continue
-        if backend == "mxnet" and importlib.util.find_spec("mxnet") is None:
-            print("  mxnet: not installed here, its files are not checked", file=out)
+        if not backend_class(backend).installed():
+            print(f"  {backend}: not installed here, its files are not checked", file=out)
             continue
         model = load_model(bundle_dir, backend=backend, threads=threads)
         report = smoke_check(model, max_ms=smoke_max_ms, min_found=smoke_min_found or None)
@@ -261,8 +266,9 @@ def validate_bundle(bundle_dir: Path, *, smoke_max_ms: float, smoke_min_found: i
               f"{report['photos']} photos, slowest {report['slowest_ms']:.0f} ms", file=out)
         checked.append(backend)
     if not checked:
-        raise ModelLoadError(f"{bundle_dir}: no backend available here can load it (onnx files missing, mxnet "
-                             f"files missing or mxnet not installed)")
+        installed = [name for name in distinct_backends() if backend_class(name).installed()]
+        raise ModelLoadError(f"{bundle_dir}: no backend available here can load it (it has the files of "
+                             f"{', '.join(present) or 'no backend'}; installed here: {', '.join(installed) or 'none'})")
 
 
 def _parse_iso(value: str | None) -> dt.datetime | None:

@@ -25,6 +25,9 @@ class _MxGraph(Graph):
 
 class MxnetBackend(Backend):
     name = "mxnet"
+    files = {"symbol": "{part}-symbol.json", "params": "{part}-0000.params"}
+    framework = "mxnet-1.9.1/gluoncv-0.10.5"
+    requires = ("mxnet",)
 
     def load(self, files: dict[str, Path]) -> Graph:
         import mxnet as mx

@@ -4,18 +4,22 @@
 The provider list is ONNX Runtime's own fallback order: with ``CUDAExecutionProvider`` first, nodes CUDA
 cannot run go to ``CPUExecutionProvider``. Which GPU a process uses is chosen outside, with
 ``CUDA_VISIBLE_DEVICES`` (one worker process per GPU; docs/performance.md). The providers a session really
-got are logged when it loads.
+got are logged when it loads. onnxruntime is imported when a graph is loaded, not with this module (the
+registry reads the backend's file names without it).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
 
 from model_store.backends.base import Backend, Graph
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +35,14 @@ class _OnnxGraph(Graph):
 
 class OnnxBackend(Backend):
     name = "onnx"
+    files = {"onnx": "{part}.onnx"}
+    framework = "onnx"
+    requires = ("onnxruntime",)
     providers: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider")  # those installed, in order
 
     def load(self, files: dict[str, Path]) -> Graph:
+        import onnxruntime as ort
+
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if self.threads:

@@ -85,7 +85,7 @@ class LocalStore(ObjectStore):
         root = self.root / bucket
         if not root.is_dir():
             raise StorageError(f"bucket {bucket!r} does not exist under {self.root}", bucket_missing=True)
-        start = root / prefix if prefix.endswith("/") else (root / prefix).parent
+        start = root / prefix if prefix.endswith("/") or not prefix else (root / prefix).parent
         if not start.resolve().is_relative_to(root.resolve()) or not start.is_dir():
             return
         keys = (p.relative_to(root).as_posix() for p in start.rglob("*") if p.is_file()

@@ -34,8 +34,8 @@ import onnx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from model_store.backends import backend_files  # noqa: E402
 from model_store.backends.onnx_backend import OnnxBackend  # noqa: E402
-from model_store.bundle import MODEL_FILES  # noqa: E402
 
 SHIPPED = ROOT / "model_store" / "weights" / "plateveil-plates-1.10.0"
 CANDIDATES = ["ssd_mnet025_fpn_pt", "ssd_mnet050_fpn_pt", "ssd_mnet075_fpn_pt", "ssd_mnetv2_fpn_pt"]
@@ -75,13 +75,13 @@ def export(arch: str, out_dir: Path) -> tuple[Path, int]:
 
     net = init_net(get_net(arch))
     export_net(net, out_dir, "detector", (1, 3, 384, 640), dynamic_hw=True)
-    return out_dir / MODEL_FILES["detector"]["onnx"], trainable_params(net)
+    return out_dir / backend_files("onnx")["detector"]["onnx"], trainable_params(net)
 
 
 def shipped_params() -> int:
     import mxnet as mx
 
-    params = mx.nd.load(str(SHIPPED / MODEL_FILES["detector"]["params"]))
+    params = mx.nd.load(str(SHIPPED / backend_files("mxnet")["detector"]["params"]))
     return int(sum(v.size for k, v in params.items() if k.startswith("arg:")))
 
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes.append((w, h))
 
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_files = {"1.10.0 (ssd_mnet025_fpn_sq)": SHIPPED / MODEL_FILES["detector"]["onnx"]}
+        onnx_files = {"1.10.0 (ssd_mnet025_fpn_sq)": SHIPPED / backend_files("onnx")["detector"]["onnx"]}
         params = {"1.10.0 (ssd_mnet025_fpn_sq)": shipped_params()}
         for arch in args.nets:
             onnx_files[arch], params[arch] = export(arch, Path(tmp) / arch)

@@ -16,7 +16,8 @@ import boto3
 import pytest
 import redis
 
-from model_store.bundle import MODEL_FILES, default_model_dir
+from model_store.backends import backend_files
+from model_store.bundle import default_model_dir
 from model_store.registry import Registry
 from plateveil.storage.s3 import S3Store
 from plateveil_ops.stack import Stack
@@ -79,9 +80,8 @@ def make_bundle(dest: Path, version: str, onnx_only: bool = True, **config_chang
     ``onnx_only`` leaves the mxnet files out: half the bytes, and all the onnx backend needs."""
     src = default_model_dir()
     dest.mkdir(parents=True, exist_ok=True)
-    names = [part["onnx"] for part in MODEL_FILES.values()]
-    if not onnx_only:
-        names += [n for part in MODEL_FILES.values() for n in (part["symbol"], part["params"])]
+    names = [n for name in (["onnx"] if onnx_only else ["onnx", "mxnet"])
+             for files in backend_files(name).values() for n in files.values()]
     for name in names:
         shutil.copyfile(src / name, dest / name)
     config = json.loads((src / "model.json").read_text())

@@ -155,12 +155,11 @@ def test_tf_layout_detectors_export_to_onnx_with_the_same_outputs(tmp_path, name
     """The ``_pt`` detectors (ReLU6, bottom/right padding before strided convs) survive the ONNX export: ONNX
     Runtime gives MXNet's outputs at the shipped input sizes."""
     from model_store.backends.onnx_backend import OnnxBackend
-    from model_store.bundle import MODEL_FILES
     from model_training.export import export_net
 
     net = init_net(get_net(name), seed=3)
     export_net(net, tmp_path, "detector", (1, 3, 384, 640), dynamic_hw=True)
-    graph = OnnxBackend(threads=1).load({"onnx": tmp_path / MODEL_FILES["detector"]["onnx"]})
+    graph = OnnxBackend(threads=1).load({"onnx": tmp_path / OnnxBackend.file_names("detector")["onnx"]})
     rng = np.random.default_rng(0)
     for shape in [(1, 3, 384, 640), (1, 3, 288, 512)]:
         x = rng.normal(size=shape).astype(np.float32)
@@ -174,12 +173,11 @@ def test_pretrained_landmark_nets_export_to_onnx_with_the_same_outputs(tmp_path,
     """The MobileNet-bodied landmark nets (TF layout, two hidden layers) go through the bundle's landmark export
     and ONNX Runtime gives MXNet's corners and plate logits for a batch of crops."""
     from model_store.backends.onnx_backend import OnnxBackend
-    from model_store.bundle import MODEL_FILES
     from model_training.export import export_net
 
     net = init_net(get_net(name), seed=5)
     export_net(net, tmp_path, "landmarks", (1, 3, 64, 128), dynamic_hw=False)
-    graph = OnnxBackend(threads=1).load({"onnx": tmp_path / MODEL_FILES["landmarks"]["onnx"]})
+    graph = OnnxBackend(threads=1).load({"onnx": tmp_path / OnnxBackend.file_names("landmarks")["onnx"]})
     x = np.random.default_rng(1).normal(size=(5, 3, 64, 128)).astype(np.float32)
     ours = [o.asnumpy() for o in net(mx.nd.array(x))]
     theirs = graph.run(x)
