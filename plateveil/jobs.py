@@ -293,8 +293,11 @@ class JobStore:
         """Record the end of a job once: the first ``done``/``failed`` wins, leaves the open index,
         publishes the completion event and (``failed`` with ``dead_letter``) writes the dead-letter
         entry, all in one atomic step. A job already finished is not touched and no event is
-        published again. Returns the final record (None when there is no record and no ``job``
-        to rebuild it from) and whether this call was the one that ended it (False: a duplicate)."""
+        published again. Returns the final record and whether this call was the one that ended it.
+        When it was, the record is the one it wrote and announced (the completion event is made from
+        it; the caller hands it on, e.g. to the webhook, without reading it back); when it was not (a
+        duplicate), the record as the first end left it. None when there is no record and no ``job``
+        to rebuild it from."""
         fields = {"status": status.value, "completed_at": completed_at or iso_ms(utc_now()),
                   "plates": json.dumps(plates or [], sort_keys=True),
                   "timings_ms": json.dumps(timings_ms or {}, sort_keys=True), "error": error or ""}
@@ -318,9 +321,10 @@ class JobStore:
                             keys=[self.key(job_id), OPEN_INDEX, self.event_stream, DLQ_KEY, DLQ_INDEX],
                             args=[self.ttl_s, self.event_maxlen, job_id, letter, f"{time.time():.3f}",
                                   len(record_fields), *_flat(record_fields), *_flat(event)])
-        if not claimed:
-            logger.info("job %s already finished: this %s is a duplicate, not recorded again", job_id, status.value)
-        return self.get(job_id), bool(claimed)
+        if claimed:
+            return record, True
+        logger.info("job %s already finished: this %s is a duplicate, not recorded again", job_id, status.value)
+        return self.get(job_id), False
 
     def publish(self, event: CompletionEvent) -> str:
         return str(self._run("xadd", self.client.xadd, self.event_stream, event.to_fields(),

@@ -17,7 +17,9 @@ decides what a failure means:
 Redeliveries are expected (a dead worker's job comes back after the visibility timeout, the
 reconciler requeues lost ones): a job already ``done``/``failed`` is skipped without being redone,
 the output keys come from the payload (one object per job, rewritten whole), and only the first
-end of a job is recorded and announced (:meth:`plateveil.jobs.JobStore.finish`).
+end of a job is recorded and announced (:meth:`plateveil.jobs.JobStore.end` says whether this run's end
+was the first). The run that ends a job hands the record it ended to the webhook queue
+(:func:`workers.webhooks.queue_webhook`) itself: no flag passed between runs, no record read back.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from workers import metrics as worker_metrics
 from workers.celery_app import app, settings
 from workers.models import ModelProvider
 from workers.settings import WorkerSettings
+from workers.webhooks import queue_webhook
 
 logger = logging.getLogger(__name__)
 
@@ -130,23 +133,23 @@ def build_sidecar(job: ConcealJob, source: ObjectInfo, result: Any, completed_at
     }
 
 
-_delivery = threading.local()  # .duplicate: whether this thread's last run_job ended nothing (a duplicate)
-
-
-def last_was_duplicate() -> bool:
-    """Whether the last :func:`run_job` / :func:`_fail` of this thread found the job already ended:
-    a duplicate delivery, which must not announce anything again (webhooks, metrics)."""
-    return bool(getattr(_delivery, "duplicate", False))
+def _ended(ctx: WorkerContext, record: JobRecord | None) -> None:
+    """This run ended the job (the first end of it): queue its webhook with the record as ended. A
+    webhook must never fail a job that already finished."""
+    if record is None:
+        return
+    try:
+        queue_webhook(record, ctx.settings)
+    except Exception:  # the broker, a bad target: logged; the job stays ended
+        logger.exception("could not queue the webhook of job %s", record.job_id)
 
 
 def run_job(job: ConcealJob, ctx: WorkerContext) -> JobRecord | None:
     """Process one job; raises PermanentError / RetryableError for the task to judge."""
     from plateveil.pipeline import conceal_bytes  # heavy (cv2): only where jobs run
 
-    _delivery.duplicate = False
     started = ctx.jobs.mark_running(job)
-    if started.already_finished:
-        _delivery.duplicate = True
+    if started.already_finished:  # a duplicate delivery: nothing is done or announced again
         record = ctx.jobs.get(job.job_id)
         logger.info("job %s already %s: duplicate delivery skipped", job.job_id,
                     record.status.value if record else "finished")
@@ -181,10 +184,10 @@ def run_job(job: ConcealJob, ctx: WorkerContext) -> JobRecord | None:
     timings = sidecar["timings_ms"] | {"s3_put": round((time.perf_counter() - t1) * 1000, 2)}
     record, claimed = ctx.jobs.end(job.job_id, JobStatus.DONE, model=result.model, plates=sidecar["plates"],
                                    timings_ms=timings, completed_at=completed_at, job=job)
-    _delivery.duplicate = not claimed  # a concurrent run ended it first: same outputs, nothing announced
     t = timings
-    if claimed:
+    if claimed:  # else a concurrent run ended it first: same outputs, nothing announced
         worker_metrics.job_done(record, result.model, len(result.plates), t)
+        _ended(ctx, record)
     logger.info("job %s done model=%s plates=%d style=%s size=%dx%d decode=%.1f detect=%.1f landmarks=%.1f "
                 "conceal=%.1f encode=%.1f total=%.1f s3_get=%.1f s3_put=%.1f ms", job.job_id, result.model,
                 len(result.plates), job.style, result.width, result.height, t.get("decode", 0), t.get("detect", 0),
@@ -196,9 +199,12 @@ def run_job(job: ConcealJob, ctx: WorkerContext) -> JobRecord | None:
 
 def _fail(ctx: WorkerContext, job: ConcealJob, reason: str) -> None:
     try:
-        _delivery.duplicate = not ctx.jobs.end(job.job_id, JobStatus.FAILED, error=reason, job=job)[1]
+        record, claimed = ctx.jobs.end(job.job_id, JobStatus.FAILED, error=reason, job=job)
     except BrokerError:
         logger.exception("job %s failed (%s) and its status could not be recorded", job.job_id, reason)
+        return
+    if claimed:
+        _ended(ctx, record)
 
 
 def retry_delay(retries: int, ctx: WorkerContext, rng: random.Random | None = None) -> float:
@@ -216,8 +222,7 @@ def conceal_photo(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     retries = int(self.request.retries or 0)
     try:
         record = run_job(job, ctx)
-        return {"job_id": job.job_id, "status": record.status.value if record else JobStatus.DONE.value,
-                "duplicate": last_was_duplicate()}
+        return {"job_id": job.job_id, "status": record.status.value if record else JobStatus.DONE.value}
     except PermanentError as exc:
         logger.warning("job %s failed: %s", job.job_id, exc)
         worker_metrics.job_failed(exc)
@@ -250,7 +255,7 @@ def conceal_photo(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         logger.exception("job %s failed with an unexpected error", job.job_id)
         _fail(ctx, job, f"internal error: {type(exc).__name__}: {exc}")
         worker_metrics.job_failed("internal_error")
-    return {"job_id": job.job_id, "status": JobStatus.FAILED.value, "duplicate": last_was_duplicate()}
+    return {"job_id": job.job_id, "status": JobStatus.FAILED.value}
 
 
 _reconciler_loop: Any = None

@@ -1,8 +1,9 @@
 """Sends the webhooks of finished jobs (see :mod:`workers.webhook_contract` for the contract).
 
-When a concealment task ends with a final status (done or failed, not a retry), the
-``task_postrun`` receiver below looks up the job's ``key_id``; if ``PLATEVEIL_WEBHOOKS`` has a
-target for it, it queues :data:`TASK_WEBHOOK` (same queue) with the completion event. That task
+The concealment task's run that ends a job (the one :meth:`plateveil.jobs.JobStore.end` says claimed
+the end: done or failed, not a retry, not a duplicate delivery) hands the record it ended to
+:func:`queue_webhook`; if ``PLATEVEIL_WEBHOOKS`` has a target for the job's ``key_id``, that queues
+:data:`TASK_WEBHOOK` (same queue) with the completion event made from that record. That task
 POSTs once per attempt and retries with exponential backoff (``PLATEVEIL_WEBHOOK_BACKOFF_S``,
 doubling, at most ``PLATEVEIL_WEBHOOK_BACKOFF_MAX_S``) up to ``PLATEVEIL_WEBHOOK_MAX_ATTEMPTS``
 attempts; then the delivery goes to the Redis list ``plateveil:webhooks:failed``. A slow
@@ -13,16 +14,15 @@ never in the broker message, only the key id: the worker that sends looks them u
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import httpx
 from celery import Task
-from celery.signals import task_postrun
 
-from plateveil.schema import TASK_CONCEAL, CompletionEvent, JobStatus, iso_ms, utc_now
+from plateveil.schema import CompletionEvent, JobRecord, iso_ms, utc_now
 from workers import metrics as worker_metrics
 from workers import webhook_contract as webhooks
 from workers.celery_app import app, settings
+from workers.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -67,28 +67,12 @@ def deliver_webhook(self: Task, key_id: str, fields: dict[str, str], delivery_id
     return "failed"
 
 
-def queue_webhook(job_id: str) -> str | None:
-    """Queue the webhook of a finished job if its key has one; returns the delivery id."""
-    from workers.tasks import get_context
-
-    record = get_context().jobs.get(job_id)
-    if record is None or not record.status.finished or record.key_id not in settings.webhooks:
+def queue_webhook(record: JobRecord, worker_settings: WorkerSettings) -> str | None:
+    """Queue the webhook of a job that just ended (``record``: as ended, never read back) if its key has
+    one; returns the delivery id. Called once per job, by the run that ended it."""
+    if not record.status.finished or record.key_id not in worker_settings.webhooks:
         return None
     delivery_id = webhooks.new_delivery_id()
     deliver_webhook.apply_async(args=[record.key_id, CompletionEvent.of(record).to_fields(), delivery_id],
-                                queue=settings.queue)
+                                queue=worker_settings.queue)
     return delivery_id
-
-
-@task_postrun.connect(weak=False)
-def _after_job(task: Any = None, retval: Any = None, state: str = "", **_: Any) -> None:
-    if not settings.webhooks or getattr(task, "name", "") != TASK_CONCEAL or state != "SUCCESS":
-        return
-    if not isinstance(retval, dict) or retval.get("status") not in (JobStatus.DONE.value, JobStatus.FAILED.value):
-        return
-    if retval.get("duplicate"):  # a redelivery of a job that had already ended: its webhook went then
-        return
-    try:
-        queue_webhook(str(retval["job_id"]))
-    except Exception:  # a webhook must never fail the job that already finished
-        logger.exception("could not queue the webhook of job %s", retval.get("job_id"))

@@ -172,3 +172,67 @@ def test_the_worker_logs_json_lines_with_the_job_context(stack, s3, hook_worker,
     assert {"decode", "detect", "landmarks", "conceal", "encode", "total"} <= set(line["timings_ms"])
     lines = [ln for ln in hook_worker.read_text(errors="replace").splitlines() if ln.strip()]
     assert all(ln.startswith("{") for ln in lines[-20:]), lines[-20:]  # every line is JSON, Celery's too
+
+
+def _queued_webhooks(broker: Any, queue: str) -> list[list[Any]]:
+    """The deliver_webhook messages waiting in ``queue`` on the broker (kombu's Redis list), as their args."""
+    import base64
+
+    out = []
+    for raw in broker.lrange(queue, 0, -1):
+        message = json.loads(raw)
+        assert message["headers"]["task"] == "plateveil.deliver_webhook"
+        out.append(json.loads(base64.b64decode(message["body"]))[0])
+    return out
+
+
+def test_the_run_that_ends_a_job_queues_its_webhook_with_the_record_it_ended(tasks, s3, car_jpeg):
+    """No signal handler, no thread-local flag, no record read back: ``run_job`` and ``_fail`` hand the record
+    they ended to the webhook queue themselves, once per job (a duplicate delivery queues nothing)."""
+    import uuid
+
+    import redis
+
+    from plateveil.schema import CompletionEvent, JobStatus
+    from workers.webhook_contract import parse_targets
+
+    queue = f"plateveil.webhook-direct-{uuid.uuid4().hex[:8]}"  # no worker consumes it: the messages stay
+    ctx = tasks.get_context()
+    ctx.settings = ctx.settings.model_copy(update={"queue": queue, "webhooks": parse_targets(
+        {"k-direct000000": {"url": "http://127.0.0.1:9/never-called", "secret": SECRET_OK}})})
+    broker = redis.Redis.from_url(tasks.app.conf.broker_url)
+    try:
+        job = ConcealJob(job_id=new_job_id(), source_bucket=ORIGINALS_BUCKET, source_key="hooks/direct.jpg",
+                         output_bucket=OUTPUT_BUCKET, output_key="concealed/hooks/direct.jpg", style="blur",
+                         accepted_at=iso_ms(utc_now()), key_id="k-direct000000")
+        s3.put_object(Bucket=ORIGINALS_BUCKET, Key=job.source_key, Body=car_jpeg, ContentType="image/jpeg")
+        ctx.jobs.create(JobRecord.queued(job))
+        record = tasks.run_job(job, ctx)
+        assert record is not None and record.status is JobStatus.DONE
+        [(key_id, fields, delivery_id)] = _queued_webhooks(broker, queue)
+        assert key_id == "k-direct000000" and fields == CompletionEvent.of(record).to_fields()
+        assert fields["status"] == "done" and fields["job_id"] == job.job_id and delivery_id
+        events = [e for _, e in ctx.jobs.read_events("0", 100_000) if e.job_id == job.job_id]
+        assert [e.to_fields() for e in events] == [fields]  # the webhook says what the completion stream says
+
+        assert tasks.run_job(job, ctx) is not None  # the same message delivered again: nothing queued again
+        assert len(_queued_webhooks(broker, queue)) == 1
+
+        failing = ConcealJob(job_id=new_job_id(), source_bucket=ORIGINALS_BUCKET, source_key="hooks/missing.jpg",
+                             output_bucket=OUTPUT_BUCKET, output_key="concealed/hooks/missing.jpg", style="blur",
+                             accepted_at=iso_ms(utc_now()), key_id="k-direct000000")
+        ctx.jobs.create(JobRecord.queued(failing))
+        assert tasks.conceal_photo.apply(args=[failing.to_dict()]).get()["status"] == "failed"
+        queued = _queued_webhooks(broker, queue)
+        assert len(queued) == 2 and queued[0][1]["job_id"] == failing.job_id  # LPUSH: newest first
+        assert queued[0][1]["status"] == "failed" and "does not exist" in queued[0][1]["error"]
+
+        other = ConcealJob(job_id=new_job_id(), source_bucket=ORIGINALS_BUCKET, source_key="hooks/direct.jpg",
+                           output_bucket=OUTPUT_BUCKET, output_key="concealed/hooks/other.jpg", style="blur",
+                           accepted_at=iso_ms(utc_now()), key_id="k-nohook000000")
+        ctx.jobs.create(JobRecord.queued(other))
+        assert tasks.run_job(other, ctx).status is JobStatus.DONE
+        assert len(_queued_webhooks(broker, queue)) == 2  # a key without a webhook queues none
+    finally:
+        broker.delete(queue)
+        broker.close()
