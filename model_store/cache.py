@@ -17,7 +17,6 @@ be reached, starts from that version instead of the shipped bundle. :meth:`prune
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -25,11 +24,11 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from model_store.errors import ModelIntegrityError
 from model_store.registry import MANIFEST, Manifest, Registry, sha256_file
+from plateveil.storage.locks import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +42,8 @@ class ModelCache:
     def path(self, name: str, version: str) -> Path:
         return self.root / name / version
 
-    @contextlib.contextmanager
-    def _lock(self, name: str, version: str) -> Iterator[None]:
-        folder = self.root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / f".{version}.lock", "a+") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    def _lock(self, name: str, version: str) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.root / name / f".{version}.lock")
 
     def verify(self, folder: Path, manifest_bytes: bytes | None = None, full: bool = False) -> bool:
         """True when ``folder`` holds the version described by ``manifest_bytes`` (default: its own

@@ -8,7 +8,6 @@ conditional write (:meth:`LocalStore.put_if`) checks and writes in one step for 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from plateveil.errors import BucketMissingError, SourceMissingError, StorageError
 from plateveil.storage.base import ObjectInfo, ObjectStore, StoredObject
+from plateveil.storage.locks import file_lock
 
 _META_SUFFIX = ".meta.json"
 _TMP_PREFIX = ".tmp-"
@@ -48,14 +48,8 @@ class LocalStore(ObjectStore):
     def _locked(self, bucket: str) -> Iterator[None]:
         if not (self.root / bucket).is_dir():
             raise StorageError(f"bucket {bucket!r} does not exist under {self.root}", bucket_missing=True)
-        locks = self.root / _LOCKS
-        locks.mkdir(exist_ok=True)
-        with open(locks / f"{bucket}.lock", "a+") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with file_lock(self.root / _LOCKS / f"{bucket}.lock"):
+            yield
 
     def put(self, bucket: str, key: str, data: bytes, content_type: str,
             metadata: dict[str, str] | None = None) -> ObjectInfo:
