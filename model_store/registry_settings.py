@@ -54,6 +54,7 @@ class RegistrySettings(CommonSettings, RegistryOptions):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RegistrySettings:
-        """The settings a ``PLATEVEIL_*`` environment (e.g. the local stack's) gives, over the process's."""
+        """The settings a ``PLATEVEIL_*`` environment given as a mapping (e.g. the local stack's) says, over
+        the process's own."""
         names = {ENV_PREFIX + name.upper(): name for name in cls.model_fields}
-        return cls(**{names[k]: v for k, v in env.items() if k in names})
+        return cls.model_validate({names[k]: v for k, v in env.items() if k in names})
