@@ -31,6 +31,7 @@ are :mod:`model_store.bundle`'s, the files of each backend :mod:`model_store.bac
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -39,7 +40,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -302,55 +303,51 @@ class Registry:
 
     # -- the store -----------------------------------------------------------------------------
 
-    def _error(self, exc: StorageError | BucketMissingError) -> StorageError:
-        """The store's error, with a hint when the registry bucket itself is missing."""
-        if not (isinstance(exc, BucketMissingError) or exc.bucket_missing):
-            assert isinstance(exc, StorageError)
-            return exc
-        return StorageError(f"{exc} (the registry bucket {self.bucket} does not exist: create it, or point "
-                            f"PLATEVEIL_REGISTRY_BUCKET at the one your workers use; 'make up' creates "
-                            f"plateveil-models)", bucket_missing=True)
+    @contextlib.contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        """The store's errors as they are, with a hint added when the registry bucket itself is missing."""
+        try:
+            yield
+        except (BucketMissingError, StorageError) as exc:
+            if not (isinstance(exc, BucketMissingError) or exc.bucket_missing):
+                raise
+            raise StorageError(f"{exc} (the registry bucket {self.bucket} does not exist: create it, or point "
+                               f"PLATEVEIL_REGISTRY_BUCKET at the one your workers use; 'make up' creates "
+                               f"plateveil-models)", bucket_missing=True) from exc
 
     def _get(self, key: str) -> tuple[bytes, str] | None:
         """(body, etag) or None when the object does not exist."""
-        try:
-            obj = self.store.get(self.bucket, key)
-        except (BucketMissingError, StorageError) as exc:
-            raise self._error(exc) from exc
-        except SourceMissingError:
-            return None
+        with self._store_errors():
+            try:
+                obj = self.store.get(self.bucket, key)
+            except BucketMissingError:
+                raise
+            except SourceMissingError:
+                return None
         return obj.data, obj.info.etag
 
     def _put(self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None,
              metadata: dict[str, str] | None = None) -> bool:
         """Write an object; False when the condition failed (someone else wrote first)."""
         content_type = "application/json" if key.endswith(".json") else "application/octet-stream"
-        try:
+        with self._store_errors():
             if if_none_match or if_match is not None:
                 return self.store.put_if(self.bucket, key, body, content_type, metadata, if_none_match=if_none_match,
                                          if_match=if_match) is not None
             self.store.put(self.bucket, key, body, content_type, metadata)
-        except StorageError as exc:
-            raise self._error(exc) from exc
         return True
 
     def _exists(self, key: str) -> bool:
-        try:
+        with self._store_errors():
             return self.store.head(self.bucket, key) is not None
-        except StorageError as exc:
-            raise self._error(exc) from exc
 
     def _list(self, prefix: str) -> list[str]:
-        try:
+        with self._store_errors():
             return list(self.store.list_keys(self.bucket, prefix))
-        except StorageError as exc:
-            raise self._error(exc) from exc
 
     def _delete(self, key: str) -> None:
-        try:
+        with self._store_errors():
             self.store.delete(self.bucket, key)
-        except StorageError as exc:
-            raise self._error(exc) from exc
 
     # -- versions ------------------------------------------------------------------------------
 
