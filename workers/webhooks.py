@@ -18,6 +18,7 @@ import logging
 import httpx
 from celery import Task
 
+from plateveil.redisconn import redis_from_url
 from plateveil.schema import CompletionEvent, JobRecord, iso_ms, utc_now
 from workers import metrics as worker_metrics
 from workers import webhook_contract as webhooks
@@ -60,10 +61,13 @@ def deliver_webhook(self: Task, key_id: str, fields: dict[str, str], delivery_id
     logger.error("webhook %s (job %s) to %s failed for good after %d attempts: %s", delivery_id,
                  fields.get("job_id"), target.url, attempt, error)
     worker_metrics.webhook_sent("failed")
-    from workers.tasks import get_context
-
-    webhooks.record_failure(get_context().jobs.client, key_id=key_id, url=target.url, delivery_id=delivery_id,
-                            fields=fields, attempts=attempt, error=error, failed_at=iso_ms(utc_now()))
+    # a client of its own for this rare write (the task module imports this one, not the other way round)
+    client = redis_from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5)
+    try:
+        webhooks.record_failure(client, key_id=key_id, url=target.url, delivery_id=delivery_id, fields=fields,
+                                attempts=attempt, error=error, failed_at=iso_ms(utc_now()))
+    finally:
+        client.close()
     return "failed"
 
 
