@@ -287,6 +287,11 @@ class PlateModel:
                 result.append(Detection((float(x1), float(y1), float(x2), float(y2)), float(scores[idx][k])))
         return result
 
+    def refine_windows(self, detections: list[Detection]) -> list[tuple[float, float, float, float]]:
+        """The photo rectangles (x1, y1, x2, y2) ``refine`` reads for ``detections``: a photo decoded only there
+        gives the same plates."""
+        return [(w.x1, w.y1, w.x2, w.y2) for w in crop_windows([d.box for d in detections], self.config["landmarks"])]
+
     def refine(self, image_bgr: np.ndarray, detections: list[Detection]) -> list[PlateFinding]:
         """Run the landmark model on each detection; keep plates, drop what it calls not-a-plate."""
         if not detections:

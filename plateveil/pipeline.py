@@ -85,6 +85,10 @@ class PipelineResult:
     timings_ms: dict[str, float]
     model: str
     style: str = DEFAULT_STYLE
+    # how the output was written: {"path": "blocks" (only the plates' 8x8 blocks replaced in the original JPEG),
+    # "lossless" (the original, metadata removed) or "reencoded" (decoded and encoded whole), "reason": why a JPEG
+    # was re-encoded, ...}
+    encoding: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +100,7 @@ class PipelineResult:
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "model": self.model,
             "style": self.style,
+            "encoding": dict(self.encoding),
         }
 
 
@@ -138,6 +143,7 @@ def conceal_bytes(
     decode_budget_bytes: int = imaging.DEFAULT_DECODE_BUDGET_BYTES,
     fast_paths: bool = True,
     reduced_decode: bool = False,
+    plate_blocks: bool = True,
 ) -> PipelineResult:
     """Run the whole pipeline on one photo's bytes.
 
@@ -147,7 +153,11 @@ def conceal_bytes(
     the reference path finds. ``reduced_decode`` (off by default) also decodes a JPEG larger than the
     detector's input at reduced scale in the DCT for the detector, at full size only when the detector
     found something: cheaper for photos without plates, but the detector then sees slightly different
-    pixels (1 plate of 411 lost on 300 validation photos, docs/performance.md). ``fast_paths=False``:
+    pixels (1 plate of 411 lost on 300 validation photos, docs/performance.md). ``plate_blocks`` (the default,
+    with ``fast_paths``): a baseline JPEG takes :func:`plateveil.pipeline_blocks.conceal_jpeg` (reduced-scale
+    decode for the detector, full-resolution decode of the plates' regions only, output = the original stream
+    with only the changed 8x8 blocks replaced); a JPEG that cannot (progressive, CMYK, EXIF-rotated...) takes the
+    path above, the reason in ``encoding``. ``fast_paths=False``:
     decode, find, conceal, encode every photo at full size (the reference path).
 
     Raises UnknownStyleError (checked before anything is decoded) and BadImageError.
@@ -155,8 +165,25 @@ def conceal_bytes(
     check_style(style)
     concealer = get_concealer(style, **(style_options or {}))
     if fast_paths and isinstance(model, TwoStageFinder):
-        return _conceal_two_stage(data, model, style, concealer, jpeg_quality, max_pixels, decode_budget_bytes,
-                                  reduced_decode)
+        reason = "plate_blocks off" if not plate_blocks else None
+        if imaging.sniff_image(data) != "jpeg":
+            reason = None   # PNG, WebP...: decoded and encoded whole, as always
+        elif plate_blocks:
+            from plateveil.pipeline_blocks import conceal_jpeg
+
+            t0 = time.perf_counter()
+            done = conceal_jpeg(data, model, concealer, max_pixels, decode_budget_bytes)
+            if not isinstance(done, str):
+                decoded, plates, timings, encoding = done
+                out = encoding.pop("bytes")
+                timings["total"] = (time.perf_counter() - t0) * 1000
+                return _result(out, decoded, plates, timings, model.tag, style, encoding)
+            reason = done
+        result = _conceal_two_stage(data, model, style, concealer, jpeg_quality, max_pixels, decode_budget_bytes,
+                                    reduced_decode)
+        if reason and result.encoding.get("path") == "reencoded":
+            result.encoding["reason"] = reason
+        return result
     t0 = time.perf_counter()
     decoded = decode_stage(data, max_pixels=max_pixels, budget_bytes=decode_budget_bytes)
     t1 = time.perf_counter()
@@ -174,7 +201,8 @@ def conceal_bytes(
         "encode": (t4 - t3) * 1000,
         "total": (t4 - t0) * 1000,
     }
-    return _result(out, decoded, list(plates), timings, model.tag, style)
+    return _result(out, decoded, list(plates), timings, model.tag, style,
+                   {"path": "reencoded", "reason": "fast paths off" if not fast_paths else "the finder has one stage"})
 
 
 def _conceal_two_stage(data: bytes, model: TwoStageFinder, style: str, concealer: Concealer, jpeg_quality: int,
@@ -199,6 +227,7 @@ def _conceal_two_stage(data: bytes, model: TwoStageFinder, style: str, concealer
     # (a JPEG decoded smaller to fit the decode budget is written at that size, as the reference path does)
     keep = not plates and decoded.format == "jpeg" and (decoded.reduced == 1 or decoded.photo_size is not None)
     out = imaging.strip_jpeg_metadata(data) if keep else None
+    encoding: dict[str, Any] = {"path": "lossless" if out is not None else "reencoded"}
     conceal_ms, encode_ms = 0.0, (time.perf_counter() - t4) * 1000   # the lossless strip counts as the encode
     if out is None:
         if decoded.photo_size is not None:  # nothing found, but the photo must be turned upright or re-encoded
@@ -218,11 +247,11 @@ def _conceal_two_stage(data: bytes, model: TwoStageFinder, style: str, concealer
         "encode": encode_ms,
         "total": (time.perf_counter() - t0) * 1000,
     }
-    return _result(out, decoded, plates, timings, model.tag, style)
+    return _result(out, decoded, plates, timings, model.tag, style, encoding)
 
 
 def _result(out: bytes, decoded: imaging.DecodedImage, plates: list[FoundPlate], timings: dict[str, float],
-            tag: str, style: str) -> PipelineResult:
+            tag: str, style: str, encoding: dict[str, Any] | None = None) -> PipelineResult:
     fmt = imaging.output_format(decoded.format)
     return PipelineResult(
         image_bytes=out,
@@ -234,4 +263,5 @@ def _result(out: bytes, decoded: imaging.DecodedImage, plates: list[FoundPlate],
         timings_ms=timings,
         model=tag,
         style=style,
+        encoding=dict(encoding or {}),
     )

@@ -27,6 +27,10 @@ class WorkerSettings(CommonSettings, RegistryOptions, WebhookSettings):
     reduced_decode: bool = Field(False, description="with fast_paths: the detector sees a JPEG decoded at reduced "
                                                     "scale, the full decode only where it found something (cheaper "
                                                     "without plates; detections differ slightly)")
+    plate_blocks: bool = Field(True, description="with fast_paths: a baseline JPEG is decoded at reduced scale for the "
+                                                 "detector and at full size only around candidates, and written by "
+                                                 "replacing only the plates' 8x8 blocks in the original stream "
+                                                 "(false: decode and re-encode the whole photo)")
     soft_time_limit_s: float = Field(20.0, gt=0, description="a job past this fails as 'timed out'")
     hard_time_limit_s: float = Field(30.0, gt=0, description="the worker process is killed past this")
     visibility_timeout_s: int = Field(

@@ -127,6 +127,7 @@ def build_sidecar(job: ConcealJob, source: ObjectInfo, result: Any, completed_at
                    "content_type": source.content_type, "size": source.size},
         "output": {"bucket": job.output_bucket, "key": job.output_key},
         "timings_ms": summary.get("timings_ms", {}),
+        "encoding": summary.get("encoding", {}),
         "accepted_at": job.accepted_at,
         "completed_at": completed_at,
         "metadata": job.metadata,
@@ -167,7 +168,8 @@ def run_job(job: ConcealJob, ctx: WorkerContext) -> JobRecord | None:
     result = conceal_bytes(source.data, model, style=job.style or ctx.settings.default_style,
                            jpeg_quality=ctx.settings.jpeg_quality,
                            decode_budget_bytes=ctx.settings.decode_budget_mb * 2**20,
-                           fast_paths=ctx.settings.fast_paths, reduced_decode=ctx.settings.reduced_decode)
+                           fast_paths=ctx.settings.fast_paths, reduced_decode=ctx.settings.reduced_decode,
+                           plate_blocks=ctx.settings.plate_blocks)
     completed_at = iso_ms(utc_now())
     meta = {"model-version": result.model, "plate-count": str(len(result.plates)), "job-id": job.job_id}
     sidecar = build_sidecar(job, source.info, result, completed_at)

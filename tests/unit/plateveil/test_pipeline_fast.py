@@ -120,10 +120,21 @@ def test_png_goes_the_full_way():
     assert result.format == "png" and imaging.sniff_image(result.image_bytes) == "png"
 
 
-def test_by_default_the_detector_sees_the_full_photo_and_a_no_plate_jpeg_is_not_re_encoded():
+def test_by_default_the_detector_sees_a_reduced_decode_and_a_no_plate_jpeg_is_not_re_encoded():
+    # issue 37: a baseline JPEG takes the plate-blocks path; the detector sees the DCT-scaled decode
     data, _ = photo_jpeg()
     finder = TwoStageFake(boxes=[], plates=[])
     result = conceal_bytes(data, finder)
+    assert finder.seen["detect"] == ((120, 160, 3), (320, 240))
+    assert result.encoding == {"path": "lossless"}
+    assert result.image_bytes == imaging.strip_jpeg_metadata(data)
+    assert set(result.timings_ms) == set(TIMING_KEYS) and result.timings_ms["conceal"] == 0
+
+
+def test_plate_blocks_off_the_detector_sees_the_full_photo_and_a_no_plate_jpeg_is_not_re_encoded():
+    data, _ = photo_jpeg()
+    finder = TwoStageFake(boxes=[], plates=[])
+    result = conceal_bytes(data, finder, plate_blocks=False)
     assert finder.seen["detect"] == ((240, 320, 3), None)
     assert result.image_bytes == imaging.strip_jpeg_metadata(data)
     assert set(result.timings_ms) == set(TIMING_KEYS) and result.timings_ms["conceal"] == 0

@@ -1,0 +1,295 @@
+"""A baseline JPEG edited in its 8x8 blocks: the layout, a full-resolution decode of one MCU-aligned region,
+and a rewrite that replaces only the blocks whose pixels changed (everything else keeps its compressed
+coefficients: no generation loss outside the plates).
+
+The work is done by libjpeg-turbo through ``plateveil._native._jpegcoef`` (a small cffi extension built by
+``make setup``: ``jpeg_read_coefficients`` -> replace blocks -> ``jpeg_write_coefficients``, the way ``jpegtran``
+transforms losslessly; ``jpeg_crop_scanline``/``jpeg_skip_scanlines`` for the region decode). The forward DCT of
+the replaced blocks is done here with numpy (colour conversion and chroma downsampling as a JPEG encoder does,
+quantised with the photo's own tables). :func:`unsupported` says why a photo cannot take this path (the extension
+is not built, progressive, arithmetic-coded, 12-bit, CMYK/YCCK/RGB-coded, unusual sampling factors): the caller
+then decodes and re-encodes the whole photo as before and records the reason.
+
+Guarantee (``tests/unit/plateveil/test_jpeg_blocks.py``): every block that is not replaced keeps its quantised
+coefficients exactly, so a decoder gives bit-identical pixels outside the replaced blocks; where chroma is
+subsampled (4:2:0, 4:2:2), libjpeg's default "fancy" upsampling interpolates chroma across block edges, so a
+replaced chroma block also reaches the one pixel row/column next to it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from plateveil.errors import BadImageError
+
+_JCS_GRAYSCALE, _JCS_YCBCR = 1, 3
+_ERRLEN = 200
+
+
+@lru_cache(maxsize=1)
+def _native() -> tuple[Any, Any, str | None]:
+    """(ffi, lib, None) or (None, None, why the extension cannot be used)."""
+    try:
+        from plateveil._native import _jpegcoef  # type: ignore[attr-defined]
+    except ImportError as exc:
+        return None, None, (f"JPEG block extension not built ({exc}; `make setup` or "
+                            "`python -m plateveil._native.build`)")
+    return _jpegcoef.ffi, _jpegcoef.lib, None
+
+
+def available() -> str | None:
+    """None when the extension is there, else why not."""
+    return _native()[2]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What libjpeg reads from the header: size, coding, components and quantisation tables."""
+
+    width: int
+    height: int
+    components: int
+    color_space: int   # libjpeg's J_COLOR_SPACE of the stored data (1 grey, 3 YCbCr, 2 RGB, 4 CMYK, 5 YCCK)
+    progressive: bool
+    arithmetic: bool
+    precision: int
+    max_h: int
+    max_v: int
+    restart_interval: int
+    sampling: tuple[tuple[int, int], ...]   # (h, v) per component
+    quant: tuple[np.ndarray, ...]            # (8, 8) float table per component, natural order
+
+    @property
+    def mcu(self) -> tuple[int, int]:
+        """MCU width and height in pixels."""
+        return 8 * self.max_h, 8 * self.max_v
+
+    def blocks_of(self, c: int) -> tuple[int, int]:
+        """(block rows, block columns) of component ``c`` that hold image data."""
+        h, v = self.sampling[c]
+        cw = -(-self.width * h // self.max_h)
+        ch = -(-self.height * v // self.max_v)
+        return -(-ch // 8), -(-cw // 8)
+
+
+def _err(ffi: Any, buf: Any) -> str:
+    return str(ffi.string(buf).decode("utf-8", "replace"))
+
+
+def layout(data: bytes) -> Layout:
+    """The JPEG's layout (raises BadImageError when libjpeg cannot read the header, or without the extension)."""
+    ffi, lib, why = _native()
+    if why:
+        raise BadImageError(why)
+    info = ffi.new("int[32]")
+    quant = ffi.new("unsigned short[256]")
+    err = ffi.new(f"char[{_ERRLEN}]")
+    if lib.pv_info(data, len(data), info, quant, err, _ERRLEN) != 0:
+        raise BadImageError(f"cannot read the JPEG header: {_err(ffi, err)}")
+    n = int(info[2])
+    tables = np.frombuffer(ffi.buffer(quant), dtype=np.uint16).reshape(4, 8, 8).astype(np.float64)
+    sampling = tuple((int(info[16 + 4 * c]), int(info[17 + 4 * c])) for c in range(min(n, 4)))
+    quants = tuple(tables[int(info[18 + 4 * c]) & 3] for c in range(min(n, 4)))
+    return Layout(int(info[0]), int(info[1]), n, int(info[3]), bool(info[4]), bool(info[5]), int(info[6]),
+                  int(info[7]), int(info[8]), int(info[9]), sampling, quants)
+
+
+def unsupported(lay: Layout) -> str | None:
+    """Why this JPEG cannot have its blocks replaced here (None: it can)."""
+    if lay.progressive:
+        return "progressive JPEG"
+    if lay.arithmetic:
+        return "arithmetic-coded JPEG"
+    if lay.precision != 8:
+        return f"{lay.precision}-bit JPEG"
+    if lay.components == 4:
+        return "CMYK/YCCK JPEG"
+    if not ((lay.components == 3 and lay.color_space == _JCS_YCBCR) or
+            (lay.components == 1 and lay.color_space == _JCS_GRAYSCALE)):
+        return f"JPEG of {lay.components} components in colour space {lay.color_space} (not YCbCr or grey)"
+    if lay.max_h not in (1, 2) or lay.max_v not in (1, 2):
+        return f"sampling factors {lay.sampling} not handled"
+    if lay.sampling[0] != (lay.max_h, lay.max_v) or any(s not in ((1, 1), lay.sampling[0]) for s in lay.sampling):
+        return f"sampling factors {lay.sampling} not handled"
+    if any(not np.all(q > 0) for q in lay.quant):
+        return "a quantisation table is missing"
+    return None
+
+
+def align(lay: Layout, x1: float, y1: float, x2: float, y2: float) -> tuple[int, int, int, int]:
+    """The smallest MCU-aligned rectangle (clipped to the photo) holding ``[x1, x2) x [y1, y2)``."""
+    mw, mh = lay.mcu
+    x1, y1 = max(x1, 0.0), max(y1, 0.0)
+    x2, y2 = min(x2, float(lay.width)), min(y2, float(lay.height))
+    ax1 = max(0, int(math.floor(x1 / mw)) * mw)
+    ay1 = max(0, int(math.floor(y1 / mh)) * mh)
+    ax2 = min(lay.width, int(math.ceil(x2 / mw)) * mw)
+    ay2 = min(lay.height, int(math.ceil(y2 / mh)) * mh)
+    return ax1, ay1, max(ax2, ax1), max(ay2, ay1)
+
+
+def decode_region(data: bytes, rect: tuple[int, int, int, int]) -> np.ndarray:
+    """Pixels ``rect`` = (x1, y1, x2, y2) of the photo as stored (no EXIF rotation), BGR uint8, exactly as a full
+    decode by libjpeg gives them there."""
+    ffi, lib, why = _native()
+    if why:
+        raise BadImageError(why)
+    x1, y1, x2, y2 = rect
+    w, h = x2 - x1, y2 - y1
+    out = np.empty((h, w, 3), np.uint8)
+    err = ffi.new(f"char[{_ERRLEN}]")
+    rc = lib.pv_decode_region(data, len(data), x1, y1, w, h, ffi.from_buffer(out), err, _ERRLEN)
+    if rc < 0:
+        raise BadImageError(f"cannot decode the JPEG region {rect}: {_err(ffi, err)}")
+    if rc > 0:
+        raise BadImageError(f"corrupt JPEG data in the region {rect}: {_err(ffi, err)}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# forward DCT of replaced blocks
+
+
+def _dct_matrix() -> np.ndarray:
+    k = np.arange(8)
+    d = np.cos((2 * k[None, :] + 1) * k[:, None] * np.pi / 16) * np.sqrt(2 / 8)
+    d[0] /= np.sqrt(2)
+    return d
+
+
+_D32 = _dct_matrix().astype(np.float32)
+
+
+def _planes(region_bgr: np.ndarray, lay: Layout) -> list[np.ndarray]:
+    """The region's component planes at full resolution as 8-bit samples, like an encoder's colour conversion
+    (OpenCV's BGR->YCrCb is JFIF's full-range YCbCr with libjpeg's coefficients and rounding)."""
+    import cv2
+
+    if lay.components == 1:
+        return [cv2.cvtColor(region_bgr, cv2.COLOR_BGR2GRAY)]
+    ycrcb = cv2.cvtColor(region_bgr, cv2.COLOR_BGR2YCrCb)
+    return [ycrcb[..., 0], ycrcb[..., 2], ycrcb[..., 1]]
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """Replacement blocks: component, block row, block column (whole photo) and quantised coefficients."""
+
+    comp: np.ndarray     # (n,) int32
+    row: np.ndarray      # (n,) int32
+    col: np.ndarray      # (n,) int32
+    coefs: np.ndarray    # (n, 64) int16, natural order
+
+    def __len__(self) -> int:
+        return int(self.comp.size)
+
+    def pixel_mask(self, lay: Layout) -> np.ndarray:
+        """(height, width) bool: the photo's pixels covered by a replaced block."""
+        mask = np.zeros((lay.height, lay.width), bool)
+        for c, r, k in zip(self.comp.tolist(), self.row.tolist(), self.col.tolist(), strict=True):
+            h, v = lay.sampling[c]
+            bw, bh = 8 * lay.max_h // h, 8 * lay.max_v // v
+            mask[r * bh:(r + 1) * bh, k * bw:(k + 1) * bw] = True
+        return mask
+
+
+def changed_blocks(lay: Layout, rect: tuple[int, int, int, int], before: np.ndarray, after: np.ndarray
+                   ) -> Blocks:
+    """The blocks of the MCU-aligned ``rect`` in which any pixel differs between ``before`` and ``after`` (the
+    region's pixels as decoded and as concealed, BGR), with their coefficients computed from ``after``."""
+    x1, y1, x2, y2 = rect
+    mw, mh = lay.mcu
+    if x1 % mw or y1 % mh:
+        raise ValueError(f"region {rect} is not aligned to the {mw}x{mh} MCU")
+    empty = np.zeros(0, np.int32)
+    none = Blocks(empty, empty, empty, np.zeros((0, 64), np.int16))
+    diff = np.any(before != after, axis=2)
+    ys, xs = np.nonzero(diff.any(axis=1))[0], np.nonzero(diff.any(axis=0))[0]
+    if ys.size == 0:
+        return none
+    # only the MCUs around the changed pixels are converted and transformed
+    cx1, cy1 = xs[0] // mw * mw, ys[0] // mh * mh
+    cx2, cy2 = min(after.shape[1], -(-(xs[-1] + 1) // mw) * mw), min(after.shape[0], -(-(ys[-1] + 1) // mh) * mh)
+    diff, after = diff[cy1:cy2, cx1:cx2], after[cy1:cy2, cx1:cx2]
+    x1, y1 = x1 + int(cx1), y1 + int(cy1)
+    h, w = after.shape[:2]
+    ph, pw = -(-h // mh) * mh, -(-w // mw) * mw
+    if (ph, pw) != (h, w):   # the photo's right/bottom edge: replicate, as an encoder pads
+        diff = np.pad(diff, ((0, ph - h), (0, pw - w)))
+        after = np.pad(after, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    planes = _planes(np.ascontiguousarray(after), lay)
+    comps, rows, cols, coefs = [], [], [], []
+    for c, plane in enumerate(planes):
+        hs, vs = lay.sampling[c]
+        fx, fy = lay.max_h // hs, lay.max_v // vs          # pixels per sample
+        bw, bh = 8 * fx, 8 * fy                            # pixels per block
+        nby, nbx = ph // bh, pw // bw
+        touched = diff.reshape(nby, bh, nbx, bw).any(axis=(1, 3))
+        rows_total, cols_total = lay.blocks_of(c)
+        r0, c0 = y1 // bh, x1 // bw
+        by, bx = np.nonzero(touched)
+        keep = (r0 + by < rows_total) & (c0 + bx < cols_total)
+        by, bx = by[keep], bx[keep]
+        if by.size == 0:
+            continue
+        samples = plane.astype(np.float32)
+        if fx > 1 or fy > 1:   # chroma downsampling: the mean of each fx x fy cell, as libjpeg's encoder does
+            samples = samples.reshape(ph // fy, fy, pw // fx, fx).mean(axis=(1, 3))
+        tiles = samples.reshape(nby, 8, nbx, 8).transpose(0, 2, 1, 3)[by, bx] - 128.0   # (n, 8, 8)
+        freq = _D32 @ tiles @ _D32.T
+        quantised = np.rint(freq / lay.quant[c].astype(np.float32))
+        coefs.append(np.clip(quantised, -2047, 2047).astype(np.int16).reshape(-1, 64))
+        comps.append(np.full(by.size, c, np.int32))
+        rows.append((r0 + by).astype(np.int32))
+        cols.append((c0 + bx).astype(np.int32))
+    if not comps:
+        return none
+    return Blocks(np.concatenate(comps), np.concatenate(rows), np.concatenate(cols), np.concatenate(coefs))
+
+
+def replace_blocks(data: bytes, blocks: Blocks) -> tuple[bytes, bool]:
+    """The JPEG rewritten with ``blocks`` replaced, every other block's coefficients kept; (bytes, whether its
+    Huffman tables had to be optimised because the photo's own do not code every symbol). Only the JFIF header,
+    the tables, the frame and the scan are written: add the ICC profile after."""
+    ffi, lib, why = _native()
+    if why:
+        raise BadImageError(why)
+    comp = np.ascontiguousarray(blocks.comp, np.int32)
+    row = np.ascontiguousarray(blocks.row, np.int32)
+    col = np.ascontiguousarray(blocks.col, np.int32)
+    coefs = np.ascontiguousarray(blocks.coefs, np.int16)
+    out = ffi.new("unsigned char **")
+    outlen = ffi.new("unsigned long *")
+    flags = ffi.new("int[1]")
+    err = ffi.new(f"char[{_ERRLEN}]")
+    rc = lib.pv_replace_blocks(data, len(data), len(blocks), ffi.from_buffer("int[]", comp),
+                               ffi.from_buffer("int[]", row), ffi.from_buffer("int[]", col),
+                               ffi.from_buffer("short[]", coefs), out, outlen, flags, err, _ERRLEN)
+    if rc != 0:
+        raise BadImageError(f"cannot rewrite the JPEG's blocks: {_err(ffi, err)}")
+    try:
+        return bytes(ffi.buffer(out[0], outlen[0])), bool(flags[0])
+    finally:
+        lib.pv_free(out[0])
+
+
+def read_blocks(data: bytes, lay: Layout) -> list[np.ndarray]:
+    """Every component's quantised coefficients, (block rows, block columns, 64) int16 (for tests and checks)."""
+    ffi, lib, why = _native()
+    if why:
+        raise BadImageError(why)
+    result = []
+    for c in range(lay.components):
+        rows, cols = lay.blocks_of(c)
+        out = np.zeros((rows, cols, 64), np.int16)
+        err = ffi.new(f"char[{_ERRLEN}]")
+        n = lib.pv_read_blocks(data, len(data), c, ffi.from_buffer("short[]", out), out.size, err, _ERRLEN)
+        if n != out.size:
+            raise BadImageError(f"cannot read component {c}'s blocks: {_err(ffi, err)} ({n} of {out.size})")
+        result.append(out)
+    return result

@@ -1,0 +1,159 @@
+"""Touch only the plate: the default path of a baseline JPEG through the pipeline (issue 37).
+
+1. the detector sees the photo decoded at reduced scale in the DCT (libjpeg's scaled decoding, ``imaging.decode``
+   with ``reduce``: the largest 1/2, 1/4, 1/8 that keeps the long side at least the detector's input);
+2. no detection: the photo is kept as it came, metadata removed (``imaging.strip_jpeg_metadata``);
+3. detections: only the MCU-aligned region holding the landmark model's crop windows is decoded at full
+   resolution (``jpeg_blocks.decode_region``); the landmarks see exactly the pixels a full decode gives there;
+4. plates: the concealment runs on the MCU-aligned region around them (with the margin its style needs), and the
+   output is the original compressed stream with only the 8x8 blocks whose pixels changed replaced
+   (``jpeg_blocks.changed_blocks`` + ``replace_blocks``): no decode or re-encode of the rest of the photo, no
+   generation loss outside the plates, the size of the input give or take the plates' blocks.
+
+:func:`conceal_jpeg` returns the result, or the reason this photo cannot take this path (progressive,
+arithmetic-coded, CMYK, EXIF-rotated, over the decode budget, the extension not built...): the caller then runs
+today's path (decode, conceal, re-encode the whole photo) and records the reason (``PipelineResult.encoding``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from plateveil import imaging, jpeg_blocks
+from plateveil.conceal import Concealer
+from plateveil.errors import BadImageError
+
+Rect = tuple[int, int, int, int]
+
+
+def _union(rects: Sequence[tuple[float, float, float, float]]) -> tuple[float, float, float, float]:
+    return (min(r[0] for r in rects), min(r[1] for r in rects), max(r[2] for r in rects), max(r[3] for r in rects))
+
+
+def _contains(outer: Rect, inner: Rect) -> bool:
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
+
+
+def landmark_windows(model: Any, detections: Sequence[Any]) -> list[tuple[float, float, float, float]]:
+    """The photo pixels the landmark model reads for ``detections`` (its crop windows, plus one pixel for the
+    bilinear sampling); a model that does not say gets each box grown by its own size on every side."""
+    if hasattr(model, "refine_windows"):
+        wins = [tuple(w) for w in model.refine_windows(detections)]
+    else:
+        wins = []
+        for d in detections:
+            box = getattr(d, "box", None)
+            if box is None:   # a finder whose detections carry no box: the whole photo
+                return [(-math.inf, -math.inf, math.inf, math.inf)]
+            x1, y1, x2, y2 = box
+            w, h = x2 - x1, y2 - y1
+            wins.append((x1 - w, y1 - h, x2 + w, y2 + h))
+    return [(w[0] - 2, w[1] - 2, w[2] + 2, w[3] + 2) for w in wins]
+
+
+def conceal_rects(concealer: Concealer, polygons: Sequence[np.ndarray], width: int, height: int
+                  ) -> list[Rect]:
+    """The pixels ``concealer.apply`` reads and writes for each polygon (as it computes them), clipped."""
+    rects = []
+    for poly in polygons:
+        p = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+        if len(p) < 3 or not np.isfinite(p).all():
+            continue
+        margin = max(0, int(math.ceil(concealer.context_margin(p))))
+        x1 = max(int(math.floor(p[:, 0].min())) - 1 - margin, 0)
+        y1 = max(int(math.floor(p[:, 1].min())) - 1 - margin, 0)
+        x2 = min(int(math.ceil(p[:, 0].max())) + 1 + margin, width)
+        y2 = min(int(math.ceil(p[:, 1].max())) + 1 + margin, height)
+        if x2 > x1 and y2 > y1:
+            rects.append((x1, y1, x2, y2))
+    return rects
+
+
+def conceal_jpeg(data: bytes, model: Any, concealer: Concealer, max_pixels: int, budget_bytes: int
+                 ) -> tuple[Any, list[Any], dict[str, float], dict[str, Any]] | str:
+    """(decoded detector copy or photo, plates, timings ms, encoding) with ``encoding["bytes"]`` the output; or
+    why this photo takes the whole-photo path. Raises BadImageError for a photo that cannot be decoded at all."""
+    why = jpeg_blocks.available()
+    if why:
+        return why
+    t0 = time.perf_counter()
+    try:
+        lay = jpeg_blocks.layout(data)
+        header = imaging._read_header(data, "jpeg")
+    except BadImageError as exc:
+        return str(exc)   # the whole-photo path says what is wrong with it
+    why = jpeg_blocks.unsupported(lay)
+    if why:
+        return why
+    if header.orientation != 1:
+        return f"EXIF orientation {header.orientation} (the photo is turned upright and re-encoded)"
+    if header.decode_bytes() > budget_bytes:
+        return "over the decode budget (decoded at reduced size and re-encoded)"
+    reduce = imaging.reduction_for(data, int(model.detector_long_side))
+    decoded = imaging.decode(data, max_pixels=max_pixels, budget_bytes=budget_bytes, reduce=reduce)
+    t1 = time.perf_counter()
+    detections = list(model.detect(decoded.image_bgr, photo_size=decoded.photo_size))
+    t2 = time.perf_counter()
+    timings = {"decode": (t1 - t0) * 1000, "detect": (t2 - t1) * 1000, "landmarks": 0.0, "conceal": 0.0,
+               "encode": 0.0}
+    full = decoded.image_bgr if decoded.photo_size is None else None
+    plates: list[Any] = []
+    rect: Rect = (0, 0, lay.width, lay.height)
+    region = full
+    if detections:
+        if full is None:
+            rect = jpeg_blocks.align(lay, *_union(landmark_windows(model, detections)))
+            region = jpeg_blocks.decode_region(data, rect)
+            # the landmark model reads only inside rect: a photo-sized canvas keeps its coordinates (np.zeros
+            # maps pages lazily, so the rest costs nothing)
+            canvas = np.zeros((lay.height, lay.width, 3), np.uint8)
+            canvas[rect[1]:rect[3], rect[0]:rect[2]] = region
+        else:
+            canvas = full
+        t3 = time.perf_counter()
+        plates = list(model.refine(canvas, detections))
+        t4 = time.perf_counter()
+        timings["decode"] += (t3 - t2) * 1000
+        timings["landmarks"] = (t4 - t3) * 1000
+    t5 = time.perf_counter()
+    if not plates:
+        out = imaging.strip_jpeg_metadata(data)
+        if out is None:
+            return "the JPEG's marker structure is not the plain one kept losslessly"
+        timings["encode"] = (time.perf_counter() - t5) * 1000
+        return decoded, plates, timings, {"path": "lossless", "bytes": out}
+    polygons = [np.asarray(p.polygon, dtype=np.float64) for p in plates]
+    needed = conceal_rects(concealer, polygons, lay.width, lay.height)
+    if not needed:   # every polygon degenerate: nothing changes
+        out = imaging.strip_jpeg_metadata(data)
+        if out is None:
+            return "the JPEG's marker structure is not the plain one kept losslessly"
+        return decoded, plates, timings, {"path": "lossless", "bytes": out}
+    crect = jpeg_blocks.align(lay, *_union(needed))
+    if not _contains(rect, crect):   # the concealment reaches past what was decoded: decode the union
+        t6 = time.perf_counter()
+        rect = jpeg_blocks.align(lay, *_union([rect, crect]))
+        region = jpeg_blocks.decode_region(data, rect)
+        timings["decode"] += (time.perf_counter() - t6) * 1000
+        t5 += time.perf_counter() - t6
+    assert region is not None
+    ox, oy = crect[0] - rect[0], crect[1] - rect[1]
+    before = region[oy:oy + crect[3] - crect[1], ox:ox + crect[2] - crect[0]]
+    after = concealer.apply(before, [p - (crect[0], crect[1]) for p in polygons])
+    blocks = jpeg_blocks.changed_blocks(lay, crect, before, after)
+    t7 = time.perf_counter()
+    out, optimised = jpeg_blocks.replace_blocks(data, blocks)
+    icc = imaging._valid_icc(header.icc)
+    if icc:
+        out = imaging._jpeg_with_icc(out, icc)
+    t8 = time.perf_counter()
+    timings["conceal"] = (t7 - t5) * 1000
+    timings["encode"] = (t8 - t7) * 1000
+    encoding = {"path": "blocks", "bytes": out, "replaced_blocks": len(blocks), "region": list(crect),
+                "huffman": "optimised" if optimised else "kept"}
+    return decoded, plates, timings, encoding
