@@ -10,16 +10,19 @@ PIP := $(PY) -m pip --disable-pip-version-check
 IMAGES ?=
 ARGS ?=
 
-.PHONY: help setup browser test test-unit test-integration soak demo bench bench-e2e bench-memory train train-2 preview eval up down status lint typecheck doctor clean
+.PHONY: help setup native browser test test-unit test-integration soak demo bench bench-e2e bench-memory train train-2 preview eval up down status lint typecheck doctor clean
 
 help:
-	@echo "make setup            build .venv from requirements.lock (+ requirements-dev.lock), install plateveil -e"
+	@echo "make setup            build .venv from requirements.lock (+ requirements-dev.lock), install plateveil -e,"
+	@echo "                      build the JPEG block extension (plateveil/_native; gcc + libjpeg headers via apt as root)"
 	@echo "make test             run the whole test suite (starts its own Redis + S3 + worker + API; installs chromium"
 	@echo "                      + chromium-driver with apt for the review page's browser test when root and missing)"
 	@echo "make soak [N=20000]   N jobs through the local stack at saturation with worker kills and a Redis restart (runs/soak/; not in CI)"
 	@echo "make demo [IMAGES=d]  end-to-end demo on real held-out photos (generated ones without ../shared/data, or your folder); outputs in demo-out/"
 	@echo "make bench [IMAGES=d] per-stage latency p50/p95/max in one process (ARGS='--n 50 --compare-backends')"
-	@echo "make bench-e2e        the whole local stack, real photos open-loop: e2e p50/p95/p99, stages (ARGS='--rate 5 --duration 30', '--mode saturation')"
+	@echo "make bench-e2e        the whole local stack, listing-size photos (1280-2048 px, 300-900 KB, made once from the"
+	@echo "                      validation photos) open-loop: e2e p50/p95/p99, stages (ARGS='--rate 5 --duration 30',"
+	@echo "                      '--mode saturation', '--photos validation' for issue 26's 1024 px set)"
 	@echo "make bench-memory     worker resident memory after 100 and after N photos through the local stack (ARGS='--n 10000')"
 	@echo "make train            the shipped training recipe (26 stages, 8 mining steps, tuning, bundle; resumes) into runs/train/"
 	@echo "make train-2          the 2.0 recipe (ImageNet MobileNet 0.25 detector, landmarks, mining, tuning, bundle 2.0.0;"
@@ -35,7 +38,21 @@ help:
 	@echo "make clean            remove demo-out/ and caches (keeps .venv)"
 
 # Re-runs only when the pins or the package metadata change; quick when already done.
-setup: $(STAMP)
+setup: $(STAMP) native
+
+# The JPEG block extension (plateveil/_native: cffi over the system libjpeg-turbo; issue 37's "touch only the plate").
+# Needs gcc and libjpeg's headers: installed with apt when missing and this runs as root (as `browser` does); never
+# fails the run: without it the worker decodes and re-encodes whole photos and says why in each sidecar, and the
+# tests that need it skip, saying why. Rebuilt only when its source changes.
+native: $(STAMP)
+	@if [ ! -e /usr/include/jpeglib.h ] || ! command -v gcc >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing gcc + libjpeg62-turbo-dev (apt) for the JPEG block extension (log: $(VENV)/apt-native.log)"; \
+	    ( apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc libc6-dev libjpeg62-turbo-dev ) \
+	      >$(VENV)/apt-native.log 2>&1 || echo "could not install them (see $(VENV)/apt-native.log)"; \
+	  fi; \
+	fi
+	@$(PY) -m plateveil._native.build || echo "the JPEG block extension did not build: concealed JPEGs are re-encoded whole"
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
