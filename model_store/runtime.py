@@ -259,6 +259,11 @@ class PlateModel:
         """The detector's input long side: a photo decoded at reduced scale down to this loses nothing."""
         return int(self.config["detector"]["long_side"])
 
+    @property
+    def detector_score_threshold(self) -> float:
+        """The detector's score threshold as the bundle's config says now."""
+        return float(detector_config(self.config, str(self.model_dir)).score_threshold)
+
     def detect(self, image_bgr: np.ndarray, score_threshold: float | None = None,
                photo_size: tuple[int, int] | None = None) -> list[Detection]:
         """Detector boxes in ``image_bgr``'s pixels; with ``photo_size`` (width, height), ``image_bgr`` is a
