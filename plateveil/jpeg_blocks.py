@@ -198,55 +198,68 @@ class Blocks:
         return mask
 
 
-def changed_blocks(lay: Layout, rect: tuple[int, int, int, int], before: np.ndarray, after: np.ndarray
-                   ) -> Blocks:
+def changed_blocks(lay: Layout, rect: tuple[int, int, int, int], before: np.ndarray, after: np.ndarray,
+                   within: list[tuple[int, int, int, int]] | None = None) -> Blocks:
     """The blocks of the MCU-aligned ``rect`` in which any pixel differs between ``before`` and ``after`` (the
-    region's pixels as decoded and as concealed, BGR), with their coefficients computed from ``after``."""
-    x1, y1, x2, y2 = rect
+    region's pixels as decoded and as concealed, BGR), with their coefficients computed from ``after``. Only the
+    MCUs holding a changed pixel are colour-converted and transformed. ``within``: rectangles (region pixels)
+    outside which nothing changed (the concealer's own), so that only they are compared."""
+    import cv2
+
+    x1, y1, _, _ = rect
     mw, mh = lay.mcu
     if x1 % mw or y1 % mh:
         raise ValueError(f"region {rect} is not aligned to the {mw}x{mh} MCU")
     empty = np.zeros(0, np.int32)
     none = Blocks(empty, empty, empty, np.zeros((0, 64), np.int16))
-    diff = np.any(before != after, axis=2)
-    ys, xs = np.nonzero(diff.any(axis=1))[0], np.nonzero(diff.any(axis=0))[0]
-    if ys.size == 0:
-        return none
-    # only the MCUs around the changed pixels are converted and transformed
-    cx1, cy1 = xs[0] // mw * mw, ys[0] // mh * mh
-    cx2, cy2 = min(after.shape[1], -(-(xs[-1] + 1) // mw) * mw), min(after.shape[0], -(-(ys[-1] + 1) // mh) * mh)
-    diff, after = diff[cy1:cy2, cx1:cx2], after[cy1:cy2, cx1:cx2]
-    x1, y1 = x1 + int(cx1), y1 + int(cy1)
     h, w = after.shape[:2]
     ph, pw = -(-h // mh) * mh, -(-w // mw) * mw
+    fine = np.zeros((ph // 8, pw // 8), bool)                                  # changed, per 8x8 pixels
+    for a1, b1, a2, b2 in within if within is not None else [(0, 0, w, h)]:
+        a1, b1 = max(0, a1) // 8 * 8, max(0, b1) // 8 * 8
+        a2, b2 = min(w, -(-a2 // 8) * 8), min(h, -(-b2 // 8) * 8)
+        if a2 <= a1 or b2 <= b1:
+            continue
+        th, tw = -(-(b2 - b1) // 8) * 8, -(-(a2 - a1) // 8) * 8
+        moved = cv2.absdiff(before[b1:b2, a1:a2], after[b1:b2, a1:a2]).astype(np.float32)
+        if (th, tw) != moved.shape[:2]:
+            moved = np.pad(moved, ((0, th - moved.shape[0]), (0, tw - moved.shape[1]), (0, 0)))
+        # the mean difference of each 8x8 cell (OpenCV's area resize: exact sums, fast); > 0 where any changed
+        cells = cv2.resize(moved, (tw // 8, th // 8), interpolation=cv2.INTER_AREA)
+        fine[b1 // 8:b1 // 8 + th // 8, a1 // 8:a1 // 8 + tw // 8] |= cells.reshape(th // 8, tw // 8, -1).max(axis=2) > 0
     if (ph, pw) != (h, w):   # the photo's right/bottom edge: replicate, as an encoder pads
-        diff = np.pad(diff, ((0, ph - h), (0, pw - w)))
         after = np.pad(after, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-    planes = _planes(np.ascontiguousarray(after), lay)
+    if not fine.any():
+        return none
+    per_mcu = fine.reshape(ph // mh, mh // 8, pw // mw, mw // 8)
+    my, mx = np.nonzero(per_mcu.any(axis=(1, 3)))                              # the MCUs touched
+    n = my.size
+    tiles = np.ascontiguousarray(after.reshape(ph // mh, mh, pw // mw, mw, 3)[my, :, mx])   # (n, mh, mw, 3)
+    planes = [pl.reshape(n, mh, mw) for pl in _planes(tiles.reshape(n * mh, mw, 3), lay)]
+    touched_fine = per_mcu[my, :, mx]                                         # (n, mh/8, mw/8)
     comps, rows, cols, coefs = [], [], [], []
     for c, plane in enumerate(planes):
         hs, vs = lay.sampling[c]
         fx, fy = lay.max_h // hs, lay.max_v // vs          # pixels per sample
-        bw, bh = 8 * fx, 8 * fy                            # pixels per block
-        nby, nbx = ph // bh, pw // bw
-        touched = diff.reshape(nby, bh, nbx, bw).any(axis=(1, 3))
-        rows_total, cols_total = lay.blocks_of(c)
-        r0, c0 = y1 // bh, x1 // bw
-        by, bx = np.nonzero(touched)
-        keep = (r0 + by < rows_total) & (c0 + bx < cols_total)
-        by, bx = by[keep], bx[keep]
-        if by.size == 0:
-            continue
         samples = plane.astype(np.float32)
         if fx > 1 or fy > 1:   # chroma downsampling: the mean of each fx x fy cell, as libjpeg's encoder does
-            samples = samples.reshape(ph // fy, fy, pw // fx, fx).mean(axis=(1, 3))
-        tiles = samples.reshape(nby, 8, nbx, 8).transpose(0, 2, 1, 3)[by, bx] - 128.0   # (n, 8, 8)
-        freq = _D32 @ tiles @ _D32.T
+            samples = samples.reshape(n, mh // fy, fy, mw // fx, fx).mean(axis=(2, 4))
+        blocks = samples.reshape(n, vs, 8, hs, 8).transpose(0, 1, 3, 2, 4)      # (n, vs, hs, 8, 8)
+        touched = touched_fine.reshape(n, vs, fy, hs, fx).any(axis=(2, 4))      # (n, vs, hs)
+        k, i, j = np.nonzero(touched)
+        brow = (y1 // mh + my[k]) * vs + i
+        bcol = (x1 // mw + mx[k]) * hs + j
+        rows_total, cols_total = lay.blocks_of(c)
+        keep = (brow < rows_total) & (bcol < cols_total)
+        if not keep.any():
+            continue
+        tiles8 = blocks[k[keep], i[keep], j[keep]] - 128.0                      # (m, 8, 8)
+        freq = _D32 @ tiles8 @ _D32.T
         quantised = np.rint(freq / lay.quant[c].astype(np.float32))
         coefs.append(np.clip(quantised, -2047, 2047).astype(np.int16).reshape(-1, 64))
-        comps.append(np.full(by.size, c, np.int32))
-        rows.append((r0 + by).astype(np.int32))
-        cols.append((c0 + bx).astype(np.int32))
+        comps.append(np.full(int(keep.sum()), c, np.int32))
+        rows.append(brow[keep].astype(np.int32))
+        cols.append(bcol[keep].astype(np.int32))
     if not comps:
         return none
     return Blocks(np.concatenate(comps), np.concatenate(rows), np.concatenate(cols), np.concatenate(coefs))

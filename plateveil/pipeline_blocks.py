@@ -153,7 +153,8 @@ def conceal_jpeg(data: bytes, model: Any, concealer: Concealer, max_pixels: int,
     ox, oy = crect[0] - rect[0], crect[1] - rect[1]
     before = region[oy:oy + crect[3] - crect[1], ox:ox + crect[2] - crect[0]]
     after = concealer.apply(before, [p - (crect[0], crect[1]) for p in polygons])
-    blocks = jpeg_blocks.changed_blocks(lay, crect, before, after)
+    within = [(r[0] - crect[0], r[1] - crect[1], r[2] - crect[0], r[3] - crect[1]) for r in needed]
+    blocks = jpeg_blocks.changed_blocks(lay, crect, before, after, within)
     t7 = time.perf_counter()
     out, optimised = jpeg_blocks.replace_blocks(data, blocks)
     icc = imaging._valid_icc(header.icc)
