@@ -17,9 +17,9 @@ from pathlib import Path
 # matches, so the pipeline stages win over the task machinery that calls them
 BUCKETS = [
     ("decode (reduced/full, region)", r"^(decode|decode_region|_read_header|decode_stage) \(plateveil/"),
-    ("detector (onnx + preprocess)", r"^detect \(model_store/runtime.py"),
-    ("landmarks (onnx)", r"^refine \(model_store/runtime.py"),
-    ("conceal + forward DCT", r"(plateveil/conceal/|^changed_blocks )"),
+    ("detector (onnx + preprocess)", r"^PlateModel.detect \(model_store/runtime.py"),
+    ("landmarks (onnx)", r"^PlateModel.refine \(model_store/runtime.py"),
+    ("conceal + forward DCT", r"(plateveil/conceal/|^changed_blocks \()"),
     ("block rewrite (libjpeg)", r"^replace_blocks "),
     ("encode (whole photo)", r"^(encode|encode_stage) \(plateveil/"),
     ("lossless strip", r"^strip_jpeg_metadata "),
