@@ -187,9 +187,9 @@ def conceal_bytes(
     t0 = time.perf_counter()
     decoded = decode_stage(data, max_pixels=max_pixels, budget_bytes=decode_budget_bytes)
     t1 = time.perf_counter()
-    plates, model_timings = find_stage(model, decoded.image_bgr)
+    found, model_timings = find_stage(model, decoded.image_bgr)
     t2 = time.perf_counter()
-    concealed = conceal_stage(decoded.image_bgr, plates, concealer)
+    concealed = conceal_stage(decoded.image_bgr, found, concealer)
     t3 = time.perf_counter()
     out = encode_stage(concealed, decoded, jpeg_quality=jpeg_quality)
     t4 = time.perf_counter()
@@ -201,7 +201,7 @@ def conceal_bytes(
         "encode": (t4 - t3) * 1000,
         "total": (t4 - t0) * 1000,
     }
-    return _result(out, decoded, list(plates), timings, model.tag, style,
+    return _result(out, decoded, list(found), timings, model.tag, style,
                    {"path": "reencoded", "reason": "fast paths off" if not fast_paths else "the finder has one stage"})
 
 

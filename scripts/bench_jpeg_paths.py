@@ -22,7 +22,6 @@ import argparse
 import os
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,20 +77,21 @@ def main(argv: list[str] | None = None) -> int:
         buf = np.frombuffer(data, np.uint8)
         lay = jpeg_blocks.layout(data)
         full = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-        rows["today"].append(cpu_ms(lambda: cv2.imencode(".jpg", cv2.imdecode(buf, cv2.IMREAD_COLOR),
-                                                         [cv2.IMWRITE_JPEG_QUALITY, 90]), args.repeat))
-        rows["reduced/2"].append(cpu_ms(lambda: cv2.imdecode(buf, cv2.IMREAD_REDUCED_COLOR_2), args.repeat))
+        rows["today"].append(cpu_ms(lambda b=buf: cv2.imencode(".jpg", cv2.imdecode(b, cv2.IMREAD_COLOR),
+                                                               [cv2.IMWRITE_JPEG_QUALITY, 90]), args.repeat))
+        rows["reduced/2"].append(cpu_ms(lambda b=buf: cv2.imdecode(b, cv2.IMREAD_REDUCED_COLOR_2), args.repeat))
         cx, cy = lay.width // 2, int(lay.height * 0.7)
         rect = jpeg_blocks.align(lay, cx - 200, cy - 100, cx + 200, cy + 100)
-        rows["region"].append(cpu_ms(lambda: jpeg_blocks.decode_region(data, rect), args.repeat))
+        rows["region"].append(cpu_ms(lambda d=data, r=rect: jpeg_blocks.decode_region(d, r), args.repeat))
         x1, y1, x2, y2 = rect
         before = full[y1:y2, x1:x2]
         after = before.copy()
         px, py = cx - x1 - 90, cy - y1 - 22
         after[py:py + 45, px:px + 180] = (40, 40, 40)
-        rows["fdct"].append(cpu_ms(lambda: jpeg_blocks.changed_blocks(lay, rect, before, after), args.repeat))
+        rows["fdct"].append(cpu_ms(lambda la=lay, r=rect, b=before, a=after: jpeg_blocks.changed_blocks(la, r, b, a),
+                                   args.repeat))
         blocks = jpeg_blocks.changed_blocks(lay, rect, before, after)
-        rows["replace"].append(cpu_ms(lambda: jpeg_blocks.replace_blocks(data, blocks), args.repeat))
+        rows["replace"].append(cpu_ms(lambda d=data, bl=blocks: jpeg_blocks.replace_blocks(d, bl), args.repeat))
         if jpegtran:
             src, drop, out = tmp / "in.jpg", tmp / "drop.jpg", tmp / "out.jpg"
             src.write_bytes(data)

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(threads=1)
     photos = photo_list(args)
     print(f"{len(photos)} photos ({args.photos}); load average {os.getloadavg()}", flush=True)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for k, (name, data) in enumerate(photos):
         runs = {}
         order = ("today", "blocks") if k % 2 == 0 else ("blocks", "today")
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         ref, new = runs["today"][0], runs["blocks"][0]
         shape = (new.height, new.width)
         ious = match([np.asarray(q.polygon) for q in ref.plates], [np.asarray(q.polygon) for q in new.plates], shape)
-        row = {"photo": name, "bytes": len(data), "size": [new.width, new.height], "plates_today": len(ref.plates),
+        row: dict[str, Any] = {"photo": name, "bytes": len(data), "size": [new.width, new.height], "plates_today": len(ref.plates),
                "plates_blocks": len(new.plates), "ious": [round(v, 3) for v in ious], "encoding": new.encoding,
                "cpu_ms_today": round(runs["today"][1], 2), "cpu_ms_blocks": round(runs["blocks"][1], 2),
                "timings_blocks": {k2: round(v, 2) for k2, v in new.timings_ms.items()},

@@ -17,6 +17,7 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,7 @@ def sources(data_root: Path, folders: str, n: int) -> list[tuple[str, np.ndarray
             return out
     from plateveil_ops.samples import render_scene
 
-    return [(f"scene-{i:03d}.jpg", render_scene(i, (1600, 1200)).image[:, :, ::-1].copy()) for i in range(min(n, 20))]
+    return [(f"scene-{i:03d}.jpg", render_scene(i, (1600, 1200)).image_bgr[:, :, ::-1].copy()) for i in range(min(n, 20))]
 
 
 def ensure(n: int = 60, data_root: Path = SHARED_DATA, folders: str = "ro-dashcam,oi-streets",
@@ -98,12 +99,12 @@ def ensure(n: int = 60, data_root: Path = SHARED_DATA, folders: str = "ro-dashca
     wanted = {"n": n, "folders": folders, "long_side": list(long_side), "size_kb": list(size_kb), "seed": seed,
               "data_root_found": data_root.is_dir()}
     if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("params") == wanted and all((out / p["file"]).exists() for p in manifest["photos"]):
-            return out, manifest
+        cached: dict[str, Any] = json.loads(manifest_path.read_text())
+        if cached.get("params") == wanted and all((out / p["file"]).exists() for p in cached["photos"]):
+            return out, cached
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    photos = []
+    photos: list[dict[str, Any]] = []
     srcs = sources(data_root, folders, n)
     for i, (name, rgb) in enumerate(srcs):
         side = int(rng.integers(long_side[0], long_side[1] + 1))
@@ -112,8 +113,8 @@ def ensure(n: int = 60, data_root: Path = SHARED_DATA, folders: str = "ro-dashca
         (out / file).write_bytes(data)
         photos.append({"file": file, "source": name, "long_side": side, "quality": quality, "grain": grain,
                        "bytes": len(data)})
-    sizes = sorted(p["bytes"] for p in photos)
-    manifest = {"params": wanted, "photos": photos,
+    sizes = sorted(int(p["bytes"]) for p in photos)
+    manifest: dict[str, Any] = {"params": wanted, "photos": photos,
                 "made_from": "validation photos of " + folders + " upscaled" if data_root.is_dir()
                 else "generated scenes (no ../shared/data) upscaled",
                 "median_kb": sizes[len(sizes) // 2] / 1000 if sizes else 0}

@@ -174,7 +174,6 @@ def test_the_detector_sees_a_reduced_decode_and_the_landmarks_the_exact_pixels_a
 
 def test_the_region_decode_equals_a_full_decode():
     data = jpeg("420", 700, 400)
-    lay = jpeg_blocks.layout(data)
     full = decode(data)
     for rect in [(16, 32, 200, 96), (0, 0, 700, 400), (608, 352, 700, 400), (96, 0, 400, 400)]:
         x1, y1, x2, y2 = rect
