@@ -86,18 +86,18 @@ def conceal_jpeg(data: bytes, model: Any, concealer: Concealer, max_pixels: int,
     t0 = time.perf_counter()
     try:
         lay = jpeg_blocks.layout(data)
-        header = imaging._read_header(data, "jpeg")
     except BadImageError as exc:
         return str(exc)   # the whole-photo path says what is wrong with it
     why = jpeg_blocks.unsupported(lay)
     if why:
         return why
-    if header.orientation != 1:
-        return f"EXIF orientation {header.orientation} (the photo is turned upright and re-encoded)"
-    if header.decode_bytes() > budget_bytes:
+    # what imaging.decode needs for it (8-bit samples, plus the BGR copy of a grey photo), from libjpeg's header
+    if lay.width * lay.height * (4 if lay.components == 1 else 3) > budget_bytes:
         return "over the decode budget (decoded at reduced size and re-encoded)"
-    reduce = imaging.reduction_for(data, int(model.detector_long_side))
+    reduce = next((f for f in (8, 4, 2) if -(-max(lay.width, lay.height) // f) >= int(model.detector_long_side)), 1)
     decoded = imaging.decode(data, max_pixels=max_pixels, budget_bytes=budget_bytes, reduce=reduce)
+    if decoded.orientation != 1:
+        return f"EXIF orientation {decoded.orientation} (the photo is turned upright and re-encoded)"
     t1 = time.perf_counter()
     threshold = None
     if decoded.photo_size is not None and hasattr(model, "detector_score_threshold"):
@@ -158,9 +158,8 @@ def conceal_jpeg(data: bytes, model: Any, concealer: Concealer, max_pixels: int,
     blocks = jpeg_blocks.changed_blocks(lay, crect, before, after, within)
     t7 = time.perf_counter()
     out, optimised = jpeg_blocks.replace_blocks(data, blocks)
-    icc = imaging._valid_icc(header.icc)
-    if icc:
-        out = imaging._jpeg_with_icc(out, icc)
+    if decoded.icc_profile:   # (validated by imaging.decode)
+        out = imaging._jpeg_with_icc(out, decoded.icc_profile)
     t8 = time.perf_counter()
     timings["conceal"] = (t7 - t5) * 1000
     timings["encode"] = (t8 - t7) * 1000

@@ -228,3 +228,22 @@ def test_blocks_outside_the_photo_are_refused():
                              np.zeros((1, 64), np.int16))
     with pytest.raises(imaging.BadImageError, match="outside component 0"):
         jpeg_blocks.replace_blocks(data, bad)
+
+
+def test_the_icc_profile_is_kept_and_exif_dropped():
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "AcmeCam"
+    buf = io.BytesIO()
+    Image.fromarray(texture()[:, :, ::-1]).save(buf, "JPEG", quality=90, icc_profile=icc, exif=exif.tobytes())
+    data = buf.getvalue()
+    out = conceal_bytes(data, Finder([PLATE]), style="solid")
+    assert out.encoding["path"] == "blocks"
+    assert Image.open(io.BytesIO(out.image_bytes)).info.get("icc_profile") == icc
+    assert b"AcmeCam" not in out.image_bytes
+    replaced, _ = replaced_pixels(data, out.image_bytes)
+    changed = np.any(decode(data) != decode(out.image_bytes), axis=2)
+    reach = cv2.dilate(replaced.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert not (changed & ~reach).any()
