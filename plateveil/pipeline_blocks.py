@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from plateveil import imaging, jpeg_blocks
+from plateveil import imaging
 from plateveil.conceal import Concealer
 from plateveil.errors import BadImageError
+from plateveil.imaging import jpeg_blocks
+from plateveil.imaging.icc import _jpeg_with_icc
 
 Rect = tuple[int, int, int, int]
 REDUCED_THRESHOLD_MARGIN = 0.03
@@ -159,7 +161,7 @@ def conceal_jpeg(data: bytes, model: Any, concealer: Concealer, max_pixels: int,
     t7 = time.perf_counter()
     out, optimised = jpeg_blocks.replace_blocks(data, blocks)
     if decoded.icc_profile:   # (validated by imaging.decode)
-        out = imaging._jpeg_with_icc(out, decoded.icc_profile)
+        out = _jpeg_with_icc(out, decoded.icc_profile)
     t8 = time.perf_counter()
     timings["conceal"] = (t7 - t5) * 1000
     timings["encode"] = (t8 - t7) * 1000

@@ -24,7 +24,10 @@ One module per job; every public name is importable from here:
 * ``decode.py``: ``decode`` within the memory budget, ``reduction_for``, ``DecodedImage``;
 * ``jpeg_bytes.py``: JPEG byte surgery (``strip_jpeg_metadata``: metadata out, image data untouched);
 * ``icc.py``: which ICC profiles are kept, and splicing one into an encoded JPEG/PNG/WebP;
-* ``encode.py``: ``encode`` once, in the format the photo came in.
+* ``encode.py``: ``encode`` once, in the format the photo came in;
+* ``jpeg_blocks.py`` (issue 37; imported on its own, not from here: it needs numpy and the optional C extension
+  ``plateveil._native``): a baseline JPEG's layout, a full-resolution decode of one region, and the stream
+  rewritten with only some 8x8 blocks replaced.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def load_photos(args: argparse.Namespace) -> tuple[list[Photo], str]:
             raise SystemExit(f"no photos ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
         photos = [Photo(p.name, p.data, *_size(p.data)) for p in photos]
         return photos, str(root)
-    if args.photos == "listing":   # issue 37: photos of the size sellers upload, made once and cached
+    if args.photos == "listing" and not args.generated:   # issue 37: photos of the size sellers upload, made once and cached
         from listing_photos import ensure
 
         folder, manifest = ensure(n=args.listing_n, data_root=Path(args.data_root), folders=args.folders,
@@ -660,7 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=["val", "all"], default="val")
     parser.add_argument("--min-long-side", type=int, default=1024)
     parser.add_argument("--max-photos", type=int, default=300, help="distinct photos held in memory")
-    parser.add_argument("--generated", action="store_true", help="use generated photos even with ../shared/data")
+    parser.add_argument("--generated", action="store_true",
+                        help="use generated photos at --generated-size (not the listing set), even with ../shared/data")
     parser.add_argument("--generated-size", default="1600x1200")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label", default="", help="suffix of the report files (e.g. before/after)")

@@ -56,7 +56,7 @@ def test_upload_is_concealed_into_s3_with_sidecar_and_event(client, s3, redis_cl
     assert sidecar["plates"] == job["plates"]
     assert all(len(p["polygon"]) == 4 and "score" in p for p in sidecar["plates"])
     # issue 37: how the output was written (a baseline JPEG: only the plates' blocks, or kept as it came)
-    from plateveil import jpeg_blocks
+    from plateveil.imaging import jpeg_blocks
 
     expected = ({"blocks", "lossless"} if jpeg_blocks.available() is None else {"reencoded"})
     assert sidecar["encoding"]["path"] in expected, sidecar["encoding"]

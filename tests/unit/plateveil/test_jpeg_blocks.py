@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from model_store.runtime import PlateFinding, Timings
-from plateveil import imaging, jpeg_blocks
+from plateveil import imaging
+from plateveil.imaging import jpeg_blocks
 from plateveil.pipeline import conceal_bytes
 
 pytestmark = pytest.mark.skipif(jpeg_blocks.available() is not None,

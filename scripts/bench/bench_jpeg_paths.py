@@ -10,7 +10,7 @@
     jpegtran-drop  libjpeg-turbo's own tool (Debian libjpeg-turbo-progs): `jpegtran -drop` of the concealed region,
                    encoded first as its own JPEG with the photo's quality (a process per photo, files in /tmp)
 
-    python scripts/bench_jpeg_paths.py [--n 20] [--repeat 3]
+    python scripts/bench/bench_jpeg_paths.py [--n 20] [--repeat 3]
 
 Prints a table; CPU time (time.process_time / the child's rusage), so that other processes on the machine move
 it less than wall time. Nothing is asserted.
@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from listing_photos import ensure  # noqa: E402
 
-from plateveil import jpeg_blocks  # noqa: E402
+from plateveil.imaging import jpeg_blocks  # noqa: E402
 
 
 def cpu_ms(fn, repeat: int) -> float:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=20)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--data-root", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    p.add_argument("--data-root", type=Path, default=Path(__file__).resolve().parents[2].parent / "shared" / "data")
     args = p.parse_args(argv)
     why = jpeg_blocks.available()
     if why:

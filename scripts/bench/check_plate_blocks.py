@@ -6,8 +6,8 @@ For each photo: plates found by each (count; polygons matched by IoU), the outpu
 pixel outside the replaced blocks (grown by the one pixel chroma upsampling reaches) is the input's, the output
 size against the input's (metadata removed), and the CPU ms of each path (``time.process_time``).
 
-    python scripts/check_plate_blocks.py --photos listing            # the listing-size photos (bench-e2e's)
-    python scripts/check_plate_blocks.py --photos val [--folders all] # the validation split, every folder
+    python scripts/bench/check_plate_blocks.py --photos listing            # the listing-size photos (bench-e2e's)
+    python scripts/bench/check_plate_blocks.py --photos val [--folders all] # the validation split, every folder
 
 Prints every photo whose plates differ, and a summary; writes ``--out``/plate_blocks-<photos>.json. Nothing is
 asserted (tests/unit/plateveil/test_jpeg_blocks.py proves the guarantees on constructed JPEGs).
@@ -29,10 +29,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from listing_photos import ensure  # noqa: E402
 
-from plateveil import imaging, jpeg_blocks  # noqa: E402
+from plateveil import imaging  # noqa: E402
+from plateveil.imaging import jpeg_blocks  # noqa: E402
 from plateveil.pipeline import conceal_bytes  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def iou(a: np.ndarray, b: np.ndarray, shape: tuple[int, int]) -> float:
@@ -71,7 +72,7 @@ def photo_list(args: argparse.Namespace) -> list[tuple[str, bytes]]:
     if args.photos == "listing":
         folder, manifest = ensure(data_root=args.data_root)
         return [(p["file"], (folder / p["file"]).read_bytes()) for p in manifest["photos"]][: args.n]
-    from model_store.training.data import load_folder, split_of
+    from model_training.data import load_folder, split_of
 
     names = ([p.name for p in sorted(args.data_root.iterdir()) if p.is_dir()] if args.folders == "all"
              else args.folders.split(","))

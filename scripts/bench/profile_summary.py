@@ -2,7 +2,7 @@
 per leaf-most project/library function and per "bucket" (the first frame matching a pattern, walking from the
 leaf), so that the worker's and the API's time can be read by stage.
 
-    python scripts/profile_summary.py runs/profile/worker-*.txt [--top 30]
+    python scripts/bench/profile_summary.py runs/profile/worker-*.txt [--top 30]
 """
 
 from __future__ import annotations
