@@ -162,7 +162,7 @@ def _jpeg_complete(data: bytes) -> bool:
             i += 2
             continue
         if marker == 0xDA:  # start of scan: entropy data follows, EOI must come later
-            return data.find(b"\xff\xd9", i + 2) != -1
+            return data.rfind(b"\xff\xd9", i + 2) != -1   # from the end: where the EOI of a whole file is
         if marker == 0xD9:
             return False  # EOI before any scan
         length = (data[i + 2] << 8) | data[i + 3]
