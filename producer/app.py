@@ -27,6 +27,7 @@ from producer import identity
 from producer import metrics as api_metrics
 from producer.guard import SCOPE_KEY_ID, RequestGuard
 from producer.intake.routes import router as events_router
+from producer.intake.routes import s3_router
 from producer.responses import Health
 from producer.review.routes import flag_router, login_router
 from producer.review.routes import router as review_router
@@ -54,6 +55,7 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
                   description="Upload car photos; a worker hides their licence plates and writes the "
                               "concealed photo and a JSON sidecar to the output bucket.")
     app.include_router(router)
+    app.include_router(s3_router)  # POST /v1/s3-events (producer/intake/: one intake path)
     app.include_router(events_router)  # SNS and MinIO deliveries (producer/intake/)
     app.include_router(flag_router)
     app.include_router(login_router)

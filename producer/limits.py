@@ -4,13 +4,13 @@
   ``burst``; answers ``(allowed, retry_after_s)``. Used per key id for every request and per
   client IP for failed authentications.
 * :meth:`Limits.admit` / :meth:`Limits.release` - a key's share of the queue: a sorted set of its
-  job ids per key (``plateveil:inflight:<key_id>``). Admission first drops the ids whose job has
-  finished (or expired), then adds the new ones and checks the count, so concurrent requests can
-  never push a key past its share (both may be refused in a race; neither is let through).
-  The worker does not need to know: a job's own status record says when it stops counting.
-* :meth:`Limits.first_delivery` / :meth:`Limits.forget` - S3 event deduplication with
-  ``SET NX EX`` on the event intake's claim key (:func:`producer.intake.intake.claim_key`), so an
-  object version delivered through ``/v1/s3-events``, SNS, MinIO or SQS makes one job.
+  job ids per key (``plateveil:inflight:<key_id>``). Admission is one Lua script (atomic): it drops
+  the ids whose job has finished (or was admitted too long ago), then adds the new ones only if they
+  fit, so concurrent requests can never push a key past its share. An id admitted moments ago whose
+  status record is not written yet still counts. The worker does not need to know: a job's own
+  status record says when it stops counting.
+* :class:`SyncLimits` - the same two scripts over a blocking client, for the event intake
+  (:mod:`producer.intake.intake`, which runs in a thread or in ``plateveil events consume``).
 
 Redis errors surface as :class:`~plateveil.errors.BrokerError`.
 """
@@ -56,6 +56,35 @@ redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
 return {allowed, tostring(wait)}
 """
 
+# KEYS[1] the key's sorted set; ARGV: now, max_age_s, share, job key prefix, ttl, young_s, job ids...
+# Returns {admitted (0/1), jobs counted after the call}. With no job ids it only counts (and tidies).
+_ADMIT = """
+local now = tonumber(ARGV[1])
+local share = tonumber(ARGV[3])
+local prefix = ARGV[4]
+local young = now - tonumber(ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+local members = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local live = 0
+for i = 1, #members, 2 do
+  local status = redis.call('HGET', prefix .. members[i], 'status')
+  if status == 'queued' or status == 'running' or (not status and tonumber(members[i + 1]) >= young) then
+    live = live + 1
+  else
+    redis.call('ZREM', KEYS[1], members[i])
+  end
+end
+local new = #ARGV - 6
+if new == 0 then return {1, live} end
+if live + new > share then return {0, live} end
+for i = 7, #ARGV do redis.call('ZADD', KEYS[1], now, ARGV[i]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+return {1, live + new}
+"""
+# a job admitted this recently whose status record is not written yet (between admission and
+# JobStore.create) still counts against its key
+YOUNG_S = 60
+
 
 class QueueShareFull(Exception):
     def __init__(self, key_id: str, share: int, retry_after_s: int) -> None:
@@ -64,11 +93,18 @@ class QueueShareFull(Exception):
         self.retry_after_s = retry_after_s
 
 
+def _admit_args(key_id: str, job_ids: list[str], share: int, max_age_s: float, ttl_s: int
+                ) -> tuple[list[str], list[Any]]:
+    return ([INFLIGHT_PREFIX + key_id],
+            [f"{time.time():.6f}", max_age_s, share, JOB_KEY_PREFIX, ttl_s, YOUNG_S, *job_ids])
+
+
 class Limits:
     def __init__(self, client: aredis.Redis, job_ttl_s: int) -> None:
         self.client = client
         self.job_ttl_s = job_ttl_s
         self._bucket = client.register_script(_TOKEN_BUCKET)
+        self._admit = client.register_script(_ADMIT)
 
     @classmethod
     def from_url(cls, url: str, timeout_s: float, job_ttl_s: int) -> Limits:
@@ -98,27 +134,9 @@ class Limits:
         by a crashed worker must not hold a slot for the job record's lifetime)."""
         if not job_ids:
             return
-        zkey = INFLIGHT_PREFIX + key_id
-        await self._run("inflight", self.client.zremrangebyscore(zkey, "-inf", time.time() - max_age_s))
-        members = await self._run("inflight", self.client.zrange(zkey, 0, -1))
-        done: list[str] = []
-        if members:
-            pipe = self.client.pipeline(transaction=False)
-            for job_id in members:
-                pipe.hget(JOB_KEY_PREFIX + job_id, "status")
-            statuses = await self._run("inflight", pipe.execute())
-            done = [m for m, s in zip(members, statuses, strict=True) if s not in ("queued", "running")]
-            if done:
-                await self._run("inflight", self.client.zrem(zkey, *done))
-        if len(members) - len(done) + len(job_ids) > share:
-            raise QueueShareFull(key_id, share, retry_after_s)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.zadd(zkey, {job_id: time.time() for job_id in job_ids})
-        pipe.expire(zkey, self.job_ttl_s)
-        pipe.zcard(zkey)
-        _, _, count = await self._run("inflight", pipe.execute())
-        if int(count) > share:
-            await self.release(key_id, job_ids)
+        keys, args = _admit_args(key_id, job_ids, share, max_age_s, self.job_ttl_s)
+        admitted, _ = await self._run("inflight", self._admit(keys=keys, args=args))
+        if not int(admitted):
             raise QueueShareFull(key_id, share, retry_after_s)
 
     async def release(self, key_id: str, job_ids: list[str]) -> None:
@@ -126,11 +144,41 @@ class Limits:
         if job_ids:
             await self._run("inflight", self.client.zrem(INFLIGHT_PREFIX + key_id, *job_ids))
 
-    async def first_delivery(self, claim: str, job_id: str, ttl_s: int) -> bool:
-        """True the first time ``claim`` (a Redis key) is set within ``ttl_s`` (SET NX EX, value the job id)."""
-        return bool(await self._run("dedup", self.client.set(claim, job_id, nx=True, ex=ttl_s)))
 
-    async def forget(self, claims: list[str]) -> None:
-        """Claims that made no job after all (enqueue failed): a retry may make them."""
-        if claims:
-            await self._run("dedup", self.client.delete(*claims))
+class SyncLimits:
+    """:class:`Limits`' token bucket and queue share over a blocking Redis client (``decode_responses``)."""
+
+    def __init__(self, client: redis.Redis, job_ttl_s: int) -> None:
+        self.client = client
+        self.job_ttl_s = job_ttl_s
+        self._bucket = client.register_script(_TOKEN_BUCKET)
+        self._admit = client.register_script(_ADMIT)
+
+    def _run(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except (redis.RedisError, OSError) as exc:
+            raise BrokerError(f"redis {what} failed: {exc}") from exc
+
+    def take(self, bucket: str, rate: float, burst: int, cost: int = 1) -> tuple[bool, float]:
+        allowed, wait = self._run("rate limit", self._bucket, keys=[RATE_PREFIX + bucket],
+                                  args=[rate, burst, f"{time.time():.6f}", cost])
+        return bool(int(allowed)), float(wait)
+
+    def room(self, key_id: str, share: int, max_age_s: float) -> int:
+        """How many more jobs ``key_id`` may have queued or running now."""
+        keys, args = _admit_args(key_id, [], share, max_age_s, self.job_ttl_s)
+        _, live = self._run("inflight", self._admit, keys=keys, args=args)
+        return max(0, share - int(live))
+
+    def admit(self, key_id: str, job_ids: list[str], share: int, retry_after_s: int, max_age_s: float) -> int:
+        """As :meth:`Limits.admit`; returns the room left after admitting."""
+        keys, args = _admit_args(key_id, job_ids, share, max_age_s, self.job_ttl_s)
+        admitted, live = self._run("inflight", self._admit, keys=keys, args=args)
+        if not int(admitted):
+            raise QueueShareFull(key_id, share, retry_after_s)
+        return max(0, share - int(live))
+
+    def release(self, key_id: str, job_ids: list[str]) -> None:
+        if job_ids:
+            self._run("inflight", self.client.zrem, INFLIGHT_PREFIX + key_id, *job_ids)

@@ -3,7 +3,8 @@
 * ``plateveil_api_requests_total{method,route,status}`` and
   ``plateveil_api_request_duration_seconds{method,route}``: every HTTP request, labelled by the
   route *template* (``/v1/jobs/{job_id}``, never the raw path; ``unmatched`` for paths no route
-  knows, so scanners cannot blow up the label set);
+  knows) and the method (the standard ones; anything else is ``other``), so no client, with a key
+  or without, can add label values: the label set is bounded by routes x methods x statuses;
 * ``plateveil_api_upload_bytes``: request body bytes of the photo uploads the service accepted;
 * ``plateveil_api_rejects_total{route,reason}``: requests answered 4xx/5xx, by reason
   (``unauthorized``, ``too_large``, ``unsupported_media_type``, ``invalid``, ``not_found``,
@@ -50,6 +51,15 @@ REJECT_REASONS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404
                   405: "method_not_allowed", 408: "timeout", 409: "conflict", 411: "length_required",
                   413: "too_large", 415: "unsupported_media_type", 422: "invalid", 429: "rate_limited",
                   500: "internal_error", 502: "bad_gateway", 503: "unavailable", 504: "timeout"}
+
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
+
+
+def method_label(method: str) -> str:
+    """The method as a label value: one of :data:`METHODS`, else ``other`` (made-up methods are many)."""
+    return method if method in METHODS else OTHER_METHOD
 
 
 def reject_reason(status: int) -> str:
@@ -141,7 +151,8 @@ class MetricsMiddleware:
         finally:
             route = route_template(self.router_app, scope)
             if route != METRICS_PATH:
-                self.metrics.observe(scope.get("method", "GET"), route, status, time.perf_counter() - started,
+                self.metrics.observe(method_label(scope.get("method", "GET")), route, status,
+                                     time.perf_counter() - started,
                                      received or _content_length(scope))
 
 

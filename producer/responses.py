@@ -37,7 +37,20 @@ class EventsAccepted(BaseModel):
     accepted: list[Accepted]
     skipped: list[Skipped]
     duplicates: list[Skipped] = Field(default_factory=list,
-                                      description="deliveries already seen (a retried notification): no new job")
+                                      description="object versions that already have a job (a retried "
+                                                  "notification, or the same object sent again): no new job")
+
+
+class EventsRefused(BaseModel):
+    """A notification stopped part-way because the key's queue share or rate is used up (429; 503 for
+    SNS, which retries only 5xx): the records before the stop are answered as usual, the rest are
+    ``not_processed``. Retry after ``Retry-After``: the jobs already made come back as duplicates."""
+
+    detail: str
+    accepted: list[Accepted] = Field(default_factory=list)
+    skipped: list[Skipped] = Field(default_factory=list)
+    duplicates: list[Skipped] = Field(default_factory=list)
+    not_processed: list[Skipped] = Field(default_factory=list)
 
 
 class JobView(BaseModel):

@@ -1,5 +1,5 @@
-"""The ``/v1`` endpoints: upload a photo, conceal a photo already in S3, take S3 event
-notifications, and read a job's status. Blocking I/O (S3, Redis) runs in the thread pool.
+"""The ``/v1`` endpoints: upload a photo, conceal a photo already in S3, and read a job's status
+(S3 event notifications: :mod:`producer.intake.routes`). Blocking I/O (S3, Redis) runs in the thread pool.
 
 Authentication, rate limits and body limits are enforced before any route runs, by
 :class:`producer.guard.RequestGuard`; the routes find the caller's key id in the scope and use it
@@ -10,8 +10,7 @@ for the source allowlist and the key's share of the queue. Client errors are 4xx
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
-from urllib.parse import unquote_plus
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
@@ -21,10 +20,9 @@ from plateveil.imaging import DECODABLE, animation, output_format, sniff_image
 from plateveil.schema import STYLES, ConcealJob, content_type_for, extension_for, format_for
 from plateveil.storage import StoredObject
 from producer.deps import AUTH_RESPONSES, KeyId, ServicesDep
-from producer.intake import intake
-from producer.intake.intake import claim_key
 from producer.limits import QueueShareFull
-from producer.responses import Accepted, EventsAccepted, JobRequest, JobView, Skipped
+from producer.ownership import may_read_object, owns
+from producer.responses import Accepted, JobRequest, JobView
 from producer.services import Services
 from producer.validation import (
     META_MAX_BYTES,
@@ -40,7 +38,7 @@ from producer.validation import (
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1")
-NOT_FOUND = intake.NOT_FOUND
+NOT_FOUND = "no such object, or this API key may not read it"
 
 
 def _check_style(style: str | None, svc: Services) -> str:
@@ -159,7 +157,7 @@ async def upload_photo(
     clean_meta = _parse_metadata(metadata, svc)
 
     job = svc.new_job(svc.settings.originals_bucket, None, output_format(fmt), chosen_style, clean_meta,
-                      source_ext=extension_for(fmt))
+                      source_ext=extension_for(fmt), key_id=key_id)
     await _admit(svc, key_id, [job])
     try:
         stored = await run_in_threadpool(svc.store.put, job.source_bucket, job.source_key, data,
@@ -183,15 +181,18 @@ def _check_source(svc: Services, key_id: str, bucket: str, key: str) -> None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
 
 
-async def _job_for_object(svc: Services, bucket: str, key: str, style: str,
-                          metadata: dict[str, str]) -> tuple[ConcealJob, str]:
-    """A job for an allowed object already in storage, and the object's ETag; HTTPException
-    404/413/415 when it cannot be one."""
+async def _job_for_object(svc: Services, key_id: str, bucket: str, key: str, style: str,
+                          metadata: dict[str, str]) -> ConcealJob:
+    """A job for an allowed object already in storage; HTTPException 404/413/415 when it cannot be
+    one (another key's upload, or the output bucket, is the same 404 as a missing object)."""
     try:
         info = await run_in_threadpool(svc.store.head, bucket, key)
     except StorageError as exc:
         raise _unavailable("storage", exc) from exc
-    if info is None:
+    if info is None or not may_read_object(svc.settings, key_id, info):
+        if info is not None:
+            logger.info("key %s may not read s3://%s/%s (another key's upload; answered as not found)",
+                        key_id, bucket, key)
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
     if info.size > svc.settings.max_upload_bytes:
         raise _too_large(svc)
@@ -199,7 +200,7 @@ async def _job_for_object(svc: Services, bucket: str, key: str, style: str,
     if fmt is None or fmt not in DECODABLE:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                             "not a supported image by content type or extension")
-    return svc.new_job(bucket, key, output_format(fmt), style, metadata), info.etag
+    return svc.new_job(bucket, key, output_format(fmt), style, metadata, key_id=key_id)
 
 
 @router.post("/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
@@ -214,129 +215,26 @@ async def create_job(request: Request, svc: ServicesDep, key_id: KeyId, body: Jo
     except InputError as exc:
         raise _bad(exc) from None
     _check_source(svc, key_id, body.bucket, body.key)
-    job, _ = await _job_for_object(svc, body.bucket, body.key, style, meta)
+    job = await _job_for_object(svc, key_id, body.bucket, body.key, style, meta)
     await _admit(svc, key_id, [job])
     await _accept(svc, key_id, job)
     return _accepted(request, job)
 
 
-def _parse_records(notification: dict[str, Any], max_records: int) -> list[dict[str, str]] | None:
-    """Every record as {event, bucket, key, version, etag, sequencer}; None for an S3 test event.
-    The whole batch is checked before anything is enqueued."""
-    records = notification.get("Records")
-    if not isinstance(records, list):
-        if notification.get("Event") == "s3:TestEvent":
-            return None
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "expected an S3 event notification with Records")
-    if len(records) > max_records:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                            f"{len(records)} records in one notification; at most {max_records}")
-    parsed = []
-    for n, record in enumerate(records):
-        try:
-            obj = record["s3"]["object"]
-            item = {"event": str(record.get("eventName", "")), "bucket": record["s3"]["bucket"]["name"],
-                    "key": unquote_plus(obj["key"]), "etag": str(obj.get("eTag") or obj.get("etag") or ""),
-                    "version": str(obj.get("versionId") or ""), "sequencer": str(obj.get("sequencer") or "")}
-            if not isinstance(item["bucket"], str):
-                raise TypeError
-            check_bucket(item["bucket"])
-            check_key(item["key"])
-        except (KeyError, TypeError, AttributeError):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                f"record {n}: each record needs s3.bucket.name and s3.object.key") from None
-        except InputError as exc:
-            raise HTTPException(exc.status, f"record {n}: {exc}") from None
-        parsed.append(item)
-    return parsed
-
-
-@router.post("/s3-events", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted,
-             responses={**AUTH_RESPONSES})
-async def s3_events(request: Request, svc: ServicesDep, key_id: KeyId, notification: dict[str, Any]) -> EventsAccepted:
-    """Take an S3 event notification; queue one job per created object (other events are ignored).
-
-    The whole batch is checked (shape, names, sources, HEADs) before anything is enqueued; a
-    delivery seen before (same bucket, key and version: versionId, else ETag, else sequencer, else
-    the HEAD's ETag; the same claim as the SNS/MinIO/SQS intake) is listed under ``duplicates`` and
-    makes no job, so a sender retrying after a 503 or a timeout is safe.
-    Objects in the output bucket are skipped, so pointing its notifications here cannot loop.
-    """
-    records = _parse_records(notification, svc.settings.max_event_records)
-    if records is None:
-        return EventsAccepted(accepted=[], skipped=[])
-    skipped: list[Skipped] = []
-    candidates: list[tuple[dict[str, str], ConcealJob]] = []
-    sources = svc.settings.sources_for(key_id)
-    style = svc.settings.default_style
-    for rec in records:
-        bucket, key = rec["bucket"], rec["key"]
-        if not rec["event"].startswith("ObjectCreated"):
-            skipped.append(Skipped(bucket=bucket, key=key, reason=f"ignored event {rec['event'][:60] or '(none)'}"))
-        elif bucket == svc.settings.output_bucket:
-            skipped.append(Skipped(bucket=bucket, key=key, reason="object is in the output bucket"))
-        elif not source_allowed(bucket, key, sources):
-            skipped.append(Skipped(bucket=bucket, key=key, reason=NOT_FOUND))
-        else:
-            try:
-                job, etag = await _job_for_object(svc, bucket, key, style, {})
-            except HTTPException as exc:
-                if exc.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
-                    raise  # nothing enqueued yet: the sender's retry starts over
-                skipped.append(Skipped(bucket=bucket, key=key, reason=str(exc.detail)))
-                continue
-            candidates.append((rec | {"head_etag": etag}, job))
-
-    fresh: list[tuple[str, ConcealJob]] = []
-    duplicates: list[Skipped] = []
-    try:
-        for rec, job in candidates:
-            version = rec["version"] or rec["etag"].strip('"') or rec["sequencer"] or rec["head_etag"]
-            delivery = claim_key(rec["bucket"], rec["key"], version)
-            if await svc.limits.first_delivery(delivery, job.job_id, svc.settings.events_dedupe_ttl_s):
-                fresh.append((delivery, job))
-            else:
-                duplicates.append(Skipped(bucket=rec["bucket"], key=rec["key"],
-                                          reason="duplicate delivery: a job was already made for it"))
-    except BrokerError as exc:
-        await _forget(svc, [d for d, _ in fresh])
-        raise _unavailable("job queue", exc) from exc
-    try:
-        await _admit(svc, key_id, [job for _, job in fresh])
-    except HTTPException:
-        await _forget(svc, [d for d, _ in fresh])
-        raise
-    accepted: list[Accepted] = []
-    for n, (_, job) in enumerate(fresh):
-        try:
-            await run_in_threadpool(svc.accept, job, key_id)
-        except BrokerError as exc:
-            rest = fresh[n:]
-            await _forget(svc, [d for d, _ in rest])
-            await _release(svc, key_id, [j for _, j in rest])
-            raise _unavailable("job queue", exc) from exc
-        accepted.append(_accepted(request, job))
-    return EventsAccepted(accepted=accepted, skipped=skipped, duplicates=duplicates)
-
-
-async def _forget(svc: Services, deliveries: list[str]) -> None:
-    try:
-        await svc.limits.forget(deliveries)
-    except BrokerError:
-        logger.warning("could not forget %d event deliveries (a retry will see them as duplicates)", len(deliveries))
-
-
 @router.get("/jobs/{job_id}", response_model=JobView, name="get_job",
             responses={**AUTH_RESPONSES, 404: {"description": "unknown job"}})
 def get_job(request: Request, svc: ServicesDep, key_id: KeyId, job_id: str) -> JobView:
-    """A job's status, plates found, output location, model version and timings."""
+    """A job's status, plates found, output location, model version and timings; only for the key
+    that made the job (404 for any other, the same answer as an unknown id)."""
     if len(job_id) > 64 or not job_id.isalnum():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
     try:
         record = svc.jobs.get(job_id)
     except BrokerError as exc:
         raise _unavailable("job store", exc) from exc
-    if record is None:
+    if record is None or not owns(record, key_id):
+        if record is not None:
+            logger.info("key %s asked for job %s of another key (answered as unknown)", key_id, job_id)
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
     view = record.to_dict() | {"error": scrub(record.error)}
     return JobView(**view, status_url=str(request.url_for("get_job", job_id=job_id)))

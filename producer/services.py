@@ -86,9 +86,10 @@ class Services:
         await self.limits.aclose()
 
     def new_job(self, source_bucket: str, source_key: str | None, out_fmt: str, style: str,
-                metadata: dict[str, str], source_ext: str = "img") -> ConcealJob:
+                metadata: dict[str, str], source_ext: str = "img", key_id: str | None = None) -> ConcealJob:
         """A job with fresh id and output keys; ``source_key=None`` means a new upload, whose key
-        in the originals bucket is ``<originals_prefix>/YYYY/MM/DD/<job_id>.<source_ext>``."""
+        in the originals bucket is ``<originals_prefix>/YYYY/MM/DD/<job_id>.<source_ext>``.
+        ``key_id``: its owner (default: the request's key, :data:`producer.identity.current_key_id`)."""
         now = utc_now()
         job_id = new_job_id()
         if source_key is None:
@@ -96,7 +97,8 @@ class Services:
         return ConcealJob(job_id=job_id, source_bucket=source_bucket, source_key=source_key,
                           output_bucket=self.settings.output_bucket,
                           output_key=dated_key(self.settings.output_prefix, job_id, extension_for(out_fmt), now),
-                          style=style, accepted_at=iso_ms(now), metadata=metadata, key_id=current_key_id.get())
+                          style=style, accepted_at=iso_ms(now), metadata=metadata,
+                          key_id=current_key_id.get() if key_id is None else key_id)
 
     def accept(self, job: ConcealJob, key_id: str = "-", upload: StoredObject | None = None) -> None:
         """Record ``queued`` first, then enqueue by task name; BrokerError if either fails. ``upload``: the

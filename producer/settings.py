@@ -39,7 +39,11 @@ class ProducerSettings(CommonSettings, EventsSettings):
     source_allow: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
         default_factory=dict, description="per key id, the bucket/prefix sources POST /v1/jobs and "
         "S3 events may read: 'key_id=bucket/prefix|bucket2;*=bucket3/in/' ('*' = every key); "
-        "unset = every key may read the originals bucket")
+        "unset = every key may read its own uploads only (uploads are never readable by another key)")
+    sns_key_id: str = Field("sns", pattern=KEY_ID.pattern, description="the key id SNS deliveries act as: its "
+                            "sources, rate and queue share apply and their jobs belong to it")
+    sqs_key_id: str = Field("sqs", pattern=KEY_ID.pattern, description="the key id `plateveil events consume "
+                            "--sqs` acts as: its sources, rate and queue share apply and its jobs belong to it")
     docs_enabled: bool = Field(True, description="serve /docs and /openapi.json (always behind the API key)")
     default_style: str = Field(DEFAULT_STYLE, description="concealment style when a request names none")
     originals_prefix: str = Field("originals", description="key prefix of uploaded originals")
@@ -116,8 +120,9 @@ class ProducerSettings(CommonSettings, EventsSettings):
 
     @model_validator(mode="after")
     def _default_allow(self) -> ProducerSettings:
-        if not self.source_allow:
-            object.__setattr__(self, "source_allow", {"*": (self.originals_bucket + "/",)})
+        if not self.source_allow:  # its own uploads (producer.ownership checks the uploader)
+            uploads = f"{self.originals_bucket}/{self.originals_prefix.strip('/')}/"
+            object.__setattr__(self, "source_allow", {"*": (uploads,)})
         return self
 
     @property

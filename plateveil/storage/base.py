@@ -23,6 +23,7 @@ class ObjectInfo:
     content_type: str
     etag: str
     metadata: dict[str, str] = field(default_factory=dict)
+    version_id: str = ""  # S3's VersionId on a versioned bucket ("" otherwise)
 
 
 @dataclass(frozen=True)

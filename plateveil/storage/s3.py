@@ -125,7 +125,8 @@ class S3Store(ObjectStore):
             raise self._fail("head", bucket, key, exc) from exc
         return ObjectInfo(bucket, key, int(resp.get("ContentLength", 0)),
                           str(resp.get("ContentType", "application/octet-stream")),
-                          str(resp.get("ETag", "")).strip('"'), dict(resp.get("Metadata", {})))
+                          str(resp.get("ETag", "")).strip('"'), dict(resp.get("Metadata", {})),
+                          version_id=_version(resp))
 
     def get(self, bucket: str, key: str) -> StoredObject:
         try:
@@ -172,3 +173,9 @@ class S3Store(ObjectStore):
                 self.client.head_bucket(Bucket=bucket)
             except (BotoCoreError, ClientError) as exc:
                 raise self._fail("head-bucket", bucket, "", exc) from exc
+
+
+def _version(resp: dict[str, Any]) -> str:
+    """The object's VersionId; "" when the bucket is not versioned (S3 then says nothing, or "null")."""
+    version = str(resp.get("VersionId") or "")
+    return "" if version == "null" else version

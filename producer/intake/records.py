@@ -23,6 +23,15 @@ class NotificationError(ValueError):
     """A body that is not an object notification in any known format (permanent)."""
 
 
+class TooManyRecords(NotificationError):
+    """More records in one delivery than ``PLATEVEIL_MAX_EVENT_RECORDS`` (permanent: 413)."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"{count} records in one notification; at most {limit}")
+        self.count = count
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class ObjectRecord:
     event_name: str  # normalised: "ObjectCreated:Put", never "s3:ObjectCreated:Put"
@@ -44,9 +53,12 @@ def normalise_event_name(name: str) -> str:
 def parse_record(record: Any) -> ObjectRecord:
     try:
         obj = record["s3"]["object"]
-        bucket = str(record["s3"]["bucket"]["name"])
-        key = unquote_plus(str(obj["key"]))
-    except (KeyError, TypeError):
+        bucket = record["s3"]["bucket"]["name"]
+        key = obj["key"]
+        if not isinstance(bucket, str) or not isinstance(key, str) or not isinstance(obj, dict):
+            raise TypeError
+        key = unquote_plus(key)
+    except (KeyError, TypeError, IndexError):
         raise NotificationError("each record needs s3.bucket.name and s3.object.key") from None
     size = obj.get("size")
     return ObjectRecord(event_name=normalise_event_name(str(record.get("eventName", ""))), bucket=bucket, key=key,
@@ -59,21 +71,32 @@ def is_test_event(doc: Any) -> bool:
     return isinstance(doc, dict) and doc.get("Event") == "s3:TestEvent"
 
 
-def parse_notification(doc: Any) -> list[ObjectRecord]:
-    """Records of an S3 or MinIO notification document ([] for a test event)."""
+def parse_notification(doc: Any, max_records: int | None = None) -> list[ObjectRecord]:
+    """Records of an S3 or MinIO notification document ([] for a test event). More than
+    ``max_records`` records: :class:`TooManyRecords`, before any record is parsed."""
     if is_test_event(doc):
         return []
     if not isinstance(doc, dict) or not isinstance(doc.get("Records"), list):
         raise NotificationError("expected an S3 event notification with Records")
-    return [parse_record(r) for r in doc["Records"]]
+    records = doc["Records"]
+    if max_records is not None and len(records) > max_records:
+        raise TooManyRecords(len(records), max_records)
+    parsed = []
+    for n, record in enumerate(records):
+        try:
+            parsed.append(parse_record(record))
+        except NotificationError as exc:
+            raise NotificationError(f"record {n}: {exc}") from None
+    return parsed
 
 
-def parse_body(body: str | bytes) -> list[ObjectRecord]:
+def parse_body(body: str | bytes, max_records: int | None = None, _depth: int = 0) -> list[ObjectRecord]:
     """An SQS message body / any delivery: S3 or MinIO notification, or an SNS envelope of one."""
     try:
         doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise NotificationError(f"not JSON: {exc}") from None
-    if isinstance(doc, dict) and doc.get("Type") == "Notification" and isinstance(doc.get("Message"), str):
-        return parse_body(doc["Message"])
-    return parse_notification(doc)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise NotificationError(f"not JSON: {str(exc)[:200]}") from None
+    if (isinstance(doc, dict) and doc.get("Type") == "Notification" and isinstance(doc.get("Message"), str)
+            and _depth == 0):
+        return parse_body(doc["Message"], max_records, _depth + 1)
+    return parse_notification(doc, max_records)

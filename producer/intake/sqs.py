@@ -1,12 +1,15 @@
 """``plateveil events consume --sqs URL``: S3 (or S3 -> SNS) notifications from an SQS queue.
 
 Long polling (``WaitTimeSeconds`` = ``PLATEVEIL_SQS_WAIT_TIME_S``, up to 20 s); each message's
-records go through :func:`producer.intake.intake.submit_record` (filters, one job per object
-version) and the message is deleted only when every record was handled (a job made, or skipped
-for good: a duplicate, filtered out, not an image, gone). When S3 or Redis fails, or the body is
-not a notification at all, the message is left alone: it comes back after the queue's visibility
-timeout, and after ``maxReceiveCount`` receives the queue's redrive policy moves it to its
-dead-letter queue, where a person can look at it. Nothing is lost and nothing is done twice.
+records go through :func:`producer.intake.intake.submit_batch` as ``PLATEVEIL_SQS_KEY_ID`` (its
+sources, rate and queue share; the jobs are its own; at most ``PLATEVEIL_MAX_EVENT_RECORDS``
+records; one job per object version) and the message is deleted only when every record was
+handled (a job made, or skipped for good: a duplicate, filtered out, not an image, gone). When S3
+or Redis fails, the identity's share or rate is used up, or the body is not a notification at all
+(or has too many records), the message is left alone: it comes back after the queue's visibility
+timeout (the records already made into jobs are duplicates then), and after ``maxReceiveCount``
+receives the queue's redrive policy moves it to its dead-letter queue, where a person can look
+at it. Nothing is lost and nothing is done twice.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plateveil.errors import BrokerError, StorageError
-from producer.intake.intake import Outcome, submit_record
+from producer.intake.intake import BatchResult, submit_batch
 from producer.intake.records import NotificationError, parse_body
 from producer.services import Services
 from producer.settings import ProducerSettings
@@ -46,9 +49,11 @@ def sqs_client(settings: ProducerSettings, queue_url: str) -> Any:
     return boto3.session.Session().client("sqs", endpoint_url=settings.sqs_endpoint_url, region_name=region)
 
 
-def handle_body(svc: Services, body: str) -> list[Outcome]:
-    """The outcomes of one message; raises NotificationError / StorageError / BrokerError to leave it."""
-    return [submit_record(svc, record, sender="sqs") for record in parse_body(body)]
+def handle_body(svc: Services, body: str) -> BatchResult:
+    """The outcome of one message; raises NotificationError / StorageError / BrokerError to leave it
+    (a result with ``refused`` set: leave it too)."""
+    settings = svc.settings
+    return submit_batch(svc, parse_body(body, settings.max_event_records), settings.sqs_key_id)
 
 
 def receive_once(svc: Services, client: Any, queue_url: str, stats: ConsumeStats) -> int:
@@ -62,7 +67,7 @@ def receive_once(svc: Services, client: Any, queue_url: str, stats: ConsumeStats
         stats.received += 1
         receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
         try:
-            outcomes = handle_body(svc, message["Body"])
+            result = handle_body(svc, message["Body"])
         except NotificationError as exc:
             stats.left += 1
             logger.error("SQS message %s is not an object notification (left for the redrive policy, "
@@ -72,11 +77,16 @@ def receive_once(svc: Services, client: Any, queue_url: str, stats: ConsumeStats
             stats.left += 1
             logger.warning("SQS message %s left for a later receive (%s): %s", message.get("MessageId"), receives, exc)
             continue
-        for o in outcomes:
+        for o in result.outcomes:
             if o.job is not None:
                 stats.jobs.append(o.job.job_id)
             else:
                 stats.skipped.append(f"s3://{o.record.bucket}/{o.record.key}: {o.skipped}")
+        if result.refused is not None:
+            stats.left += 1
+            logger.warning("SQS message %s left for a later receive (%d records not processed): %s",
+                           message.get("MessageId"), len(result.not_processed), result.refused.detail)
+            continue
         client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         stats.deleted += 1
     return len(messages)

@@ -26,6 +26,7 @@ from plateveil.errors import BadImageError, BrokerError, SourceMissingError, Sto
 from plateveil.imaging import CONTENT_TYPES, sniff_image
 from plateveil.schema import STYLES, JobStatus
 from producer.deps import AUTH_RESPONSES, require_api_key
+from producer.ownership import owns
 from producer.review.auth import COOKIE_NAME, COOKIE_PATH, ReviewAuth, Reviewer, fingerprint, same_origin
 from producer.review.corrections import CorrectionError, apply_correction, parse_correction
 from producer.review.index import PREFIX, QueueFilter, ReviewIndex
@@ -349,21 +350,22 @@ class Flagged(BaseModel):
 
 
 @flag_router.post("/jobs/{job_id}/flag", status_code=status.HTTP_202_ACCEPTED, response_model=Flagged,
-                  dependencies=[Depends(require_api_key)],
-                  responses={**AUTH_RESPONSES, 404: {"description": "unknown job"},
+                  responses={**AUTH_RESPONSES, 404: {"description": "unknown job, or another key's"},
                              409: {"description": "job not done"}})
-def flag_job(request: Request, rv: ReviewDep, job_id: str, body: FlagRequest) -> Flagged:
+def flag_job(request: Request, rv: ReviewDep, key_id: Annotated[str, Depends(require_api_key)], job_id: str,
+             body: FlagRequest) -> Flagged:
     """Report a concealed photo (e.g. a seller says the plate is visible): the job goes to the top of
-    the review queue with the reason."""
+    the review queue with the reason. Only the key that made the job may flag it (404 for any
+    other, as for an unknown job; while its status record lives, ``PLATEVEIL_JOB_TTL_S``)."""
     reason = " ".join(body.reason.split())
     if not reason:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "reason must not be blank")
     try:
+        record = rv.services.jobs.get(job_id) if len(job_id) <= 64 and job_id.isalnum() else None
+        if record is None or not owns(record, key_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id[:64]!r}")
         entry = rv.index.ensure(job_id, rv.read_sidecar)
         if entry is None:
-            record = rv.services.jobs.get(job_id)
-            if record is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 f"job {job_id!r} is {record.status.value}; only done jobs can be flagged"
                                 if record.status != JobStatus.DONE else f"job {job_id!r} cannot be flagged")
