@@ -5,7 +5,6 @@ of its own (same code, real Redis and S3 of the stack, in-process through httpx'
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -14,9 +13,10 @@ import httpx
 import pytest
 
 from plateveil_ops.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
-from producer.apikeys import hash_key
 from producer.client import PlateveilClient
 from tests.conftest import MAX_EVENT_RECORDS, PARTNER_BUCKET, PARTNER_KEY
+from tests.integration.own_app import own_app as _own_app
+from tests.integration.own_app import run as _run
 
 pytestmark = pytest.mark.integration
 
@@ -90,28 +90,42 @@ def test_s3_events_outside_the_allowlist_are_skipped_as_not_found(partner, partn
 # -- S3 events -----------------------------------------------------------------------------------
 
 
-def test_a_retried_notification_makes_no_second_job(client, partner_objects, redis_client):
-    event = {"Records": [_event(ORIGINALS_BUCKET, "team/car.jpg", etag=secrets.token_hex(8))]}
+def _fresh_photo(s3, car_jpeg: bytes, prefix: str = "team/") -> str:
+    """A new object in the originals bucket (outside the uploads prefix): a version no test claimed."""
+    key = f"{prefix}car-{secrets.token_hex(4)}.jpg"
+    s3.put_object(Bucket=ORIGINALS_BUCKET, Key=key, Body=car_jpeg, ContentType="image/jpeg")
+    return key
+
+
+def test_a_retried_notification_makes_no_second_job(client, partner_objects, redis_client, s3, car_jpeg):
+    key = _fresh_photo(s3, car_jpeg)
+    event = {"Records": [_event(ORIGINALS_BUCKET, key, etag=secrets.token_hex(8))]}
     first = client.http.post("/v1/s3-events", json=event).json()
     assert len(first["accepted"]) == 1 and first["duplicates"] == []
     before = _job_count(redis_client)
-    for _ in range(2):  # the sender retries twice (say its first answer timed out)
-        again = client.http.post("/v1/s3-events", json=event)
+    # the sender retries twice (say its first answer timed out), once claiming another ETag and a
+    # versionId: the HEAD decides what version the object is, not the sender
+    lying = {"Records": [_event(ORIGINALS_BUCKET, key, etag=secrets.token_hex(8)) |
+                         {"s3": {"bucket": {"name": ORIGINALS_BUCKET},
+                                 "object": {"key": key, "eTag": "x", "versionId": secrets.token_hex(8)}}}]}
+    for again_event in (event, lying):
+        again = client.http.post("/v1/s3-events", json=again_event)
         assert again.status_code == 202
         assert again.json()["accepted"] == []
-        assert [d["key"] for d in again.json()["duplicates"]] == ["team/car.jpg"]
+        assert [d["key"] for d in again.json()["duplicates"]] == [key]
+        assert again.json()["duplicates"][0]["reason"] == f"duplicate delivery of job {first['accepted'][0]['job_id']}"
     assert _job_count(redis_client) == before
-    # a new version of the object (new ETag) is a new job; a sequencer works when there is no ETag
-    newer = {"Records": [_event(ORIGINALS_BUCKET, "team/car.jpg", etag=None, sequencer=secrets.token_hex(8))]}
-    assert len(client.http.post("/v1/s3-events", json=newer).json()["accepted"]) == 1
-    assert client.http.post("/v1/s3-events", json=newer).json()["accepted"] == []
+    # a new version of the object (written again with other bytes: a new ETag) is a new job
+    s3.put_object(Bucket=ORIGINALS_BUCKET, Key=key, Body=car_jpeg + b"\0", ContentType="image/jpeg")
+    assert len(client.http.post("/v1/s3-events", json=event).json()["accepted"]) == 1
+    assert client.http.post("/v1/s3-events", json=event).json()["accepted"] == []
     assert client.wait(first["accepted"][0]["job_id"])["status"] == "done"
 
 
-def test_duplicates_within_one_batch_make_one_job(client, partner_objects):
-    etag = secrets.token_hex(8)
+def test_duplicates_within_one_batch_make_one_job(client, partner_objects, s3, car_jpeg):
+    key = _fresh_photo(s3, car_jpeg)
     body = client.http.post("/v1/s3-events", json={"Records": [
-        _event(ORIGINALS_BUCKET, "team/car.jpg", etag=etag)] * 3}).json()
+        _event(ORIGINALS_BUCKET, key, etag=secrets.token_hex(8)) for _ in range(3)]}).json()
     assert len(body["accepted"]) == 1 and len(body["duplicates"]) == 2
 
 
@@ -125,9 +139,9 @@ def test_too_many_records_is_413_and_nothing_is_enqueued(client, partner_objects
     assert _job_count(redis_client) == before
 
 
-def test_one_bad_record_refuses_the_whole_batch(client, partner_objects, redis_client):
+def test_one_bad_record_refuses_the_whole_batch(client, partner_objects, redis_client, s3, car_jpeg):
     before = _job_count(redis_client)
-    good = [_event(ORIGINALS_BUCKET, "team/car.jpg", etag=secrets.token_hex(8)) for _ in range(3)]
+    good = [_event(ORIGINALS_BUCKET, _fresh_photo(s3, car_jpeg), etag=secrets.token_hex(8)) for _ in range(3)]
     for bad in ({"eventName": "ObjectCreated:Put", "s3": {"bucket": {}}},
                 _event("UPPER_case!!", "x.jpg"), _event(ORIGINALS_BUCKET, "a/../b.jpg"), "not a record"):
         resp = client.http.post("/v1/s3-events", json={"Records": good + [bad]})
@@ -148,33 +162,6 @@ def test_non_image_and_missing_objects_are_skipped_with_a_reason(client, partner
 
 
 # -- limits on an app of their own ---------------------------------------------------------------
-
-
-def _own_app(stack: Any, **overrides: Any) -> tuple[Any, dict[str, str]]:
-    """An app with small limits on the stack's Redis and S3; two keys of its own (fresh ids, so its
-    buckets and shares are its own)."""
-    from producer.app import create_app
-    from producer.settings import ProducerSettings
-
-    keys = {f"t{secrets.token_hex(3)}": secrets.token_urlsafe(16) for _ in range(2)}
-    env = stack.env
-    base: dict[str, Any] = dict(
-        redis_url=env["PLATEVEIL_REDIS_URL"], s3_endpoint_url=env["PLATEVEIL_S3_ENDPOINT_URL"],
-        s3_region=env["PLATEVEIL_S3_REGION"], s3_access_key_id=env["PLATEVEIL_S3_ACCESS_KEY_ID"],
-        s3_secret_access_key=env["PLATEVEIL_S3_SECRET_ACCESS_KEY"], s3_max_attempts=1, s3_connect_timeout_s=1,
-        api_key_hashes=",".join(f"{kid}:{hash_key(k)}" for kid, k in keys.items()),
-        source_allow={"*": (ORIGINALS_BUCKET + "/",)})
-    settings = ProducerSettings(**(base | overrides))
-    return create_app(settings), keys
-
-
-def _run(app: Any, body: Callable[[httpx.AsyncClient], Any], client_ip: str = "127.0.0.1") -> Any:
-    async def main() -> Any:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app, client=(client_ip, 40000))
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-                return await body(http)
-    return asyncio.run(main())
 
 
 def test_per_key_rate_limit_is_429_with_retry_after(stack):

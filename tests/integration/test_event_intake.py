@@ -155,7 +155,7 @@ def test_sns_notification_makes_one_job_however_often_delivered(stack, s3, sns_a
     assert accepted["source_key"] == "sns/car+1.jpg"
     again = sns_api.post("/v1/events/sns", content=json.dumps(sns_fake.notification(event, version="2")))
     assert again.status_code == 200 and again.json()["accepted"] == []
-    assert again.json()["skipped"][0]["reason"] == f"duplicate delivery of job {accepted['job_id']}"
+    assert again.json()["duplicates"][0]["reason"] == f"duplicate delivery of job {accepted['job_id']}"
     _wait_done(stack, accepted["job_id"])
 
 

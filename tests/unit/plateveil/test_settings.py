@@ -31,8 +31,8 @@ def test_api_key_hashes_are_comma_separated_and_not_shown(monkeypatch):
     settings = load_settings(ProducerSettings)
     assert [k.key_id for k in settings.api_key_hashes] == ["k1", "k2"]
     assert HASH1 not in repr(settings)
-    # default allowlist: every key reads the originals bucket only
-    assert settings.sources_for("k1") == (("plateveil-originals", ""),)
+    # default allowlist: every key reads the uploads prefix only (its own uploads: producer.ownership)
+    assert settings.sources_for("k1") == (("plateveil-originals", "originals/"),)
 
 
 def test_plain_keys_and_bad_hashes_are_refused(monkeypatch):
