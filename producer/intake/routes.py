@@ -48,10 +48,16 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/events")
 s3_router = APIRouter(prefix="/v1")
 SNS_MAX_BYTES = 300 * 1024  # SNS messages are at most 256 KiB, plus the envelope
-_NOTIFICATION_BODY = {"content": {"application/json": {"schema": {
-    "type": "object", "description": "an S3 (or MinIO) event notification",
-    "properties": {"Records": {"type": "array", "items": {"type": "object"}}, "EventName": {"type": "string"},
-                   "Key": {"type": "string"}}}}}, "required": True}
+_RECORD = {"type": "object", "description": "an S3 event record", "required": ["s3"], "properties": {
+    "eventName": {"type": "string", "examples": ["ObjectCreated:Put", "s3:ObjectCreated:Put"]},
+    "s3": {"type": "object", "required": ["bucket", "object"], "properties": {
+        "bucket": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+        "object": {"type": "object", "required": ["key"], "properties": {
+            "key": {"type": "string", "description": "URL-encoded"}, "eTag": {"type": "string"},
+            "versionId": {"type": "string"}, "size": {"type": "integer"}}}}}}}
+_NOTIFICATION = {"type": "object", "description": "an S3 (or MinIO) event notification", "properties": {
+    "Records": {"type": "array", "items": _RECORD}, "EventName": {"type": "string"}, "Key": {"type": "string"}}}
+_NOTIFICATION_BODY = {"content": {"application/json": {"schema": _NOTIFICATION}}, "required": True}
 _SNS_BODY = {"content": {"text/plain": {"schema": {"type": "string", "description": "an SNS message (JSON)"}},
                          "application/json": {"schema": {"type": "object"}}}, "required": True}
 _REFUSED = {"model": EventsRefused, "description": "the key's share or rate ran out part-way (Retry-After); "
@@ -118,7 +124,7 @@ def _parse(doc: Any, max_records: int, strict: bool) -> list[ObjectRecord]:
 
 
 @s3_router.post("/s3-events", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted,
-                responses={**AUTH_RESPONSES, 429: _REFUSED})
+                openapi_extra={"requestBody": _NOTIFICATION_BODY}, responses={**AUTH_RESPONSES, 429: _REFUSED})
 async def s3_events(request: Request, key_id: Annotated[str, Depends(require_api_key)],
                     notification: Annotated[dict[str, Any], Body()]) -> Any:
     """Take an S3 event notification; queue one job per created object version (other events are

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from typing import Any
 
 import httpx
@@ -181,3 +182,54 @@ def test_s3_events_apply_the_prefix_and_suffix_filters(stack, s3, car_jpeg):
     reasons = {s["key"]: s["reason"] for s in resp.json()["skipped"]}
     assert reasons == {k: "key does not match PLATEVEIL_EVENTS_PREFIXES / _SUFFIXES" for k in ("in/b.png", "out/c.jpg")}
     stack.redis_client().delete(queue)
+
+
+# -- the SQS consumer: the same function, as PLATEVEIL_SQS_KEY_ID ----------------------------------
+
+
+def _services(stack: Any, **overrides: Any) -> Any:
+    from producer.services import Services
+    from producer.settings import ProducerSettings
+
+    env = stack.env
+    settings = ProducerSettings(
+        redis_url=env["PLATEVEIL_REDIS_URL"], s3_endpoint_url=env["PLATEVEIL_S3_ENDPOINT_URL"],
+        s3_region=env["PLATEVEIL_S3_REGION"], s3_access_key_id=env["PLATEVEIL_S3_ACCESS_KEY_ID"],
+        s3_secret_access_key=env["PLATEVEIL_S3_SECRET_ACCESS_KEY"], s3_max_attempts=1,
+        api_key_hashes=env["PLATEVEIL_API_KEY_HASHES"], **overrides)
+    return Services.from_settings(settings)
+
+
+def test_the_sqs_consumer_is_bounded_by_its_identitys_share_and_owns_its_jobs(stack, photos, redis_client):
+    import boto3
+
+    from plateveil_ops.stack import S3_KEY_ID, S3_REGION, S3_SECRET
+    from producer.intake.records import TooManyRecords
+    from producer.intake.sqs import ConsumeStats, handle_body, receive_once
+
+    identity, queue = f"sqs-{secrets.token_hex(3)}", _queue()
+    svc = _services(stack, sqs_key_id=identity, key_max_inflight=2, max_event_records=10, queue=queue,
+                    sqs_wait_time_s=1, source_allow={identity: (ORIGINALS_BUCKET + "/",)})
+    sqs = boto3.session.Session().client("sqs", endpoint_url=stack.s3_endpoint_url, region_name=S3_REGION,
+                                         aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET)
+    url = sqs.create_queue(QueueName=f"intake-{secrets.token_hex(3)}", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
+    try:
+        with pytest.raises(TooManyRecords):  # the cap: the message is left for the redrive policy
+            handle_body(svc, json.dumps({"Records": _records(ORIGINALS_BUCKET, photos[:11], minio=False)}))
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"Records": _records(ORIGINALS_BUCKET, photos[:4],
+                                                                                      minio=False)}))
+        stats = ConsumeStats()
+        receive_once(svc, sqs, url, stats)
+        assert stats.received == 1 and stats.left == 1 and stats.deleted == 0  # the rest comes back later
+        assert len(stats.jobs) == 2
+        assert {redis_client.hget(f"plateveil:job:{j}", "key_id") for j in stats.jobs} == {identity}
+        for job_id in stats.jobs:  # the worker finished them: the next receive makes the other two
+            redis_client.hset(f"plateveil:job:{job_id}", "status", "done")
+        time.sleep(1.2)
+        again = ConsumeStats()
+        receive_once(svc, sqs, url, again)
+        assert again.deleted == 1 and len(again.jobs) == 2 and len(again.skipped) == 2  # 2 duplicates
+    finally:
+        sqs.delete_queue(QueueUrl=url)
+        redis_client.delete(queue)
+        svc.close()

@@ -69,3 +69,17 @@ def test_reject_reasons():
     assert reject_reason(429) == "rate_limited"
     assert reject_reason(418) == "client_error"
     assert reject_reason(507) == "server_error"
+
+
+def test_made_up_methods_and_paths_collapse_to_one_label_value_each():
+    client = TestClient(_app())
+    for n in range(200):
+        client.request(f"MADEUP{n}", f"/nothing/{n}")
+        client.request(f"X{n}", "/v1/jobs/abc")
+    families = {(s.name, tuple(sorted(s.labels.items()))) for fam in
+                text_string_to_metric_families(client.get("/metrics").text) for s in fam.samples
+                if s.name == "plateveil_api_requests_total"}
+    methods = {dict(labels)["method"] for _, labels in families}
+    routes = {dict(labels)["route"] for _, labels in families}
+    assert methods == {"other"} and routes == {"unmatched", "/v1/jobs/{job_id}"}
+    assert api_metrics.method_label("GET") == "GET" and api_metrics.method_label("get") == "other"

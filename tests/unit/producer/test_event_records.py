@@ -7,7 +7,13 @@ import json
 import pytest
 
 from producer.intake.intake import claim_key, key_matches
-from producer.intake.records import NotificationError, ObjectRecord, parse_body, parse_notification
+from producer.intake.records import (
+    NotificationError,
+    ObjectRecord,
+    TooManyRecords,
+    parse_body,
+    parse_notification,
+)
 from producer.intake.sns import SnsError, string_to_sign
 
 S3_EVENT = {"Records": [{
@@ -79,3 +85,26 @@ def test_sns_string_to_sign_follows_the_field_order():
     assert string_to_sign(confirm).startswith(b"Message\nm\nMessageId\nid\nSubscribeURL\nhttps://x\nTimestamp")
     with pytest.raises(SnsError):
         string_to_sign({k: v for k, v in confirm.items() if k != "Token"})
+
+
+def test_the_record_cap_is_checked_before_any_record_is_parsed():
+    doc = {"Records": ["not a record"] * 101}
+    with pytest.raises(TooManyRecords, match="101 records in one notification; at most 100"):
+        parse_notification(doc, max_records=100)
+    with pytest.raises(TooManyRecords):  # in an SNS envelope too (SQS without raw delivery)
+        parse_body(json.dumps({"Type": "Notification", "Message": json.dumps(doc)}), max_records=100)
+    assert len(parse_notification({"Records": S3_EVENT["Records"] * 100}, max_records=100)) == 100
+
+
+@pytest.mark.parametrize("bad", ["not a record", {"s3": {}}, {"s3": {"bucket": {"name": 7}, "object": {"key": "k"}}},
+                                 {"s3": {"bucket": {"name": "b"}, "object": {"key": ["k"]}}},
+                                 {"s3": {"bucket": {"name": "b"}, "object": "k"}}])
+def test_a_malformed_record_is_named_by_its_index(bad):
+    with pytest.raises(NotificationError, match=r"^record 1: each record needs"):
+        parse_notification({"Records": [S3_EVENT["Records"][0], bad]})
+
+
+def test_an_envelope_is_opened_once():
+    inner = json.dumps({"Type": "Notification", "Message": json.dumps(S3_EVENT)})
+    with pytest.raises(NotificationError):
+        parse_body(json.dumps({"Type": "Notification", "Message": inner}))
