@@ -1,11 +1,12 @@
-"""A generated corpus of bad input (issue 27): every kind a hostile but careful new user tried,
-built from code at test time (nothing binary is checked in). Each :class:`Case` says how it is
+"""A generated corpus of bad input (issue 27; the intake routes: issue 36): every kind a hostile but
+careful new user tried, built from code at test time (nothing binary is checked in). Each :class:`Case` says how it is
 sent and what the service must answer: the HTTP status (and a phrase of the reason), and for
 photos the API accepts, how the job must end (``done`` or ``failed`` with a phrase)."""
 
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 from collections.abc import Callable
@@ -27,8 +28,9 @@ class Case:
     send: Callable[[Any, str], Any]  # (httpx client with the key, base url) -> response
     status: int
     reason: str = ""  # a phrase of the answer's detail (4xx) or of the job's error (failed)
-    job: str | None = None  # "done" / "failed" when the API accepts it (202)
+    job: str | None = None  # "done" / "failed" when the API accepts a photo (202); None: an event (202, no job)
     check_output: Callable[[bytes], bool] | None = field(default=None)
+    check_answer: Callable[[Any], bool] | None = field(default=None)  # on the JSON body of a 2xx
 
 
 def _car(seed: int = 7, size: tuple[int, int] = (320, 240)) -> np.ndarray:
@@ -101,6 +103,15 @@ def _event(bucket: str, key: str, etag: str = "e1") -> dict[str, Any]:
     return {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": {"key": key, "eTag": etag}}}
 
 
+def _minio(doc: Any) -> Callable[[Any, str], Any]:
+    return lambda http, url: http.post("/v1/events/minio", json=doc)
+
+
+def _no_job(reason: str) -> Callable[[Any], bool]:
+    """An event answered 202 that made no job and says why (the reason of its skipped record)."""
+    return lambda body: body["accepted"] == [] and reason in json.dumps(body)
+
+
 def _no_key(method: str, path: str, body: bytes) -> Callable[[Any, str], Any]:
     import httpx
 
@@ -141,6 +152,35 @@ def cases(max_upload_bytes: int) -> list[Case]:
         Case("invalid UTF-8 in JSON", lambda http, url: http.post(
             "/v1/s3-events", content=b'{"a": "\xff\xfe"}', headers={"Content-Type": "application/json"}),
             422, "invalid JSON"),
+        # -- the intake routes (issue 36) --------------------------------------------------------
+        Case("MinIO event with 1,000 records", _minio({"Records": [
+            {"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": ORIGINALS}, "object": {"key": f"k{n}.jpg"}}}
+            for n in range(1000)]}), 413, "records in one notification"),
+        Case("MinIO body that is not JSON", lambda http, url: http.post(
+            "/v1/events/minio", content=b"EventName=s3:ObjectCreated:Put", headers={"Content-Type": "text/plain"}),
+            422, "not a MinIO/S3 notification"),
+        Case("MinIO notification without Records", _minio({"EventName": "s3:ObjectCreated:Put", "Key": "a/b"}), 422,
+             "expected an S3 event notification"),
+        Case("MinIO record that is a string", _minio({"Records": ["s3:ObjectCreated:Put"]}), 422, "record 0"),
+        Case("MinIO record whose bucket name is a number", _minio({"Records": [
+            {"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": 7}, "object": {"key": "a.jpg"}}}]}),
+            422, "record 0"),
+        Case("MinIO delivery without a key", _no_key("POST", "/v1/events/minio", b'{"Records": []}'), 401,
+             "invalid API key"),
+        Case("S3 event with Records as an object", _post_json("/v1/s3-events", '{"Records": {"0": {}}}'), 422,
+             "expected an S3 event notification"),
+        Case("S3 event for the output bucket", lambda http, url: http.post("/v1/s3-events", json={"Records": [
+            _event("plateveil-concealed", "concealed/2026/01/01/x.jpg")]}), 202,
+            check_answer=_no_job("object is in the output bucket")),
+        Case("S3 event for another key's upload, versionId made up", lambda http, url: http.post(
+            "/v1/s3-events", json={"Records": [{"eventName": "ObjectCreated:Put", "s3": {
+                "bucket": {"name": ORIGINALS}, "object": {"key": "originals/2026/01/01/0123.jpg", "versionId": "v9"}}}]}),
+            202, check_answer=_no_job("no such object, or this API key may not read it")),
+        Case("S3 event with a NUL in the key", lambda http, url: http.post("/v1/s3-events", json={"Records": [
+            _event(ORIGINALS, "a%00b.jpg")]}), 422, "record 0"),
+        Case("SNS message while SNS intake is off", _no_key("POST", "/v1/events/sns", b'{"Type": "Notification"}'),
+             404, "SNS intake is off"),
+        Case("400 KB SNS body", _no_key("POST", "/v1/events/sns", b"{" + b" " * 400_000 + b"}"), 413, "larger than"),
         Case("zero-byte photo", _upload(b""), 415, "not a supported image"),
         Case("wrong magic (text named .jpg)", _upload(b"hello, I am text" * 20), 415, "unknown signature"),
         Case("GIF", _upload(b"GIF89a" + b"\0" * 64, "a.gif"), 415),

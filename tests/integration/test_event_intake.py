@@ -235,3 +235,31 @@ def test_sqs_consumer_makes_one_job_per_object_version_and_leaves_garbage_for_re
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
                                                                    "ApproximateNumberOfMessagesNotVisible"])
     assert attrs["Attributes"] == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+
+
+def test_sns_jobs_belong_to_the_sns_identity(stack, s3, sns_fake, car_jpeg, client):
+    """An SNS delivery's job is owned by PLATEVEIL_SNS_KEY_ID: by default nobody's API key can read
+    it; naming an API key's id there gives that key its jobs (and applies its sources and share)."""
+    from tests.conftest import LOCAL_KEY_ID
+
+    for identity in ("sns", LOCAL_KEY_ID):
+        settings = load_settings(ProducerSettings).model_copy(update={
+            "sns_topic_arns": (TOPIC,), "sns_cert_url_pattern": LOCAL_URL, "sns_subscribe_url_pattern": LOCAL_URL,
+            "sns_key_id": identity})
+        key = f"sns/owned-{uuid.uuid4().hex[:8]}.jpg"
+        etag = _put_photo(s3, key, car_jpeg)
+        root = logging.getLogger()
+        saved = list(root.handlers), root.level
+        try:
+            with TestClient(create_app(settings)) as api:
+                resp = api.post("/v1/events/sns", content=json.dumps(sns_fake.notification(
+                    s3_event(ORIGINALS_BUCKET, key, etag))))
+        finally:
+            root.handlers[:] = saved[0]
+            root.setLevel(saved[1])
+        (accepted,) = resp.json()["accepted"]
+        record = JobStore.from_url(stack.redis_url).get(accepted["job_id"])
+        assert record is not None and record.key_id == identity
+        seen = client.http.get(f"/v1/jobs/{accepted['job_id']}")
+        assert seen.status_code == (200 if identity == LOCAL_KEY_ID else 404), seen.text
+        _wait_done(stack, accepted["job_id"])
