@@ -205,7 +205,8 @@ class Stack:
             "PLATEVEIL_S3_SECRET_ACCESS_KEY": S3_SECRET,
             "PLATEVEIL_ORIGINALS_BUCKET": ORIGINALS_BUCKET,
             "PLATEVEIL_OUTPUT_BUCKET": OUTPUT_BUCKET,
-            "PLATEVEIL_API_KEY_HASHES": f"{derived_key_id(self.api_key)}:{hash_key(self.api_key)}",
+            "PLATEVEIL_API_KEY_HASHES": ",".join([f"{derived_key_id(self.api_key)}:{hash_key(self.api_key)}",
+                                                  *extra_key_hashes(self.state_dir)]),
             "PLATEVEIL_REVIEW_KEYS": f"{REVIEWER}:{self.review_key}",
             "PLATEVEIL_THREADS": "1",
             "PLATEVEIL_METRICS_PORT": str(self.ports.get("worker_metrics", 0)),
@@ -430,6 +431,19 @@ class Stack:
 
     def alive(self) -> dict[str, bool]:
         return {s.name: _alive(s.pid, s.marker) for s in self.services}
+
+
+API_KEYS_FILE = "api-keys"  # <state>/api-keys: more PLATEVEIL_API_KEY_HASHES entries, one a line
+
+
+def extra_key_hashes(state_dir: Path) -> list[str]:
+    """The entries (``key_id:sha256``, from ``plateveil keys new``) in ``<state>/api-keys``, one a line
+    (``#`` comments); the API takes them besides the stack's own key after ``restart api``."""
+    path = Path(state_dir) / API_KEYS_FILE
+    if not path.is_file():
+        return []
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line.removeprefix("PLATEVEIL_API_KEY_HASHES entry:").strip() for line in lines if line]
 
 
 def registry_env(state_dir: Path) -> dict[str, str]:
