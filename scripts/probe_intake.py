@@ -44,7 +44,7 @@ def _minio_doc(bucket: str, keys: list[str], version: str | None = None, minimal
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     try:
-        from plateveil_ops.stack import ORIGINALS_BUCKET, Stack  # type: ignore[import-not-found]
+        from plateveil_ops.stack import ORIGINALS_BUCKET, Stack
     except ImportError:
         from plateveil.stack import ORIGINALS_BUCKET, Stack
     from plateveil.apikeys import hash_key
@@ -57,13 +57,14 @@ def main() -> int:
                                                      with_registry=False) as stack:
         env = stack.env
         keys = {"key-a": secrets.token_urlsafe(16), "key-b": secrets.token_urlsafe(16)}
-        settings = ProducerSettings(
+        fields: dict[str, Any] = dict(
             redis_url=env["PLATEVEIL_REDIS_URL"], s3_endpoint_url=env["PLATEVEIL_S3_ENDPOINT_URL"],
             s3_region=env["PLATEVEIL_S3_REGION"], s3_access_key_id=env["PLATEVEIL_S3_ACCESS_KEY_ID"],
             s3_secret_access_key=env["PLATEVEIL_S3_SECRET_ACCESS_KEY"], s3_max_attempts=1,
             api_key_hashes=",".join(f"{kid}:{hash_key(k)}" for kid, k in keys.items()),
             key_max_inflight=50, max_event_records=100, rate_per_s=1000, rate_burst=1000, queue="plateveil.probe",
             events_suffixes=(".jpg",), source_allow={"*": (ORIGINALS_BUCKET + "/",)})
+        settings = ProducerSettings(**fields)
         s3 = stack.s3_client()
         jpeg = render_scene(seed=1, size=(160, 120)).jpeg()
         flood = [f"flood/{n:04d}.jpg" for n in range(120)]
@@ -83,7 +84,7 @@ def main() -> int:
                     heads[0] += 1
                     return real_head(bucket, key)
 
-                store.head = counting_head  # type: ignore[method-assign]
+                store.head = counting_head
                 transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
                 auth = {name: {"Authorization": f"Bearer {key}"} for name, key in keys.items()}
                 async with httpx.AsyncClient(transport=transport, base_url="http://probe", timeout=120) as http:
