@@ -27,7 +27,8 @@ sources apply, its rate and queue share are charged, and the jobs belong to it (
    request's own token, taken by the guard; empty -> the batch stops), then accepted (status
    ``queued`` + enqueue). A broker error releases the slot and the claim and propagates.
 
-So a batch makes at most min(records, cap) HEADs and stops HEADing as soon as the share is used.
+So a batch makes at most one HEAD per distinct object, at most the cap, and stops HEADing as soon as
+the share is used (the same object named twice in one delivery is answered from the first).
 Records after a stop are not processed and the caller tells the sender to retry after
 ``Retry-After``; jobs made before the stop stay, and the retry finds them as duplicates.
 Storage and broker errors propagate (retryable: the caller answers 503 / leaves the SQS message).
@@ -136,6 +137,7 @@ class _Batch:
         self.limits = SyncLimits(svc.jobs.client, svc.settings.job_ttl_s)
         self.room: int | None = None  # unknown until the first record that needs a HEAD
         self.result = BatchResult()
+        self.seen: dict[tuple[str, str], Outcome] = {}  # (bucket, key) -> its outcome in this batch
 
     def share_refusal(self) -> Refusal:
         s = self.svc.settings
@@ -149,12 +151,24 @@ class _Batch:
         return self.room > 0
 
     def submit(self, record: ObjectRecord, style: str | None) -> Outcome | Refusal:
-        svc, settings, sender = self.svc, self.svc.settings, self.sender
-        reason = precheck(svc, record, sender)
+        reason = precheck(self.svc, record, self.sender)
         if reason is not None:
             return Outcome(record, skipped=reason)
+        earlier = self.seen.get((record.bucket, record.key))
+        if earlier is not None:  # the same object twice in one delivery: one HEAD, one answer
+            if earlier.job is not None:
+                return Outcome(record, skipped=f"duplicate delivery of job {earlier.job.job_id}",
+                               duplicate_of=earlier.job.job_id)
+            return Outcome(record, skipped=earlier.skipped, duplicate_of=earlier.duplicate_of)
         if not self.has_room():
             return self.share_refusal()
+        got = self._submit_new(record, style)
+        if isinstance(got, Outcome):
+            self.seen[(record.bucket, record.key)] = got
+        return got
+
+    def _submit_new(self, record: ObjectRecord, style: str | None) -> Outcome | Refusal:
+        svc, settings, sender = self.svc, self.svc.settings, self.sender
         self.result.heads += 1
         info = svc.store.head(record.bucket, record.key)
         if info is None or not may_read_object(settings, sender, info):

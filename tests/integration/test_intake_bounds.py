@@ -233,3 +233,17 @@ def test_the_sqs_consumer_is_bounded_by_its_identitys_share_and_owns_its_jobs(st
         sqs.delete_queue(QueueUrl=url)
         redis_client.delete(queue)
         svc.close()
+
+
+def test_one_object_named_many_times_in_a_delivery_is_headed_once(stack, photos):
+    queue = _queue()
+    app, keys = own_app(stack, queue=queue, max_event_records=50)
+    (_, key), _ = keys.items()
+    heads = [0]
+    doc = _minio(ORIGINALS_BUCKET, [photos[0]] * 50)
+    resp = run(app, lambda http: http.post("/v1/events/minio", json=doc, headers={"Authorization": f"Bearer {key}"}),
+               heads=heads)
+    assert resp.status_code == 202, resp.text
+    assert len(resp.json()["accepted"]) == 1 and len(resp.json()["duplicates"]) == 49
+    assert heads[0] == 1
+    stack.redis_client().delete(queue)
