@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from producer.apikeys import hash_key
 from plateveil_ops.stack import ORIGINALS_BUCKET
+from producer.apikeys import hash_key
 
 
 def own_app(stack: Any, **overrides: Any) -> tuple[Any, dict[str, str]]:

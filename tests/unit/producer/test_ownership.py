@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from producer.apikeys import hash_key
 from plateveil.schema import ConcealJob, JobRecord
 from plateveil.storage.base import ObjectInfo
+from producer.apikeys import hash_key
 from producer.ownership import may_read_object, owns
 from producer.settings import ProducerSettings
 

@@ -5,7 +5,7 @@ process with small limits (share 50, two keys A and B, the default sources) and 
 httpx's ASGI transport. No worker runs, so queued jobs stay queued and the share stays taken. The
 S3 HEADs the service makes are counted by wrapping its object store.
 
-    .venv/bin/python scripts/probe_intake.py            # prints one JSON object
+    .venv/bin/python scripts/reliability/probe_intake.py            # prints one JSON object
 
 1. MinIO flood: one ``/v1/events/minio`` request with 120 records of 120 real objects (share 50);
    the same object sent 5 times with a new ``versionId`` each; a 2,000-record request (HEADs);
@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _minio_doc(bucket: str, keys: list[str], version: str | None = None, minimal: bool = False) -> dict[str, Any]:
@@ -43,12 +43,9 @@ def _minio_doc(bucket: str, keys: list[str], version: str | None = None, minimal
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    try:
-        from plateveil_ops.stack import ORIGINALS_BUCKET, Stack
-    except ImportError:
-        from plateveil.stack import ORIGINALS_BUCKET, Stack
-    from plateveil.apikeys import hash_key
-    from plateveil.samples import render_scene
+    from plateveil_ops.samples import render_scene
+    from plateveil_ops.stack import ORIGINALS_BUCKET, Stack
+    from producer.apikeys import hash_key
     from producer.app import create_app
     from producer.settings import ProducerSettings
 

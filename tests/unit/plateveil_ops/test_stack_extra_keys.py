@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plateveil.apikeys import hash_key, parse_key_hashes
-from plateveil.stack import Stack
+from plateveil_ops.stack import Stack
+from producer.apikeys import hash_key, parse_key_hashes
 
 
 def test_entries_of_the_api_keys_file_are_accepted_besides_the_stacks_own(tmp_path: Path) -> None:
