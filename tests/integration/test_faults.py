@@ -21,6 +21,7 @@ import pytest
 from plateveil.jobs import JobStore
 from plateveil.schema import ConcealJob, JobStatus, iso_ms, new_job_id, utc_now
 from plateveil_ops.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET, Stack
+from producer.apikeys import derived_key_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -241,7 +242,8 @@ def test_a_lost_status_record_is_recreated_and_the_job_finishes(fstack, api, car
     key = f"originals/faults/{job_id}.jpg"
     s3.put_object(Bucket=ORIGINALS_BUCKET, Key=key, Body=car_jpeg, ContentType="image/jpeg")
     job = ConcealJob(job_id=job_id, source_bucket=ORIGINALS_BUCKET, source_key=key, output_bucket=OUTPUT_BUCKET,
-                     output_key=f"concealed/faults/{job_id}.jpg", style="blur", accepted_at=iso_ms(utc_now()))
+                     output_key=f"concealed/faults/{job_id}.jpg", style="blur", accepted_at=iso_ms(utc_now()),
+                     key_id=derived_key_id(fstack.api_key))  # the stack's key owns it: it reads the status
     sender = _sender(fstack)
     try:
         send_job(sender, "plateveil.conceal", job)  # a message whose status record is gone

@@ -12,6 +12,7 @@ import pytest
 from plateveil.jobs import DLQ_KEY, OPEN_INDEX, JobStore
 from plateveil.schema import ConcealJob, JobRecord, JobStatus, iso_ms, new_job_id, utc_now
 from plateveil_ops.stack import ORIGINALS_BUCKET, OUTPUT_BUCKET
+from tests.conftest import LOCAL_KEY_ID  # the stack key owns these jobs: it reads their status
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +27,7 @@ def _job(s3, car_jpeg, *, upload: bool = True, accepted_s_ago: float = 0.0) -> C
 
     return ConcealJob(job_id=job_id, source_bucket=ORIGINALS_BUCKET, source_key=key, output_bucket=OUTPUT_BUCKET,
                       output_key=f"concealed/reliability/{job_id}.jpg", style="blur",
-                      accepted_at=iso_ms(datetime.fromtimestamp(accepted, UTC)))
+                      accepted_at=iso_ms(datetime.fromtimestamp(accepted, UTC)), key_id=LOCAL_KEY_ID)
 
 
 def _events_for(jobs: JobStore, job_id: str) -> list:
