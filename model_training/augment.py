@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import cv2
@@ -31,12 +31,16 @@ def _synth():
 
 @dataclass
 class Photo:
-    """A training photo held in memory at a bounded size, with boxes and corners in its pixels."""
+    """A training photo held in memory at a bounded size, with boxes and corners in its pixels; ``ignore``:
+    regions that are neither plate nor background (``data.Sample.ignore``); ``negatives``: known non-plates
+    (``data.Sample.negatives``, a reviewer's removed false concealments)."""
 
     image: np.ndarray
     boxes: np.ndarray
     corners: np.ndarray
     source: str
+    ignore: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    negatives: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
 
 
 def load_photos(samples: list[Any], max_side: int = 960) -> list[Photo]:
@@ -46,7 +50,10 @@ def load_photos(samples: list[Any], max_side: int = 960) -> list[Photo]:
         scale = min(1.0, max_side / max(img.shape[:2]))
         if scale < 1.0:
             img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        photos.append(Photo(img, s.boxes * scale, s.corners * scale, s.source))
+        empty = np.zeros((0, 4), np.float32)
+        photos.append(Photo(img, s.boxes * scale, s.corners * scale, s.source,
+                            np.asarray(getattr(s, "ignore", empty), np.float32).reshape(-1, 4) * scale,
+                            np.asarray(getattr(s, "negatives", empty), np.float32).reshape(-1, 4) * scale))
     return photos
 
 
@@ -83,6 +90,13 @@ def low_resolution(rng: np.random.Generator, crop: np.ndarray, cfg: dict[str, An
         if ok:
             small = cv2.imdecode(enc, cv2.IMREAD_COLOR)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def flip_boxes(boxes: np.ndarray, width: float) -> np.ndarray:
+    """x1y1x2y2 boxes mirrored left-right in an image ``width`` wide."""
+    if not len(boxes):
+        return boxes
+    return np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
 
 
 class SynthPool:
@@ -122,7 +136,8 @@ def make_synthetic(rng: np.random.Generator, photo: Photo, layouts: Sequence[str
     if synth is None:
         return None
     try:
-        img, corners = synth.synth_scene(rng, photo.image, existing_boxes=photo.boxes, max_plates=3,
+        img, corners = synth.synth_scene(rng, photo.image, existing_boxes=np.concatenate([photo.boxes, photo.ignore]),
+                                         max_plates=3,
                                          negatives=True, layouts=layouts)
     except Exception:
         _SYNTH_FAILURES["count"] += 1
@@ -132,7 +147,8 @@ def make_synthetic(rng: np.random.Generator, photo: Photo, layouts: Sequence[str
     corners = np.asarray(corners, np.float32).reshape(-1, 4, 2)
     boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1) if len(corners) else np.zeros((0, 4))
     return Photo(img, np.concatenate([photo.boxes, boxes]).astype(np.float32),
-                 np.concatenate([photo.corners, corners]).astype(np.float32), photo.source + "+synth")
+                 np.concatenate([photo.corners, corners]).astype(np.float32), photo.source + "+synth",
+                 photo.ignore, photo.negatives)
 
 
 class DetectorSampler:
@@ -154,7 +170,7 @@ class DetectorSampler:
         rng, size = self.rng, self.size
         photo = self.photos[int(rng.integers(len(self.photos)))]
         photo = with_synthetic(rng, photo, self.synth_p, self.pool)
-        img, boxes = photo.image, photo.boxes.copy()
+        img, boxes, ignore = photo.image, photo.boxes.copy(), photo.ignore.copy()
         h, w = img.shape[:2]
         base = self.cfg["long_side"] / max(h, w)
         scale = base * float(np.exp(rng.uniform(np.log(0.5), np.log(1.6))))
@@ -170,21 +186,27 @@ class DetectorSampler:
         m = np.array([[scale, 0, -x0], [0, scale, -y0]], dtype=np.float64)
         crop = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-        bx = boxes * scale - np.array([x0, y0, x0, y0], dtype=np.float32)
+        shift = np.array([x0, y0, x0, y0], dtype=np.float32)
+        bx, ig = boxes * scale - shift, ignore * scale - shift
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
-            bx = np.stack([size - bx[:, 2], bx[:, 1], size - bx[:, 0], bx[:, 3]], axis=1) if len(bx) else bx
+            bx, ig = flip_boxes(bx, size), flip_boxes(ig, size)
         crop = photometric(rng, np.ascontiguousarray(crop))
-        cls_t, box_t = self.targets(bx)
+        cls_t, box_t = self.targets(bx, ig)
         x = (crop[:, :, ::-1].astype(np.float32) / 255.0 - np.asarray(self.cfg["mean"], np.float32)) \
             / np.asarray(self.cfg["std"], np.float32)
         return x.transpose(2, 0, 1), cls_t, box_t
 
-    def targets(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """cls: 1 plate, 0 background, -1 ignore; box: regression targets (zeros where not positive)."""
+    def targets(self, boxes: np.ndarray, ignore: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """cls: 1 plate, 0 background, -1 ignore; box: regression targets (zeros where not positive).
+
+        ``ignore`` regions (unsure plates, ``Sample.ignore``): the anchors on them (IoU >= 0.2, or centre inside
+        one) are -1, never background; a plate's own positive anchors stay positive."""
         k = len(self.anchors)
         cls_t = np.zeros(k, dtype=np.float32)
         box_t = np.zeros((k, 4), dtype=np.float32)
+        if ignore is not None and len(ignore):
+            cls_t[self.anchors_on(ignore)] = -1
         if not len(boxes):
             return cls_t, box_t
         full = boxes.copy()
@@ -215,6 +237,14 @@ class DetectorSampler:
         box_t[pos] = encode_boxes(self.anchors[pos], gts[best_gt[pos]], self.cfg["box_stds"])
         return cls_t, box_t
 
+    def anchors_on(self, regions: np.ndarray) -> np.ndarray:
+        """Mask of the anchors that overlap any of ``regions`` (IoU >= 0.2) or have their centre inside one."""
+        r = np.asarray(regions, np.float64).reshape(-1, 4)
+        a = self.anchors
+        inside = ((a[:, None, 0] >= r[None, :, 0]) & (a[:, None, 0] <= r[None, :, 2])
+                  & (a[:, None, 1] >= r[None, :, 1]) & (a[:, None, 1] <= r[None, :, 3])).any(axis=1)
+        return inside | (box_iou(self.anchor_corners, r).max(axis=1) >= 0.2)
+
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         xs, cs, bs = zip(*(self.sample() for _ in range(n)), strict=True)
         return np.stack(xs), np.stack(cs), np.stack(bs)
@@ -235,6 +265,8 @@ class LandmarkSampler:
         self.rng = np.random.default_rng(seed)
         self.pool = SynthPool(photos, layouts=layouts)
         self.hard_negatives: list[tuple[int, np.ndarray]] = []  # (photo index, box) from detector FPs
+        # and the known non-plates of the photos themselves (a reviewer's removed false concealments)
+        self.known_negatives = [(i, b) for i, p in enumerate(photos) for b in p.negatives]
         self.hard_p = hard_p  # share of negatives drawn from hard_negatives when there are any
 
     def _crop(self, img: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, Any]:
@@ -256,11 +288,18 @@ class LandmarkSampler:
 
     @staticmethod
     def _clear_of_plates(b: np.ndarray, photo: Photo) -> bool:
-        """Whether box ``b`` stays (IoU < 0.05) off every plate's "near" region (the evaluation's padding)."""
-        if not len(photo.boxes):
+        """Whether box ``b`` stays (IoU < 0.05) off every plate's and every ignore region's "near" region (the
+        evaluation's padding), and has no more than 10% of its area inside an ignore region."""
+        regions = np.concatenate([photo.boxes.reshape(-1, 4), photo.ignore.reshape(-1, 4)])
+        if not len(regions):
             return True
-        near = np.stack([near_box(p) for p in photo.boxes])
-        return bool(box_iou(b[None], near).max() < 0.05)
+        near = np.stack([near_box(p) for p in regions])
+        if box_iou(b[None], near).max() >= 0.05:
+            return False
+        if len(photo.ignore):
+            from model_store.training.mine import near_share
+            return near_share(b, photo.ignore) < 0.1
+        return True
 
     def _negative_box(self, photo: Photo) -> np.ndarray | None:
         rng = self.rng
@@ -318,9 +357,10 @@ class LandmarkSampler:
         if rng.random() < self.neg_p:
             box: np.ndarray | None
             image = photo.image
-            if self.hard_negatives and rng.random() < self.hard_p:
+            hard = self.hard_negatives + self.known_negatives if self.known_negatives else self.hard_negatives
+            if hard and rng.random() < self.hard_p:
                 # a detector false positive, on the photo it was found in, jittered like a detection
-                j, hbox = self.hard_negatives[int(rng.integers(len(self.hard_negatives)))]
+                j, hbox = hard[int(rng.integers(len(hard)))]
                 image = self.photos[j].image
                 box = self._jitter(hbox)
             elif rng.random() < self.synth_neg_p:

@@ -28,6 +28,17 @@ def _labels_option(parser: argparse.ArgumentParser) -> None:
                              "given: the data's labels as they are")
 
 
+def _corrections_option(parser: argparse.ArgumentParser) -> None:
+    import os
+
+    from model_store.training.data import CORRECTIONS_ENV
+
+    parser.add_argument("--corrections", type=Path, default=os.environ.get(CORRECTIONS_ENV) or None, metavar="DIR",
+                        help="a `plateveil models corrections export` folder read as one more data folder (its "
+                             "plates positives, its removed false concealments hard negatives); default "
+                             f"${CORRECTIONS_ENV}, else none")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     models = sub.add_parser("models", help="plate models: preview, train, build, eval, registry")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="VERB")
@@ -66,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="ImageNet weights folder (default: $PLATEVEIL_PRETRAINED_DIR or ../shared/pretrained)")
     t2.add_argument("--out", type=Path, default=Path("runs/train2"), help="recipe root (a stage: <out>/<stage>)")
     t2.add_argument("--iterations", type=int, default=None, help="one stage only; default: the recipe's")
+    _corrections_option(t2)
     t2.set_defaults(func=_train2)
 
     m = msub.add_parser("mine", help="detector false positives on the training photos (for landmarks-ft)")
@@ -74,6 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--min-score", type=float, default=0.15)
     m.add_argument("--out", type=Path, default=Path("runs/train/hard_negatives.json"))
     _labels_option(m)
+    _corrections_option(m)
     m.set_defaults(func=_mine)
 
     u = msub.add_parser("tune", help="choose post-processing thresholds on the validation split")
@@ -102,6 +115,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--labels-file", type=Path, default=None,
                    help="where --accept adds (default: the latest review round, labels/reviewed_plates-2.json)")
     r.set_defaults(func=_review)
+
+    from model_store.training.repair import register as register_repair
+
+    register_repair(msub)
 
     b = msub.add_parser("build", help="export trained params to a model bundle (MXNet symbol+params and ONNX)")
     b.add_argument("--detector", type=Path, required=True, help="detector .params")
@@ -206,11 +223,12 @@ def _train2(args: argparse.Namespace) -> int:
     if args.part == "all":
         if args.iterations is not None:
             raise SystemExit("plateveil models train2 all: --iterations applies to one stage")
-        bundle = run_all2(args.data, args.out, args.version, pretrained_root=args.pretrained)
+        bundle = run_all2(args.data, args.out, args.version, pretrained_root=args.pretrained,
+                          corrections=args.corrections)
         print(f"recipe 2.0 done: {bundle}  (evaluate: make eval ARGS='--model-dir {bundle}')")
         return 0
     out = train2(args.part, args.data, args.out / args.part, iterations=args.iterations,
-                 pretrained_root=args.pretrained)
+                 pretrained_root=args.pretrained, corrections=args.corrections)
     print(f"trained {args.part}: {out} (final.params, metrics.jsonl, curves.png)")
     return 0
 
@@ -219,7 +237,7 @@ def _mine(args: argparse.Namespace) -> int:
     from model_training.mine import mine_bundle
 
     tag, n_photos, rows = mine_bundle(args.model_dir, args.data, args.out, min_score=args.min_score,
-                                      reviewed=args.labels == "reviewed")
+                                      reviewed=args.labels == "reviewed", corrections=args.corrections)
     print(f"{len(rows)} hard negatives on {len({r['photo'] for r in rows})} of {n_photos} training photos "
           f"(detector {tag}, score >= {args.min_score}): {args.out}")
     return 0

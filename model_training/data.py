@@ -12,7 +12,13 @@ thousand photos costs nothing until used.
 The shared data's labels leave out some plates (mostly the neighbouring cars' plates in the dash-cam frames).
 Those found by review are in ``labels/reviewed_plates*.json`` (one file per round); ``load_split`` adds them by default
 (``with_reviewed``), so that training does not teach the models that a readable plate is background and the
-evaluation does not count its concealment as a false positive.
+evaluation does not count its concealment as a false positive. The label repair of issue 35 (every folder, every
+split, an ensemble's proposals reviewed by eye) is ``labels/repairs.json`` (:mod:`.repairs`): its plates are
+added the same way and its ignore regions (``Sample.ignore``) are neither plate nor background anywhere.
+
+Reviewers' corrections (``plateveil models corrections export DIR``) are one more folder: ``load_split(...,
+corrections=DIR)`` reads DIR as a corners folder and its ``negatives.json`` (removed false concealments) as
+``Sample.negatives``, known non-plates the landmark model trains on as hard negatives.
 """
 
 from __future__ import annotations
@@ -39,16 +45,22 @@ DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "dat
 REVIEW_ROUNDS = [Path(__file__).resolve().parent / "labels" / name
                  for name in ("reviewed_plates.json", "reviewed_plates-2.json")]
 REVIEWED_PLATES = REVIEW_ROUNDS[-1]   # the round ``plateveil models review --accept`` adds to
+# the environment variable the training verbs read ``--corrections DIR``'s default from (the CLI reads it, once)
+CORRECTIONS_ENV = "PLATEVEIL_CORRECTIONS_DIR"
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled photo: plate boxes (N, 4) x1y1x2y2 and corners (N, 4, 2), NaN where unknown."""
+    """One labelled photo: plate boxes (N, 4) x1y1x2y2 and corners (N, 4, 2), NaN where unknown; ``ignore``
+    (M, 4): regions that are neither plate nor background (unsure or unreviewed, ``repairs``); ``negatives``
+    (K, 4): regions known not to be plates (a reviewer's removed false concealment)."""
 
     path: Path
     boxes: np.ndarray
     corners: np.ndarray
     source: str = ""
+    ignore: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    negatives: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -213,15 +225,43 @@ def with_reviewed(samples: list[Sample], reviewed: dict[str, np.ndarray] | None 
     return out
 
 
+def load_corrections(folder: str | Path) -> list[Sample]:
+    """A ``plateveil models corrections export`` folder as samples: its corners labels (the plates after the
+    corrections, reviewer-drawn ones included) and its ``negatives.json`` as ``Sample.negatives``."""
+    from model_store.training.corrections import load_negatives
+
+    folder = Path(folder)
+    if not (folder / "corners").is_dir():
+        raise ValueError(f"{folder}: not a corrections export (no corners/ folder; write one with "
+                         "`plateveil models corrections export DIR`)")
+    negatives = load_negatives(folder)
+    return [replace(s, negatives=negatives[s.path.name], _cache={}) if s.path.name in negatives else s
+            for s in load_folder(folder, "corners")]
+
+
 def load_split(data_root: str | Path = DEFAULT_DATA_ROOT, val_fraction: float = 0.2, reviewed: bool = True,
-               rounds: int | None = None) -> tuple[list[Sample], list[Sample]]:
+               rounds: int | None = None, repairs: Path | bool | None = None,
+               corrections: str | Path | None = None) -> tuple[list[Sample], list[Sample]]:
     """(train, val) over every data folder under ``data_root``; ``reviewed``: with the plates of the first
-    ``rounds`` review rounds (None: all) added, else with the data's labels as they are."""
+    ``rounds`` review rounds (None: all) added, else with the data's labels as they are. ``repairs``: the label
+    repairs file applied (with ``reviewed`` only; True: ``repairs.REPAIRS``, a path: that file, False: none; None,
+    the default: ``repairs.REPAIRS`` when every review round is used, so that a stage trained on the first
+    ``rounds`` rounds reproduces as it was). ``corrections``:
+    a corrections export folder read as one more folder (``load_corrections``), split by the same rule."""
+    from model_store.training import repairs as repairs_mod
+
     train: list[Sample] = []
     val: list[Sample] = []
     extra = load_reviewed(rounds=rounds) if reviewed else {}
-    for folder in sorted(p for p in Path(data_root).iterdir() if p.is_dir()):
-        samples = load_folder(folder)
-        for s in with_reviewed(samples, extra) if reviewed else samples:
+    if repairs is None:
+        repairs = rounds is None
+    fixes = repairs_mod.load(repairs_mod.REPAIRS if repairs is True else (repairs or None)) if reviewed else {}
+    skip = Path(corrections).resolve() if corrections is not None else None   # read once, with its negatives
+    folders: list[list[Sample]] = [load_folder(f) for f in sorted(Path(data_root).iterdir())
+                                   if f.is_dir() and f.resolve() != skip]
+    if corrections is not None:
+        folders.append(load_corrections(corrections))
+    for samples in folders:
+        for s in repairs_mod.apply(with_reviewed(samples, extra), fixes) if reviewed else samples:
             (val if split_of(s, val_fraction) == "val" else train).append(s)
     return train, val

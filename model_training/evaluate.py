@@ -75,10 +75,14 @@ def _fill_boxes(shape: tuple[int, int], boxes: np.ndarray) -> np.ndarray:
     return mask
 
 
-def score_image(shape: tuple[int, int], boxes: np.ndarray, polygons: list[np.ndarray]
-                ) -> tuple[np.ndarray, int, float, float, float, float]:
-    """(coverage per box, spurious count, spurious area, excess area, tight excess area, plate area)."""
+def score_image(shape: tuple[int, int], boxes: np.ndarray, polygons: list[np.ndarray],
+                ignore: np.ndarray | None = None) -> tuple[np.ndarray, int, float, float, float, float]:
+    """(coverage per box, spurious count, spurious area, excess area, tight excess area, plate area).
+
+    ``ignore`` regions (unsure plates, ``Sample.ignore``) count as neither: no recall is asked of them, and a
+    concealment near one (10% of its area) is not spurious, nor is the area near them excess."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    ignore = np.zeros((0, 4)) if ignore is None else np.asarray(ignore, dtype=np.float64).reshape(-1, 4)
     union = np.zeros(shape, dtype=np.uint8)
     poly_masks = [_fill_polygon(shape, p) for p in polygons]
     for m in poly_masks:
@@ -88,7 +92,9 @@ def score_image(shape: tuple[int, int], boxes: np.ndarray, polygons: list[np.nda
         bm = _fill_boxes(shape, b[None])
         area = bm.sum()
         coverage[i] = (union & bm).sum() / area if area else 1.0
-    near = _fill_boxes(shape, np.array([near_box(b) for b in boxes])) if len(boxes) else np.zeros(shape, np.uint8)
+    excused = np.concatenate([boxes, ignore])
+    near = (_fill_boxes(shape, np.array([near_box(b) for b in excused])) if len(excused)
+            else np.zeros(shape, np.uint8))
     spurious, spurious_area = 0, 0.0
     for m in poly_masks:
         area = m.sum()
@@ -145,7 +151,7 @@ def evaluate_samples(model: Any, samples: list[Sample], style: str = "none", pro
                                        error=str(exc)))
             continue
         polys = [np.asarray(p.polygon, dtype=np.float64) for p in out.plates]
-        cov, sp, sp_area, ex, ex_t, pa = score_image((out.height, out.width), s.boxes, polys)
+        cov, sp, sp_area, ex, ex_t, pa = score_image((out.height, out.width), s.boxes, polys, s.ignore)
         results.append(ImageResult(s, polys, cov, sp, sp_area, ex, ex_t, pa, float(out.timings_ms["total"])))
     groups: dict[str, list[ImageResult]] = defaultdict(list)
     for r in results:

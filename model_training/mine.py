@@ -32,9 +32,19 @@ def near_share(box: np.ndarray, plates: np.ndarray) -> float:
     return best
 
 
+def off_labels(box: np.ndarray, photo: Any) -> bool:
+    """Whether ``box`` is a negative by the evaluation's rule: under 10% of its area near a labelled plate of
+    ``photo`` (``Photo`` or ``Sample``), and under 10% inside its ignore regions (unsure plates, ``repairs``)."""
+    if len(photo.boxes) and near_share(box, photo.boxes) >= 0.1:
+        return False
+    ignore = getattr(photo, "ignore", None)
+    return not (ignore is not None and len(ignore) and near_share(box, ignore) >= 0.1)
+
+
 def mine_hard_negatives(model: Any, photos: list[Any], min_score: float = 0.15, max_per_photo: int = 10,
                         progress: bool = True) -> list[dict[str, Any]]:
-    """Run the detector on each photo and keep its boxes that are not near any labelled plate.
+    """Run the detector on each photo and keep its boxes that are not near any labelled plate nor on an ignore
+    region (``off_labels``).
 
     Returns rows ``{"photo": index into photos, "box": [x1, y1, x2, y2], "score": detector score}``
     in the photos' own coordinates (those of ``augment.load_photos``, which the sampler crops from).
@@ -47,7 +57,7 @@ def mine_hard_negatives(model: Any, photos: list[Any], min_score: float = 0.15, 
             box = np.asarray(d.box, dtype=np.float32)
             if box[2] - box[0] < 4 or box[3] - box[1] < 2:
                 continue
-            if len(photo.boxes) and near_share(box, photo.boxes) >= 0.1:
+            if not off_labels(box, photo):
                 continue
             rows.append({"photo": i, "box": [round(float(v), 1) for v in box], "score": round(d.score, 4)})
             kept += 1
@@ -58,7 +68,8 @@ def mine_hard_negatives(model: Any, photos: list[Any], min_score: float = 0.15, 
 
 
 def mine_bundle(model_dir: Path, data_root: Path, out: Path, min_score: float = 0.15,
-                reviewed: bool = True, rounds: int | None = None) -> tuple[str, int, list]:
+                reviewed: bool = True, rounds: int | None = None, corrections: Path | None = None
+                ) -> tuple[str, int, list]:
     """``plateveil models mine``: a bundle's detector over the training photos of ``data_root`` (``reviewed``:
     with the plates of the first ``rounds`` review rounds (None: all) added to their labels, so that those are
     not mined), saved to ``out``; returns (model tag, number of photos, rows)."""
@@ -67,7 +78,8 @@ def mine_bundle(model_dir: Path, data_root: Path, out: Path, min_score: float = 
     from model_training.data import load_split
 
     model = load_model(model_dir, backend="onnx")
-    photos = load_photos(load_split(data_root, reviewed=reviewed, rounds=rounds)[0])
+    extra = {"corrections": corrections} if corrections is not None else {}   # an export: one more folder
+    photos = load_photos(load_split(data_root, reviewed=reviewed, rounds=rounds, **extra)[0])
     rows = mine_hard_negatives(model, photos, min_score=min_score)
     save(rows, out)
     return model.tag, len(photos), rows

@@ -187,7 +187,7 @@ def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = No
         hard += rows
     # a mined "false positive" on a plate that the labels used here have (a reviewed one) is no negative
     n_mined = len(hard)
-    hard = [(i, box) for i, box in hard if not len(photos[i].boxes) or mine.near_share(box, photos[i].boxes) < 0.1]
+    hard = [(i, box) for i, box in hard if mine.off_labels(box, photos[i])]
     logger.info("training %s on %d photos (%d plates) from %s", part, len(photos),
                 sum(len(p.boxes) for p in photos), data_root)
     config = default_config(detector_arch=r.get("arch", DEFAULT_DETECTOR))   # landmark stages: the default

@@ -189,7 +189,7 @@ def config_v2(version: str = "2.0.0", landmarks: str = "landmark_cnn") -> dict[s
 
 
 def train2(part: str, data_root: Path, out_dir: Path, iterations: int | None = None,
-           pretrained_root: Path | None = None) -> Path:
+           pretrained_root: Path | None = None, corrections: Path | None = None) -> Path:
     """Run one 2.0 stage into ``out_dir`` (its siblings: the stages it starts from, the mined file)."""
     from model_training import mine
     from model_training.augment import load_photos
@@ -219,7 +219,8 @@ def train2(part: str, data_root: Path, out_dir: Path, iterations: int | None = N
         init_from = _stage_weights(root / r["init_from"])
         if not init_from.is_file():
             raise FileNotFoundError(f"stage {part!r} starts from {r['init_from']!r}: train that first ({init_from})")
-    train_samples, _ = load_split(data_root, reviewed=True)
+    # ``corrections``: a `plateveil models corrections export` folder, read as one more data folder
+    train_samples, _ = load_split(data_root, reviewed=True, **({"corrections": corrections} if corrections else {}))
     photos = load_photos(train_samples)
     hard: list = []
     for name in r.get("hard_negatives", []):
@@ -228,7 +229,7 @@ def train2(part: str, data_root: Path, out_dir: Path, iterations: int | None = N
             raise FileNotFoundError(f"stage {part!r} needs {root / name}: run the mining step")
         hard += rows
     if hard:
-        hard = [(i, box) for i, box in hard if not len(photos[i].boxes) or mine.near_share(box, photos[i].boxes) < 0.1]
+        hard = [(i, box) for i, box in hard if mine.off_labels(box, photos[i])]
     opts = TrainOptions(out_dir=out_dir, iterations=iterations or r["iterations"], batch_size=r["batch_size"],
                         lr=r["lr"], warmup=r["warmup"], checkpoint_every=r["checkpoint_every"], seed=r["seed"],
                         init_from=init_from)
@@ -291,7 +292,8 @@ def training_record(root: Path, tune_dir: Path) -> dict[str, Any]:
                                "reference on the same photos, excess <= 0.3 (tune --reference --fine)"}}
 
 
-def run_all2(data_root: Path, root: Path, version: str = "2.0.0", pretrained_root: Path | None = None) -> Path:
+def run_all2(data_root: Path, root: Path, version: str = "2.0.0", pretrained_root: Path | None = None,
+             corrections: Path | None = None) -> Path:
     """Every 2.0 stage, the mining, the sweep and the bundle into ``root``; what is done is kept (resumes)."""
     from model_training.mine import mine_bundle
     from model_training.tune import tune_bundle
@@ -302,13 +304,15 @@ def run_all2(data_root: Path, root: Path, version: str = "2.0.0", pretrained_roo
             if (root / step[1] / "final.params").is_file():
                 logger.info("recipe 2.0: %s already trained", step[1])
                 continue
-            train2(step[1], data_root, root / step[1], pretrained_root=pretrained_root)
+            train2(step[1], data_root, root / step[1], pretrained_root=pretrained_root, corrections=corrections)
         else:
             _, det, name, *rest = step
             if (root / name).is_file():
                 continue
+            # the same photos as training (the rows index them), corrections included
             mine_bundle(mining_bundle(root, det, version), data_root, root / name, reviewed=True,
-                        min_score=float(rest[0]) if rest else 0.15)
+                        min_score=float(rest[0]) if rest else 0.15,
+                        **({"corrections": corrections} if corrections else {}))
     det, lm = SHIPPED_V2
     tune_dir = root / f"tune-{det}-{lm}"   # the sweep of these two stages' bundle
     if not (tune_dir / "overrides.json").is_file():

@@ -60,7 +60,7 @@ def score_setting(collected: list[tuple[Sample, list[Candidate]]], det_thr: floa
             kept = [kept[i] for i in drop_enclosing([c.quad for c in kept], [c.det_score for c in kept], *enclosing)]
         polys = [pad_quad(c.quad, margin_x, margin_y) for c in kept]
         h, w = _shape(s)
-        cov, sp, _, ex, _, pa = score_image((h, w), s.boxes, polys)
+        cov, sp, _, ex, _, pa = score_image((h, w), s.boxes, polys, s.ignore)
         covs.append(cov)
         spurious += sp
         excess += ex
