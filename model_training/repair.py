@@ -430,6 +430,9 @@ def register(msub: Any) -> None:
     s.add_argument("--folder", action="append", help="only these folders (repeatable), in this order")
     s.add_argument("--unreviewed", action="store_true", help="only proposals not yet decided in --labels")
     s.add_argument("--labels", type=Path, default=REPAIRS)
+    s.add_argument("--by-score", action="store_true", help="highest score first within each folder")
+    s.add_argument("--ids", default=None, help="only these proposal ids (p0001,p0002,...)")
+    s.add_argument("--prefix", default="sheet", help="sheet file names: <prefix>-NNN.png")
     s.set_defaults(func=_cli_sheets)
     a = rsub.add_parser("apply", help="record decisions: a file of lines '<ids> <plate|ignore|reject> [note]'")
     a.add_argument("decisions", type=Path)
@@ -477,7 +480,14 @@ def _cli_sheets(args: Any) -> int:
         props = [p for p in props if p.id not in done]
     if args.folder:
         props = [p for f in args.folder for p in props if p.folder.split("/")[0] == f]
-    paths = write_sheets(props, args.work / "sheets", args.data)
+    if args.by_score:   # the likeliest plates first, folder by folder (a stable sort keeps the folders' order)
+        props.sort(key=lambda p: -p.score)
+        if args.folder:
+            props.sort(key=lambda p: args.folder.index(p.folder.split("/")[0]))
+    if args.ids:
+        props = [p for p in props if p.id in set(args.ids.split(","))]
+    paths = write_sheets(props, args.work / "sheets", args.data, prefix=args.prefix)
+    (args.work / "sheets" / f"{args.prefix}-order.json").write_text(json.dumps([p.id for p in props]))
     print(f"{len(props)} proposals on {len(paths)} sheets in {args.work / 'sheets'}")
     return 0
 
