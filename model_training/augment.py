@@ -297,7 +297,7 @@ class LandmarkSampler:
         if box_iou(b[None], near).max() >= 0.05:
             return False
         if len(photo.ignore):
-            from model_store.training.mine import near_share
+            from model_training.mine import near_share
             return near_share(b, photo.ignore) < 0.1
         return True
 

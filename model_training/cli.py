@@ -31,7 +31,7 @@ def _labels_option(parser: argparse.ArgumentParser) -> None:
 def _corrections_option(parser: argparse.ArgumentParser) -> None:
     import os
 
-    from model_store.training.data import CORRECTIONS_ENV
+    from model_training.data import CORRECTIONS_ENV
 
     parser.add_argument("--corrections", type=Path, default=os.environ.get(CORRECTIONS_ENV) or None, metavar="DIR",
                         help="a `plateveil models corrections export` folder read as one more data folder (its "
@@ -116,7 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where --accept adds (default: the latest review round, labels/reviewed_plates-2.json)")
     r.set_defaults(func=_review)
 
-    from model_store.training.repair import register as register_repair
+    from model_training.repair import register as register_repair
 
     register_repair(msub)
 

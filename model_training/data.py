@@ -228,7 +228,7 @@ def with_reviewed(samples: list[Sample], reviewed: dict[str, np.ndarray] | None 
 def load_corrections(folder: str | Path) -> list[Sample]:
     """A ``plateveil models corrections export`` folder as samples: its corners labels (the plates after the
     corrections, reviewer-drawn ones included) and its ``negatives.json`` as ``Sample.negatives``."""
-    from model_store.training.corrections import load_negatives
+    from model_training.corrections import load_negatives
 
     folder = Path(folder)
     if not (folder / "corners").is_dir():
@@ -248,7 +248,7 @@ def load_split(data_root: str | Path = DEFAULT_DATA_ROOT, val_fraction: float = 
     the default: ``repairs.REPAIRS`` when every review round is used, so that a stage trained on the first
     ``rounds`` rounds reproduces as it was). ``corrections``:
     a corrections export folder read as one more folder (``load_corrections``), split by the same rule."""
-    from model_store.training import repairs as repairs_mod
+    from model_training import repairs as repairs_mod
 
     train: list[Sample] = []
     val: list[Sample] = []

@@ -31,13 +31,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from model_store.training.data import DEFAULT_DATA_ROOT, Sample, load_folder, load_reviewed
-from model_store.training.mine import near_share
+from model_training.data import DEFAULT_DATA_ROOT, Sample, load_folder, load_reviewed
+from model_training.mine import near_share
 from plateveil.geometry import box_iou
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS = Path(__file__).resolve().parents[1] / "model_store" / "weights"
 DEFAULT_MODELS = (WEIGHTS / "plateveil-plates-2.0.0", WEIGHTS / "plateveil-plates-1.10.0")
 PRODUCTION_LIKE = ("open-lpr", "oi-streets")   # folders where low-confidence proposals are kept too
 MIN_DET = 0.1
@@ -368,7 +368,7 @@ def decide(doc: dict[str, Any], proposals: list[Proposal], decisions: dict[str, 
 
 
 def new_doc() -> dict[str, Any]:
-    from model_store.training.repairs import SCHEMA_VERSION
+    from model_training.repairs import SCHEMA_VERSION
 
     return {"version": SCHEMA_VERSION,
             "about": "Label repair of issue 35: regions of the shared data's photos (every folder, every split) that "
@@ -377,7 +377,7 @@ def new_doc() -> dict[str, Any]:
                      "open-lpr and oi-streets, >= 0.4 (10 px wide at least). A person looks at each on numbered sheets: plate (a "
                      "readable or would-be-readable plate: an added label), ignore (unsure, tiny or unreadable "
                      "plate: neither plate nor background), reject (not a plate: stays background). Unreviewed "
-                     "proposals are ignore regions. See model_store/training/repairs.py for what each list does.",
+                     "proposals are ignore regions. See model_training/repairs.py for what each list does.",
             "photos": []}
 
 
@@ -411,7 +411,7 @@ def register(msub: Any) -> None:
     """``plateveil models repair propose|sheets|apply|counts``."""
     import argparse
 
-    from model_store.training.repairs import REPAIRS
+    from model_training.repairs import REPAIRS
 
     r = msub.add_parser("repair", help="label repair: propose unlabelled plates, numbered sheets, record decisions")
     rsub = r.add_subparsers(dest="repair_command", required=True, metavar="STEP")
@@ -447,13 +447,13 @@ def register(msub: Any) -> None:
 
 
 def _load_doc(path: Path) -> dict[str, Any]:
-    from model_store.training import repairs
+    from model_training import repairs
 
     return repairs.read(path) if path.is_file() else new_doc()
 
 
 def _cli_propose(args: Any) -> int:
-    from model_store.training import repairs
+    from model_training import repairs
 
     n = scan(args.work / "scan.jsonl", args.data, threads=args.threads)
     if not args.no_tiles:
@@ -493,7 +493,7 @@ def _cli_sheets(args: Any) -> int:
 
 
 def _cli_apply(args: Any) -> int:
-    from model_store.training import repairs
+    from model_training import repairs
 
     doc = _load_doc(args.labels)
     got = decide(doc, load_proposals(args.work / "proposals.json"), parse_decisions(args.decisions.read_text()),
@@ -504,7 +504,7 @@ def _cli_apply(args: Any) -> int:
 
 
 def _cli_counts(args: Any) -> int:
-    from model_store.training import repairs
+    from model_training import repairs
 
     for folder, c in repairs.counts(repairs.read(args.labels)).items():
         print(f"{folder:<20}", " ".join(f"{k} {v}" for k, v in c.items()))

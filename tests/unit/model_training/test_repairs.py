@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from model_store.training import augment, mine, repair, repairs
-from model_store.training.augment import DetectorSampler, LandmarkSampler, Photo, load_photos
-from model_store.training.data import load_folder, load_split
-from model_store.training.evaluate import score_image
-from model_store.training.train import default_config
+from model_training import augment, mine, repair, repairs
+from model_training.augment import DetectorSampler, LandmarkSampler, Photo, load_photos
+from model_training.data import load_folder, load_split
+from model_training.evaluate import score_image
+from model_training.train import default_config
 
 PLATE = [40, 60, 100, 80]        # labelled in the data
 MISSED = [300, 200, 360, 220]    # a plate the labels leave out: the repair adds it
