@@ -78,8 +78,10 @@ def mine_bundle(model_dir: Path, data_root: Path, out: Path, min_score: float = 
     from model_training.data import load_split
 
     model = load_model(model_dir, backend="onnx")
-    extra = {"corrections": corrections} if corrections is not None else {}   # an export: one more folder
-    photos = load_photos(load_split(data_root, reviewed=reviewed, rounds=rounds, **extra)[0])
+    # a corrections export is one more folder (passed only when given: callers that stub load_split need not know it)
+    samples = (load_split(data_root, reviewed=reviewed, rounds=rounds, corrections=corrections) if corrections is not None
+               else load_split(data_root, reviewed=reviewed, rounds=rounds))[0]
+    photos = load_photos(samples)
     rows = mine_hard_negatives(model, photos, min_score=min_score)
     save(rows, out)
     return model.tag, len(photos), rows

@@ -220,7 +220,9 @@ def train2(part: str, data_root: Path, out_dir: Path, iterations: int | None = N
         if not init_from.is_file():
             raise FileNotFoundError(f"stage {part!r} starts from {r['init_from']!r}: train that first ({init_from})")
     # ``corrections``: a `plateveil models corrections export` folder, read as one more data folder
-    train_samples, _ = load_split(data_root, reviewed=True, **({"corrections": corrections} if corrections else {}))
+    # (passed only when given, so that the stages without one call load_split as before)
+    train_samples, _ = (load_split(data_root, reviewed=True, corrections=corrections) if corrections
+                        else load_split(data_root, reviewed=True))
     photos = load_photos(train_samples)
     hard: list = []
     for name in r.get("hard_negatives", []):
@@ -310,9 +312,13 @@ def run_all2(data_root: Path, root: Path, version: str = "2.0.0", pretrained_roo
             if (root / name).is_file():
                 continue
             # the same photos as training (the rows index them), corrections included
-            mine_bundle(mining_bundle(root, det, version), data_root, root / name, reviewed=True,
-                        min_score=float(rest[0]) if rest else 0.15,
-                        **({"corrections": corrections} if corrections else {}))
+            min_score = float(rest[0]) if rest else 0.15
+            if corrections:
+                mine_bundle(mining_bundle(root, det, version), data_root, root / name, reviewed=True,
+                            min_score=min_score, corrections=corrections)
+            else:
+                mine_bundle(mining_bundle(root, det, version), data_root, root / name, reviewed=True,
+                            min_score=min_score)
     det, lm = SHIPPED_V2
     tune_dir = root / f"tune-{det}-{lm}"   # the sweep of these two stages' bundle
     if not (tune_dir / "overrides.json").is_file():

@@ -261,7 +261,7 @@ def tile(img: np.ndarray, p: Proposal, labels: np.ndarray, size: int = TILE) -> 
                        borderMode=cv2.BORDER_CONSTANT, borderValue=(60, 60, 60))
     for b in labels:
         q = (np.array([[b[0], b[1]], [b[2], b[3]]]) - [cx, cy]) / s + size / 2
-        cv2.rectangle(t, tuple(np.int32(q[0])), tuple(np.int32(q[1])), (0, 200, 0), 1)
+        cv2.rectangle(t, (int(q[0][0]), int(q[0][1])), (int(q[1][0]), int(q[1][1])), (0, 200, 0), 1)
     q = (np.asarray(p.quad) - [cx, cy]) / s + size / 2
     # the quad drawn a few pixels outside the region, so the characters stay visible
     c = q.mean(axis=0)
