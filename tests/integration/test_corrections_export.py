@@ -1,6 +1,7 @@
 """``plateveil models corrections export DIR`` over the real stack: a corrected job's photo and plates come
 out in the corners format that ``model_training.data.load_folder`` reads, its removed false positive as a
-negative, and uncorrected jobs stay out."""
+negative, and uncorrected jobs stay out; the training reader takes the export as one more folder, so the next
+training set differs from the last in exactly the corrected photo."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from model_training.corrections import load_negatives, negatives_as_rows
-from model_training.data import load_folder
+from model_training.data import load_folder, load_split
 from plateveil_ops.samples import render_scene
 from tests.integration.test_review_api import login
 
@@ -60,6 +61,26 @@ def test_export_writes_what_the_training_reader_reads(stack, client, tmp_path):
     mine = next(j for j in manifest["jobs"] if j["job_id"] == corrected["job_id"])
     assert mine["drawn"] == 1 and mine["negatives"] == 1 and mine["by"] == ["reviewer"]
     assert manifest["sidecars_read"] >= 2
+
+    # the recipe's reader (--corrections / $PLATEVEIL_CORRECTIONS_DIR): one more folder, split by the same rule
+    data_root = tmp_path / "data"
+    (data_root / "cars" / "images").mkdir(parents=True)
+    (data_root / "cars" / "images" / "a.jpg").write_bytes(render_scene(seed=23, size=(320, 240)).jpeg())
+    (data_root / "cars" / "annotations").mkdir()
+    (data_root / "cars" / "annotations" / "a.xml").write_text(
+        "<annotation><object><name>plate</name><bndbox><xmin>10</xmin><ymin>20</ymin><xmax>60</xmax>"
+        "<ymax>40</ymax></bndbox></object></annotation>")
+
+    def items(samples):
+        return {(s.source, s.path.name): (s.boxes.round(1).tolist(), s.negatives.round(1).tolist()) for s in samples}
+
+    before = items(load_split(data_root, val_fraction=0.0, repairs=False)[0])
+    after = items(load_split(data_root, val_fraction=0.0, repairs=False, corrections=out)[0])
+    changed = {k: v for k, v in after.items() if before.get(k) != v}
+    assert set(before) <= set(after)
+    assert set(changed) == {(s.source, s.path.name) for s in samples.values()}    # every corrected photo, no other
+    boxes, negs = changed[(sample.source, sample.path.name)]
+    assert np.allclose(boxes, sample.boxes.round(1), atol=0.1) and np.allclose(negs, [box], atol=0.1)
 
 
 def test_export_refuses_a_bad_day(stack, tmp_path):
