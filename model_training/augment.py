@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from model_store.runtime import crop_windows, encode_boxes
-from model_training.evaluate import near_box
+from model_training.evaluate import near_box, near_share
 from plateveil.geometry import box_iou, crop_transform, quad_to_box, to_crop_norm
 
 logger = logging.getLogger(__name__)
@@ -297,7 +297,6 @@ class LandmarkSampler:
         if box_iou(b[None], near).max() >= 0.05:
             return False
         if len(photo.ignore):
-            from model_training.mine import near_share
             return near_share(b, photo.ignore) < 0.1
         return True
 

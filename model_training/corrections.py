@@ -157,11 +157,9 @@ def export_corrections(store: ObjectStore, bucket: str, output_prefix: str, out:
 
 def load_negatives(folder: Path) -> dict[str, np.ndarray]:
     """``{image file name: boxes (N, 4)}`` from an export's ``negatives.json`` ({} when there is none)."""
-    path = Path(folder) / "negatives.json"
-    if not path.is_file():
-        return {}
-    return {name: np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-            for name, boxes in json.loads(path.read_text()).items()}
+    from model_training.data import read_negatives
+
+    return read_negatives(folder)
 
 
 def negatives_as_rows(samples: list[Any], negatives: dict[str, np.ndarray],

@@ -225,16 +225,23 @@ def with_reviewed(samples: list[Sample], reviewed: dict[str, np.ndarray] | None 
     return out
 
 
+def read_negatives(folder: str | Path) -> dict[str, np.ndarray]:
+    """``{image file name: boxes (N, 4)}`` from a corrections export's ``negatives.json`` ({} when there is none)."""
+    path = Path(folder) / "negatives.json"
+    if not path.is_file():
+        return {}
+    return {name: np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+            for name, boxes in json.loads(path.read_text()).items()}
+
+
 def load_corrections(folder: str | Path) -> list[Sample]:
     """A ``plateveil models corrections export`` folder as samples: its corners labels (the plates after the
     corrections, reviewer-drawn ones included) and its ``negatives.json`` as ``Sample.negatives``."""
-    from model_training.corrections import load_negatives
-
     folder = Path(folder)
     if not (folder / "corners").is_dir():
         raise ValueError(f"{folder}: not a corrections export (no corners/ folder; write one with "
                          "`plateveil models corrections export DIR`)")
-    negatives = load_negatives(folder)
+    negatives = read_negatives(folder)
     return [replace(s, negatives=negatives[s.path.name], _cache={}) if s.path.name in negatives else s
             for s in load_folder(folder, "corners")]
 

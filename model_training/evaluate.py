@@ -60,6 +60,18 @@ def near_box(box: np.ndarray) -> np.ndarray:
     return np.array([box[0] - w / 4, box[1] - h / 2, box[2] + w / 4, box[3] + h / 2])
 
 
+def near_share(box: np.ndarray, plates: np.ndarray) -> float:
+    """Share of ``box``'s area inside the union of the plates' "near" regions (boxes, so exact enough)."""
+    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
+    best = 0.0
+    for p in plates:
+        n = near_box(p)
+        iw = max(0.0, min(box[2], n[2]) - max(box[0], n[0]))
+        ih = max(0.0, min(box[3], n[3]) - max(box[1], n[1]))
+        best = max(best, iw * ih / area)
+    return best
+
+
 def _fill_polygon(shape: tuple[int, int], poly: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Rasterise with the same rule for boxes and polygons, so a polygon on a box covers it exactly."""
     mask = np.zeros(shape, dtype=np.uint8) if mask is None else mask

@@ -15,21 +15,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from model_training.evaluate import near_box
+from model_training.evaluate import (
+    near_share,  # also re-exported: mine.near_share is what recipes and review call
+)
 
 logger = logging.getLogger(__name__)
-
-
-def near_share(box: np.ndarray, plates: np.ndarray) -> float:
-    """Share of ``box``'s area inside the union of the plates' "near" regions (boxes, so exact enough)."""
-    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
-    best = 0.0
-    for p in plates:
-        n = near_box(p)
-        iw = max(0.0, min(box[2], n[2]) - max(box[0], n[0]))
-        ih = max(0.0, min(box[3], n[3]) - max(box[1], n[1]))
-        best = max(best, iw * ih / area)
-    return best
 
 
 def off_labels(box: np.ndarray, photo: Any) -> bool:
