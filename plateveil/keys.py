@@ -19,6 +19,7 @@ RATE_PREFIX = "plateveil:rate:"            # + <key id | ip>: token buckets
 INFLIGHT_PREFIX = "plateveil:inflight:"    # + <key id>: the key's share of the queue (sorted set of job ids)
 INTAKE_CLAIM_PREFIX = "plateveil:intake:"  # + <sha256 of the object version>: one job per delivered version
 REVIEW_PREFIX = "plateveil:review:"        # + jobs, flags, ..., lock:<job id>: the review queue
+REVIEW_SESSION_PREFIX = REVIEW_PREFIX + "session:"   # + <sha256 of the cookie>: a reviewer's session (hash)
 
 # the worker (workers)
 RECONCILER_LOCK = "plateveil:reconciler:lock"

@@ -47,6 +47,16 @@ class CommonSettings(BaseSettings):
     log_format: str = Field("text", description="log lines: 'json' (one object per line) or 'text'")
     log_level: str = Field("INFO", description="log level: DEBUG, INFO, WARNING, ERROR")
 
+    @field_validator("redis_url", "s3_access_key_id", "s3_secret_access_key")
+    @classmethod
+    def _no_placeholder(cls, value: str | None) -> str | None:
+        from plateveil.placeholders import placeholder_problem
+
+        problem = placeholder_problem(value) if value else None
+        if problem:
+            raise ValueError(f"{problem}: a copy of the example secret? Set the real value")
+        return value
+
     @field_validator("log_format", "log_level")
     @classmethod
     def _log_choice(cls, value: str, info: Any) -> str:
@@ -69,6 +79,6 @@ def load_settings(cls: type[S]) -> S:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
+            name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
             lines.append(f"  {name}: {err['msg']}")
         raise SettingsError(f"invalid {cls.__name__} configuration:\n" + "\n".join(lines)) from None

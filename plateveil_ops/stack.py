@@ -11,6 +11,7 @@ The fault tests and ``make soak`` kill, stop and restart single services with :m
     python -m plateveil_ops.stack up [--state-dir .stack]   # prints API_URL=..., API_KEY=..., REVIEW_KEY=..., ...
     python -m plateveil_ops.stack status                    # each service: running (pid) or not
     python -m plateveil_ops.stack stop|start|restart SERVICE # redis, s3, worker or api: same port, same data
+    python -m plateveil_ops.stack add-key [--review] --id NAME  # a second API (or reviewer) key for the running stack
     python -m plateveil_ops.stack down
 
 With the model registry on (the default, ``with_registry``), :func:`setup_registry` creates its bucket
@@ -51,7 +52,8 @@ ORIGINALS_BUCKET = "plateveil-originals"
 OUTPUT_BUCKET = "plateveil-concealed"
 MODELS_BUCKET = "plateveil-models"
 DEFAULT_STATE_DIR = Path(".stack")
-REVIEWER = "reviewer"   # the name of the stack's one reviewer key (PLATEVEIL_REVIEW_KEYS=reviewer:KEY)
+REVIEWER = "reviewer"   # the name of the stack's one reviewer key (PLATEVEIL_REVIEW_KEY_HASHES=reviewer:SHA256)
+HEADER_TIMEOUT_PROTOCOL = "producer.server:HeaderTimeoutH11Protocol"   # uvicorn --http: a header-read timeout
 
 
 class StackError(RuntimeError):
@@ -207,7 +209,8 @@ class Stack:
             "PLATEVEIL_OUTPUT_BUCKET": OUTPUT_BUCKET,
             "PLATEVEIL_API_KEY_HASHES": ",".join([f"{derived_key_id(self.api_key)}:{hash_key(self.api_key)}",
                                                   *extra_key_hashes(self.state_dir)]),
-            "PLATEVEIL_REVIEW_KEYS": f"{REVIEWER}:{self.review_key}",
+            "PLATEVEIL_REVIEW_KEY_HASHES": ",".join([f"{REVIEWER}:{hash_key(self.review_key)}",
+                                                     *extra_key_hashes(self.state_dir, REVIEW_KEYS_FILE)]),
             "PLATEVEIL_THREADS": "1",
             "PLATEVEIL_METRICS_PORT": str(self.ports.get("worker_metrics", 0)),
             "PLATEVEIL_METRICS_ADDR": "127.0.0.1",
@@ -334,8 +337,12 @@ class Stack:
         self.ports = {"redis": free_port(), "s3": free_port(), "api": free_port(), "worker_metrics": free_port()}
         redis_dir = (self.state_dir / "redis").resolve()
         # a new stack has a new, empty S3 server: Redis starts empty too (jobs of an old stack would
-        # point at originals that no longer exist); restarts of this stack's Redis keep the file
-        shutil.rmtree(redis_dir, ignore_errors=True)
+        # point at originals that no longer exist); an old stack's Redis files are moved aside, never
+        # deleted (restarts of this stack's Redis keep the file)
+        if redis_dir.is_dir() and any(redis_dir.iterdir()):
+            aside = redis_dir.with_name("redis.previous-" + time.strftime("%Y%m%dT%H%M%S"))
+            redis_dir.rename(aside)
+            logger.info("an earlier stack's Redis data moved to %s (not deleted)", aside)
         redis_dir.mkdir(parents=True, exist_ok=True)
         redis_proc = self._spawn("redis", [
             redis_server_binary(), "--port", str(self.ports["redis"]), "--bind", "127.0.0.1", "--save", "",
@@ -355,7 +362,8 @@ class Stack:
         if self.with_api:
             api_proc = self._spawn("api", [
                 sys.executable, "-m", "uvicorn", "producer.app:app", "--host", "127.0.0.1",
-                "--port", str(self.ports["api"]), "--log-level", "warning"], marker="producer.app:app")
+                "--port", str(self.ports["api"]), "--http", HEADER_TIMEOUT_PROTOCOL, "--proxy-headers",
+                "--log-level", "warning"], marker="producer.app:app")
         if api_proc is not None:
             self._wait_ready("api", api_proc, timeout)
         if worker_proc is not None:
@@ -411,7 +419,7 @@ class Stack:
 
     def save(self) -> None:
         state = {"api_key": self.api_key, "review_key": self.review_key, "ports": self.ports, "pool": self.pool,
-                 "services": [vars(s) for s in self.services],
+                 "services": [vars(s) for s in self.services], "extra_env": self.extra_env,
                  "commands": {name: {"argv": argv, "marker": marker} for name, (argv, marker) in self._argv.items()}}
         (self.state_dir / "state.json").write_text(json.dumps(state, indent=1))
         (self.state_dir / "env").write_text(env_file(self))
@@ -423,7 +431,8 @@ class Stack:
             return None
         state = json.loads(path.read_text())
         stack = cls(state_dir=state_dir, api_key=state["api_key"], review_key=state.get("review_key", ""),
-                    ports=state["ports"], pool=state["pool"], services=[Service(**s) for s in state["services"]])
+                    ports=state["ports"], pool=state["pool"], services=[Service(**s) for s in state["services"]],
+                    extra_env=dict(state.get("extra_env", {})))
         for name, cmd in state.get("commands", {}).items():
             stack._argv[name] = (list(cmd["argv"]), str(cmd["marker"]))
             stack._slots[name] = len(stack._slots)
@@ -434,16 +443,19 @@ class Stack:
 
 
 API_KEYS_FILE = "api-keys"  # <state>/api-keys: more PLATEVEIL_API_KEY_HASHES entries, one a line
+REVIEW_KEYS_FILE = "review-keys"  # <state>/review-keys: more PLATEVEIL_REVIEW_KEY_HASHES entries (reviewers)
 
 
-def extra_key_hashes(state_dir: Path) -> list[str]:
-    """The entries (``key_id:sha256``, from ``plateveil keys new``) in ``<state>/api-keys``, one a line
-    (``#`` comments); the API takes them besides the stack's own key after ``restart api``."""
-    path = Path(state_dir) / API_KEYS_FILE
+def extra_key_hashes(state_dir: Path, name: str = API_KEYS_FILE) -> list[str]:
+    """The entries (``key_id:sha256``, from ``plateveil keys new [--review]``) in ``<state>/api-keys`` (or
+    ``<state>/review-keys``), one a line (``#`` comments); the API takes them besides the stack's own key after
+    ``restart api`` (``add-key`` writes the line and restarts it)."""
+    path = Path(state_dir) / name
     if not path.is_file():
         return []
     lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
-    return [line.removeprefix("PLATEVEIL_API_KEY_HASHES entry:").strip() for line in lines if line]
+    return [line.removeprefix("PLATEVEIL_API_KEY_HASHES entry:").removeprefix("PLATEVEIL_REVIEW_KEY_HASHES entry:")
+            .strip() for line in lines if line]
 
 
 def registry_env(state_dir: Path) -> dict[str, str]:
@@ -479,17 +491,85 @@ def env_file(stack: Stack) -> str:
 def _cmd_up(args: argparse.Namespace) -> int:
     existing = Stack.load(args.state_dir)
     if existing is not None:
-        if all(existing.alive().values()):
+        alive = existing.alive()
+        dead = [name for name in existing._argv if not alive.get(name)]
+        if not dead:
             print("\n".join(existing.info_lines()))
             return 0
-        existing.stop()
-        (args.state_dir / "state.json").unlink(missing_ok=True)
+        return _revive(existing, dead, args.state_dir)
     stack = Stack(state_dir=args.state_dir, pool=args.pool, concurrency=args.concurrency)
     stack.start()
     stack.save()
     print("\n".join(stack.info_lines()))
     print(f"# source {args.state_dir / 'env'}: API_URL, API_KEY, the PLATEVEIL_* settings (registry included) and "
           f"the plateveil command; 'make down' stops it")
+    return 0
+
+
+def _job_count(stack: Stack) -> int:
+    return sum(1 for _ in stack.redis_client().scan_iter(match=keys.JOB_PREFIX + "*", count=1000))
+
+
+def _revive(stack: Stack, dead: list[str], state_dir: Path) -> int:
+    """``make up`` over a stack whose state exists but some services died: start exactly those again,
+    same ports, same data, same keys; never a new stack over the old one (issue 36: a fresh start used
+    to wipe every job record, the dead letters and the S3 objects and print a new API key)."""
+    order = [name for name in stack._argv if name in dead]   # start order: redis, s3, worker, api
+    print(f"# the stack in {state_dir} is partly down ({', '.join(order)} not running): restarting only "
+          f"{'that' if len(order) == 1 else 'those'}, with the same ports, data and keys")
+    if "s3" in order:
+        print("# the S3 server (moto) had died: it keeps objects in memory only, so every original, concealed "
+              "photo, sidecar and model bundle it held is GONE; job records still name them. The restarted "
+              "server gets empty buckets and the shipped model again")
+    for name in order:
+        try:
+            stack.start_service(name, timeout=120)   # s3: creates the buckets on the new, empty server only
+            if name == "s3" and stack.with_registry:
+                setup_registry(stack)
+        except (StackError, OSError) as exc:
+            stack.save()
+            print(f"error: could not restart {name} on port {stack.ports.get(name, '?')}: {exc}\n"
+                  f"# nothing was deleted. Once the cause is fixed: .venv/bin/python -m plateveil_ops.stack restart "
+                  f"{name} --state-dir {shlex.quote(str(state_dir))}\n"
+                  f"# ('make down && make up' would instead start a NEW, empty stack with a new API key)",
+                  file=sys.stderr)
+            return 1
+        if name == "redis":
+            print(f"# redis restarted from its append-only file ({state_dir / 'redis'}): "
+                  f"{_job_count(stack)} job records kept")
+    stack.save()
+    print("\n".join(stack.info_lines()))
+    print("# the API key and review key are the ones this stack already had (unchanged)")
+    return 0
+
+
+def _cmd_add_key(args: argparse.Namespace) -> int:
+    """Another API key (``--id partner``) or reviewer key (``--review --id alice``) for the running stack: its
+    entry goes to ``<state>/api-keys`` (``review-keys``), the API restarts (same port), and the key is printed
+    once; it is stored nowhere."""
+    from producer.apikeys import KEY_ID, KeyHash, new_key, parse_key_hashes
+
+    stack = Stack.load(args.state_dir)
+    if stack is None:
+        print("no local stack running (make up first)", file=sys.stderr)
+        return 1
+    if not KEY_ID.match(args.id):
+        print("error: --id must match [a-z0-9][a-z0-9_.-]{0,62}", file=sys.stderr)
+        return 2
+    var = "PLATEVEIL_REVIEW_KEY_HASHES" if args.review else "PLATEVEIL_API_KEY_HASHES"
+    current = stack.env.get(var, "")
+    if any(item.key_id == args.id for item in parse_key_hashes(current)):
+        print(f"error: {var} already has an entry {args.id!r} (rotation: plateveil keys new + edit by hand)",
+              file=sys.stderr)
+        return 2
+    key = new_key()
+    with open(args.state_dir / (REVIEW_KEYS_FILE if args.review else API_KEYS_FILE), "a") as fh:
+        fh.write(KeyHash(args.id, hash_key(key)).line() + "\n")
+    stack.start_service("api", timeout=120)
+    stack.save()
+    print(f"{'REVIEW' if args.review else 'API'}_KEY_{args.id.upper().replace('-', '_').replace('.', '_')}={key}")
+    print(f"# {var} of this stack now has {args.id!r}; the API restarted on the same port. The key is shown only "
+          "now (the stack keeps its hash)" + (f"; log in at {stack.api_url}/review as {args.id!r}" if args.review else ""))
     return 0
 
 
@@ -540,10 +620,12 @@ def _cmd_service(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m plateveil_ops.stack", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status", "stop", "start", "restart"])
+    parser.add_argument("command", choices=["up", "down", "status", "stop", "start", "restart", "add-key"])
     parser.add_argument("service", nargs="?", choices=["redis", "s3", "worker", "api"],
                         help="for stop/start/restart: the one service to act on")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument("--id", default="", help="add-key: the new key's id (a client's name, or the reviewer's login)")
+    parser.add_argument("--review", action="store_true", help="add-key: a reviewer key instead of an API key")
     parser.add_argument("--pool", default="prefork", help="worker pool (prefork, solo, threads)")
     # two prefork processes of one inference thread each: a single process can use one core at most
     # (issue 26, docs/performance.md)
@@ -556,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.service:
                 parser.error(f"{args.command} needs a SERVICE (redis, s3, worker, api)")
             return _cmd_service(args)
-        return {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status}[args.command](args)
+        return {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status, "add-key": _cmd_add_key}[args.command](args)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ for the source allowlist and the key's share of the queue. Client errors are 4xx
 from __future__ import annotations
 
 import logging
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
@@ -60,8 +61,9 @@ def _too_large(svc: Services) -> HTTPException:
 
 def _unavailable(what: str, exc: Exception) -> HTTPException:
     logger.warning("503: %s unavailable: %s", what, exc)
+    retry_after = getattr(exc, "retry_after_s", 5)   # the S3 circuit breaker says when it tries again
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{what} temporarily unavailable; retry later",
-                         headers={"Retry-After": "5"})
+                         headers={"Retry-After": str(max(1, math.ceil(retry_after)))})
 
 
 def _accepted(request: Request, job: ConcealJob) -> Accepted:

@@ -27,6 +27,7 @@ from plateveil.schema import (
     utc_now,
 )
 from plateveil.storage import ObjectStore, StoredObject, get_store
+from plateveil.storage.breaker import BreakerStore
 from producer.identity import current_key_id
 from producer.limits import Limits
 from producer.settings import ProducerSettings
@@ -72,8 +73,13 @@ class Services:
                         event_maxlen=settings.event_stream_maxlen)
         quick = settings.model_copy(update={"s3_connect_timeout_s": settings.health_timeout_s,
                                             "s3_read_timeout_s": settings.health_timeout_s, "s3_max_attempts": 1})
+        # the request path fails fast: short timeouts, one attempt, and a circuit breaker that answers at
+        # once while S3 keeps failing (issue 36); /healthz keeps its own client and always asks S3
+        fast = settings.model_copy(update={"s3_connect_timeout_s": settings.api_s3_connect_timeout_s,
+                                           "s3_read_timeout_s": settings.api_s3_read_timeout_s, "s3_max_attempts": 1})
+        store = BreakerStore(get_store(fast), settings.s3_breaker_failures, settings.s3_breaker_open_s)
         limits = Limits.from_url(settings.redis_url, settings.enqueue_timeout_s, settings.job_ttl_s)
-        return cls(settings, get_store(settings), jobs, make_sender(settings), get_store(quick), limits)
+        return cls(settings, store, jobs, make_sender(settings), get_store(quick), limits)
 
     def close(self) -> None:
         """Close the blocking clients (for users without an event loop: ``plateveil events consume``;

@@ -5,16 +5,28 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import NoDecode
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from plateveil.placeholders import placeholder_problem
 from plateveil.schema import DEFAULT_STYLE, STYLES
-from plateveil.settings import CommonSettings
-from producer.apikeys import KEY_ID, KeyHash, hash_key, parse_key_hashes
+from plateveil.settings import ENV_PREFIX, CommonSettings
+from producer.apikeys import KEY_ID, KeyHash, parse_key_hashes
 from producer.intake_settings import EventsSettings
 from producer.validation import parse_source
 
 
-class ProducerSettings(CommonSettings, EventsSettings):
+class HeaderTimeoutSettings(BaseSettings):
+    """Read by the HTTP protocol (producer/server.py) when uvicorn loads it, before the app exists."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    header_timeout_s: float = Field(10.0, gt=0, description="a request's line and headers must arrive within this "
+                                    "(from the connection, or from the first byte of a later request on a kept-alive "
+                                    "one), else 408 and the connection is closed (uvicorn --http "
+                                    "producer.server:HeaderTimeoutH11Protocol)")
+
+
+class ProducerSettings(CommonSettings, EventsSettings, HeaderTimeoutSettings):
     api_key_hashes: Annotated[tuple[KeyHash, ...], NoDecode] = Field(
         repr=False, description="accepted API keys, hashed: comma-separated key_id:sha256hex "
                                 "(`plateveil keys new` makes one) (required)")
@@ -50,9 +62,27 @@ class ProducerSettings(CommonSettings, EventsSettings):
     enqueue_timeout_s: float = Field(5.0, gt=0, description="give up enqueueing after this long (answer 503)")
     health_timeout_s: float = Field(2.0, gt=0, description="per-dependency timeout of GET /healthz")
     # the review pages (producer/review/): their own credential, never an upload key
+    review_key_hashes: Annotated[tuple[KeyHash, ...], NoDecode] = Field(
+        (), repr=False, description="reviewer credentials of the /review pages, hashed: comma-separated "
+                                    "name:sha256hex (`plateveil keys new --review --id NAME` makes one; unset: the "
+                                    "review pages answer 401 to everyone)")
     review_keys: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), repr=False, description="comma-separated reviewer credentials NAME:KEY for the /review pages "
-                                    "(unset: the review pages answer 401 to everyone)")
+        (), repr=False, description="no longer read: reviewer keys in plain text are refused at start-up "
+                                    "(use PLATEVEIL_REVIEW_KEY_HASHES)")
+    review_login_per_s: float = Field(0.05, gt=0, description="review login attempts per second allowed per client "
+                                      "IP and per reviewer name (token bucket refill; then 429 + Retry-After)")
+    review_login_burst_per_ip: int = Field(10, ge=1, description="review login attempts in a burst per client IP")
+    review_login_burst_per_name: int = Field(20, ge=1, description="review login attempts in a burst per reviewer "
+                                             "name (from every address together)")
+    review_cookie_secure: str = Field("auto", description="'auto': the session cookie is Secure when the request "
+                                      "came over https (as the trusted proxy says: uvicorn --proxy-headers, "
+                                      "FORWARDED_ALLOW_IPS); 'always': Secure whatever the scheme")
+    # S3 on the request path: fail fast (producer/breaker.py)
+    api_s3_connect_timeout_s: float = Field(1.0, gt=0, description="S3 connect timeout of the API's requests")
+    api_s3_read_timeout_s: float = Field(3.0, gt=0, description="S3 read timeout of the API's requests (one attempt)")
+    s3_breaker_failures: int = Field(3, ge=1, description="consecutive S3 failures that open the API's circuit "
+                                     "breaker (then 503 + Retry-After at once)")
+    s3_breaker_open_s: float = Field(5.0, gt=0, description="how long the breaker stays open before one trial call")
     review_session_ttl_s: int = Field(8 * 3600, ge=60, description="how long a reviewer's login lasts")
     review_low_score: float = Field(0.95, ge=0, le=1, description="review queue: a plate scored below this is "
                                                                    "'low score'")
@@ -68,28 +98,45 @@ class ProducerSettings(CommonSettings, EventsSettings):
     @classmethod
     def _parse_hashes(cls, value: object) -> object:
         if isinstance(value, str):
+            _refuse_placeholder("PLATEVEIL_API_KEY_HASHES", value)
             value = parse_key_hashes(value)
         if not value:
             raise ValueError("at least one key_id:sha256hex is required (plateveil keys new)")
         return value
 
+    @field_validator("review_key_hashes", mode="before")
+    @classmethod
+    def _parse_review_hashes(cls, value: object) -> object:
+        if isinstance(value, str):
+            _refuse_placeholder("PLATEVEIL_REVIEW_KEY_HASHES", value)
+            value = parse_key_hashes(value)
+        return value
+
     @field_validator("review_keys", mode="before")
     @classmethod
-    def _split_review_keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(k.strip() for k in value.split(",") if k.strip())
-        from producer.review.auth import parse_reviewers
+    def _refuse_plain_review_keys(cls, value: object) -> object:
+        if value and (not isinstance(value, str) or value.strip()):
+            raise ValueError("reviewer keys in plain text are no longer accepted: give their hashes in "
+                             "PLATEVEIL_REVIEW_KEY_HASHES (`echo KEY | plateveil keys hash --id NAME` per reviewer, "
+                             "or new keys with `plateveil keys new --review --id NAME`) and unset PLATEVEIL_REVIEW_KEYS")
+        return ()
 
-        parse_reviewers(tuple(value))   # type: ignore[arg-type]  # ValueError naming the bad entry
-        return value
+    @field_validator("review_cookie_secure")
+    @classmethod
+    def _cookie_choice(cls, value: str) -> str:
+        if value.strip().lower() not in ("auto", "always"):
+            raise ValueError("'auto' or 'always'")
+        return value.strip().lower()
 
     @model_validator(mode="after")
     def _review_keys_apart(self) -> ProducerSettings:
-        from producer.review.auth import parse_reviewers
-
         upload = {item.sha256 for item in self.api_key_hashes}
-        if {hash_key(key) for key in parse_reviewers(self.review_keys)} & upload:
-            raise ValueError("PLATEVEIL_REVIEW_KEYS: a reviewer key must not also be an upload API key")
+        if {item.sha256 for item in self.review_key_hashes} & upload:
+            raise ValueError("PLATEVEIL_REVIEW_KEY_HASHES: a reviewer key must not also be an upload API key")
+        for name, items in (("PLATEVEIL_API_KEY_HASHES", self.api_key_hashes),
+                            ("PLATEVEIL_REVIEW_KEY_HASHES", self.review_key_hashes)):
+            for item in items:
+                _refuse_placeholder(f"{name} entry {item.key_id!r}", item.sha256)
         return self
 
     @field_validator("source_allow", mode="before")
@@ -133,3 +180,10 @@ class ProducerSettings(CommonSettings, EventsSettings):
         """(bucket, prefix) pairs ``key_id`` may read: its own entry plus the '*' entry."""
         entries = self.source_allow.get(key_id, ()) + self.source_allow.get("*", ())
         return tuple(parse_source(e) for e in entries)
+
+
+def _refuse_placeholder(what: str, value: str) -> None:
+    problem = placeholder_problem(value)
+    if problem:
+        raise ValueError(f"{what} {problem}: a copy of the example secret? Make real keys with "
+                         "`plateveil keys new` (API) / `plateveil keys new --review --id NAME` (reviewers)")

@@ -34,10 +34,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from plateveil import keys
+from plateveil import keys, netguard
 from plateveil.settings import ENV_PREFIX
 
 SIGNATURE_HEADER = "X-Plateveil-Signature"
@@ -100,11 +100,26 @@ class WebhookSettings(BaseSettings):
     webhook_backoff_max_s: float = Field(60.0, gt=0, description="largest webhook retry delay (under the worker's "
                                                                 "visibility timeout, 90 s: a waiting retry is held unacknowledged)")
     webhook_timeout_s: float = Field(5.0, gt=0, description="webhook request timeout")
+    webhook_allow_private_urls: bool = Field(False, description="let webhook URLs lead to loopback, private, "
+                                             "link-local and other non-global addresses (refused by default: "
+                                             "plateveil/netguard.py)")
 
     @field_validator("webhooks", mode="before")
     @classmethod
     def _parse_webhooks(cls, value: Any) -> Any:
         return parse_targets(value)
+
+    @model_validator(mode="after")
+    def _public_urls(self) -> WebhookSettings:
+        """What can be refused without DNS at start-up (IP literals, localhost); names are resolved and
+        checked again at every delivery."""
+        if not self.webhook_allow_private_urls:
+            for key_id, target in self.webhooks.items():
+                problem = netguard.literal_problem(target.url)
+                if problem:
+                    raise ValueError(f"webhook of {key_id!r}: {problem}; webhooks may reach only public addresses "
+                                     "unless PLATEVEIL_WEBHOOK_ALLOW_PRIVATE_URLS=true")
+        return self
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -143,16 +158,29 @@ def new_delivery_id() -> str:
 
 
 def deliver(target: WebhookTarget, key_id: str, fields: dict[str, str], delivery_id: str, *,
-            timeout_s: float = 5.0, now: int | None = None) -> int:
-    """POST one signed delivery; returns the HTTP status; raises ``httpx.HTTPError`` when no answer."""
+            timeout_s: float = 5.0, now: int | None = None, allow_private: bool = False) -> int:
+    """POST one signed delivery; returns the HTTP status; raises ``httpx.HTTPError`` when no answer, or
+    (``httpx.ConnectError``) when the URL's host resolves to a non-global address and ``allow_private`` is
+    off: then the request goes to the address that was checked (:func:`plateveil.netguard.pinned`)."""
     import httpx
+
+    url: str = target.url
+    extra_headers: dict[str, str] = {}
+    extensions: dict[str, Any] = {}
+    if not allow_private:
+        try:
+            addresses = netguard.resolve_checked(target.url)
+        except netguard.UnsafeURLError as exc:
+            raise httpx.ConnectError(f"webhook URL refused: {exc}") from None
+        url, extra_headers, extensions = netguard.pinned(target.url, addresses[0])
 
     body = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
     timestamp = int(time.time()) if now is None else now
     headers = {"Content-Type": "application/json", "User-Agent": "plateveil-webhooks/1",
                "X-Plateveil-Event": event_type(fields), "X-Plateveil-Delivery": delivery_id,
-               "X-Plateveil-Key-Id": key_id, SIGNATURE_HEADER: sign(target.secret, body, timestamp)}
-    resp = httpx.post(target.url, content=body, headers=headers, timeout=timeout_s, follow_redirects=False)
+               "X-Plateveil-Key-Id": key_id, SIGNATURE_HEADER: sign(target.secret, body, timestamp)} | extra_headers
+    with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+        resp = client.post(url, content=body, headers=headers, extensions=extensions)
     return resp.status_code
 
 

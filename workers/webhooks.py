@@ -43,7 +43,8 @@ def deliver_webhook(self: Task, key_id: str, fields: dict[str, str], delivery_id
         return "dropped"
     attempt = int(self.request.retries or 0) + 1
     try:
-        status = webhooks.deliver(target, key_id, fields, delivery_id, timeout_s=settings.webhook_timeout_s)
+        status = webhooks.deliver(target, key_id, fields, delivery_id, timeout_s=settings.webhook_timeout_s,
+                                  allow_private=settings.webhook_allow_private_urls)
         error = "" if 200 <= status < 300 else f"HTTP {status}"
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"

@@ -45,7 +45,9 @@ class S3Store(ObjectStore):
     @classmethod
     def from_settings(cls, settings: CommonSettings) -> S3Store:
         config = Config(connect_timeout=settings.s3_connect_timeout_s, read_timeout=settings.s3_read_timeout_s,
-                        retries={"mode": "standard", "max_attempts": settings.s3_max_attempts},
+                        # total_max_attempts counts the first call; botocore's "max_attempts" would count
+                        # retries only (PLATEVEIL_S3_MAX_ATTEMPTS=1 made 2 calls: measured in issue 36)
+                        retries={"mode": "standard", "total_max_attempts": settings.s3_max_attempts},
                         s3={"addressing_style": "path"} if settings.s3_endpoint_url else None)
         client = boto3.session.Session().client(
             "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region,

@@ -1,107 +1,124 @@
-"""The reviewers' credential: ``PLATEVEIL_REVIEW_KEYS`` (``NAME:KEY,...``), never an upload API key.
+"""The reviewers' credential and sessions: ``PLATEVEIL_REVIEW_KEY_HASHES`` (``name:sha256hex,...``, the
+format of ``PLATEVEIL_API_KEY_HASHES``, made by ``plateveil keys new --review --id NAME``), never an upload
+API key. The service keeps only the keys' hashes.
 
-A reviewer logs in once with their key (``POST /review/login``); the service answers with a signed
-session cookie (itsdangerous, HMAC-SHA256, timestamped): HttpOnly, ``SameSite=Strict``, path ``/review``,
-``Secure`` over https. The cookie names the reviewer and a fingerprint of their key, and is checked on
-every request under ``/review``: expired, tampered, or made with a key that has since been removed, it is
-refused. The signing secret is derived from the configured keys, so every replica agrees without
-another setting and rotating the keys ends every session.
+A reviewer logs in with their name and key (``POST /review/login``). Failed and successful attempts alike
+take a token from two Redis token buckets (:class:`producer.limits.Limits`, shared by every replica): one
+per client IP and one per reviewer name (any name, known or not, so the answer never tells which names
+exist); when either is empty the answer is 429 + ``Retry-After`` and the key is not even compared.
 
-State-changing requests (``POST``) also need ``X-CSRF-Token``: an HMAC of the session cookie that
-only the pages served to that session carry, and a same-origin ``Origin`` when the browser sends one.
+A login opens a server-side session: a random 256-bit token in the cookie (HttpOnly,
+``SameSite=Strict``, path ``/review``, ``Secure`` over https or always with
+``PLATEVEIL_REVIEW_COOKIE_SECURE=always``) and, in Redis, under the token's SHA-256 (a copy of Redis
+holds no usable cookie), the reviewer's name, a fingerprint of the key's hash and the session's CSRF
+token, expiring after ``PLATEVEIL_REVIEW_SESSION_TTL_S``. Logging out deletes that record, so the
+cookie stops working everywhere at once; a session whose key has since been removed from the
+configuration is refused too.
+
+State-changing requests (``POST``) also need ``X-CSRF-Token``: the session's own random token, which only
+the pages served to that session carry, and a same-origin ``Origin`` when the browser sends one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
+import secrets
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+import redis
 from starlette.requests import Request
+
+from producer.apikeys import KeyHash, find_key
+from plateveil import keys
+from plateveil.errors import BrokerError
 
 COOKIE_NAME = "plateveil_review"
 COOKIE_PATH = "/review"
 CSRF_HEADER = "x-csrf-token"
-MIN_KEY_CHARS = 12
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-
-
-def parse_reviewers(entries: tuple[str, ...]) -> dict[str, str]:
-    """``("alice:KEY", ...)`` -> ``{KEY: "alice"}``; ValueError naming the bad entry (never its key)."""
-    out: dict[str, str] = {}
-    for i, entry in enumerate(entries, 1):
-        name, sep, key = entry.partition(":")
-        if not sep or not _NAME.match(name):
-            raise ValueError(f"review key entry {i} must be NAME:KEY with NAME of [A-Za-z0-9._@-] (at most 64)")
-        if len(key) < MIN_KEY_CHARS:
-            raise ValueError(f"review key of {name!r} is shorter than {MIN_KEY_CHARS} characters")
-        if key in out:
-            raise ValueError(f"review key of {name!r} is also the key of {out[key]!r}")
-        out[key] = name
-    return out
+SESSION_PREFIX = keys.REVIEW_SESSION_PREFIX
+_TOKEN_MAX_CHARS = 128
 
 
 def fingerprint(key: str) -> str:
+    """A short, non-secret name of a key for logs (never enough to find the key)."""
     return hashlib.sha256(b"plateveil-review-key\n" + key.encode()).hexdigest()[:16]
+
+
+def _session_key(token: str) -> str:
+    return SESSION_PREFIX + hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class Reviewer:
     name: str
-    session: str   # the cookie value, for the CSRF token
+    session: str   # the cookie value
+    csrf: str      # this session's CSRF token
 
 
 class ReviewAuth:
-    """Checks keys and sessions for one set of reviewer keys."""
+    """Checks reviewer keys against their hashes; opens, finds and closes sessions in Redis."""
 
-    def __init__(self, entries: tuple[str, ...], ttl_s: int) -> None:
-        self.reviewers = parse_reviewers(entries)
+    def __init__(self, hashes: tuple[KeyHash, ...], ttl_s: int, client: Any) -> None:
+        self.hashes = hashes
         self.ttl_s = ttl_s
-        self._fingerprints = {fingerprint(k): name for k, name in self.reviewers.items()}
-        secret = hashlib.sha256(b"plateveil-review-session\n" + "\n".join(sorted(self.reviewers)).encode()).digest()
-        self._secret = secret
-        self._signer = URLSafeTimedSerializer(secret, salt="plateveil-review")
+        self.client = client   # a blocking redis.Redis with decode_responses=True
 
     @property
     def enabled(self) -> bool:
-        return bool(self.reviewers)
+        return bool(self.hashes)
 
-    def check_key(self, given: str) -> str | None:
-        """The reviewer's name for a correct key, else None (compared with every key, no early exit)."""
-        found = None
-        for key, name in self.reviewers.items():
-            if hmac.compare_digest(given.encode(), key.encode()):
-                found = name
-        return found
+    def check_key(self, name: str, given: str) -> bool:
+        """True when ``given`` is a key of reviewer ``name`` (compared with every hash, constant time)."""
+        if not given or len(given) > 512:
+            return False
+        found = find_key(given, self.hashes)
+        return found is not None and hmac.compare_digest(found.encode(), name.encode())
 
-    def session_for(self, given_key: str) -> str:
-        name = self.reviewers[given_key]
-        return self._signer.dumps({"n": name, "k": fingerprint(given_key)})
+    def _run(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (redis.RedisError, OSError) as exc:
+            raise BrokerError(f"redis review session {what} failed: {exc}") from exc
+
+    def open_session(self, name: str, given_key: str) -> str:
+        """A new session for a checked key; returns the cookie value."""
+        token = secrets.token_urlsafe(32)
+        digest = hashlib.sha256(given_key.encode()).hexdigest()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(_session_key(token), mapping={"name": name, "key": digest[:16], "csrf": secrets.token_hex(32)})
+        pipe.expire(_session_key(token), self.ttl_s)
+        self._run("open", pipe.execute)
+        return token
+
+    def close_session(self, token: str) -> None:
+        """Logout: the session's record is deleted, so its cookie no longer works (on any replica)."""
+        if token and len(token) <= _TOKEN_MAX_CHARS:
+            self._run("close", self.client.delete, _session_key(token))
 
     def reviewer(self, request: Request) -> Reviewer | None:
-        """The logged-in reviewer of ``request`` or None."""
+        """The logged-in reviewer of ``request`` or None; BrokerError when Redis cannot say."""
         if not self.enabled:
             return None
-        value = request.cookies.get(COOKIE_NAME)
-        if not value:
+        token = request.cookies.get(COOKIE_NAME, "")
+        if not token or len(token) > _TOKEN_MAX_CHARS:
             return None
-        try:
-            data = self._signer.loads(value, max_age=self.ttl_s)
-        except BadSignature:
-            return None
-        if not isinstance(data, dict) or self._fingerprints.get(str(data.get("k"))) != data.get("n"):
-            return None   # the key was removed (or the cookie is not ours)
-        return Reviewer(str(data["n"]), value)
+        data = self._run("read", self.client.hgetall, _session_key(token))
+        if not data or not data.get("csrf"):
+            return None   # never opened, expired, or logged out
+        name, key = str(data.get("name", "")), str(data.get("key", ""))
+        if not any(item.key_id == name and item.sha256[:16] == key for item in self.hashes):
+            return None   # the key was removed from the configuration since
+        return Reviewer(name, token, str(data["csrf"]))
 
     def csrf_token(self, reviewer: Reviewer) -> str:
-        return hmac.new(self._secret, b"csrf\n" + reviewer.session.encode(), hashlib.sha256).hexdigest()
+        return reviewer.csrf
 
     def csrf_ok(self, request: Request, reviewer: Reviewer) -> bool:
         given = request.headers.get(CSRF_HEADER, "")
-        return hmac.compare_digest(given.encode(), self.csrf_token(reviewer).encode())
+        return hmac.compare_digest(given.encode(), reviewer.csrf.encode())
 
 
 def same_origin(request: Request) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -63,7 +64,8 @@ def review(request: Request) -> Review:
     svc: Services = request.app.state.services
     current = getattr(request.app.state, "review", None)
     if current is None or current.services is not svc:
-        current = Review(svc, ReviewAuth(svc.settings.review_keys, svc.settings.review_session_ttl_s),
+        current = Review(svc, ReviewAuth(svc.settings.review_key_hashes, svc.settings.review_session_ttl_s,
+                                         svc.jobs.client),
                          ReviewIndex(svc.jobs, svc.settings.review_index_days))
         request.app.state.review = current
     return current
@@ -74,8 +76,11 @@ ReviewDep = Annotated[Review, Depends(review)]
 
 def require_reviewer(request: Request, rv: ReviewDep) -> Reviewer:
     """The logged-in reviewer; a redirect to the login form (pages) or 401 (anything else) without one;
-    403 for a POST without the page's CSRF token or from another origin."""
-    reviewer = rv.auth.reviewer(request)
+    403 for a POST without the page's CSRF token or from another origin; 503 when Redis cannot say."""
+    try:
+        reviewer = rv.auth.reviewer(request)
+    except BrokerError as exc:
+        raise _unavailable(exc) from exc
     if reviewer is None:
         if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -118,26 +123,67 @@ def login_form(request: Request, rv: ReviewDep, next: str = "/review") -> HTMLRe
     return _login_page(request, rv, next)
 
 
+def _client_ip(request: Request) -> str:
+    """The client's address as the server sees it: behind a trusted proxy (uvicorn ``--proxy-headers``,
+    ``FORWARDED_ALLOW_IPS``) the first untrusted ``X-Forwarded-For`` address, else the peer's."""
+    return request.client.host if request.client else "unknown"
+
+
+async def _login_allowed(rv: Review, ip: str, name: str) -> float:
+    """Take a login attempt from the client IP's and the reviewer name's buckets; 0 when allowed, else
+    the seconds until the next attempt may be made (both buckets are always charged)."""
+    settings = rv.services.settings
+    rate = settings.review_login_per_s
+    wait = 0.0
+    for bucket, burst in (("reviewlogin:ip:" + ip, settings.review_login_burst_per_ip),
+                          ("reviewlogin:name:" + name, settings.review_login_burst_per_name)):
+        ok, seconds = await rv.services.limits.take(bucket, rate, burst)
+        if not ok:
+            wait = max(wait, seconds, 1.0)
+    return wait
+
+
 @login_router.post("/login", response_class=HTMLResponse)
-def login(request: Request, rv: ReviewDep, key: Annotated[str, Form()] = "",
-          next: Annotated[str, Form()] = "/review") -> Response:
+async def login(request: Request, rv: ReviewDep, key: Annotated[str, Form()] = "", name: Annotated[str, Form()] = "",
+                next: Annotated[str, Form()] = "/review") -> Response:
     if not same_origin(request):
         return _login_page(request, rv, next, "log in from this site's own login form", 403)
-    name = rv.auth.check_key(key) if rv.auth.enabled else None
-    if name is None:
-        logger.warning("review login refused from %s", request.client.host if request.client else "?")
-        return _login_page(request, rv, next, "wrong reviewer key", status.HTTP_401_UNAUTHORIZED)
+    ip = _client_ip(request)
+    account = name.strip().lower()[:64]
+    try:
+        wait = await _login_allowed(rv, ip, account)
+    except BrokerError as exc:
+        raise _unavailable(exc) from exc
+    if wait:
+        logger.warning("review login refused (too many attempts) from %s for %r", ip, account)
+        refused = _login_page(request, rv, next, "too many login attempts: wait and try again", 429)
+        refused.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return refused
+    if not (rv.auth.enabled and rv.auth.check_key(account, key)):
+        logger.warning("review login refused from %s for %r", ip, account)
+        return _login_page(request, rv, next, "wrong reviewer name or key", status.HTTP_401_UNAUTHORIZED)
+    try:
+        session = await run_in_threadpool(rv.auth.open_session, account, key)
+    except BrokerError as exc:
+        raise _unavailable(exc) from exc
     resp = RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
-    resp.set_cookie(COOKIE_NAME, rv.auth.session_for(key), max_age=rv.auth.ttl_s, path=COOKIE_PATH,
-                    httponly=True, samesite="strict", secure=request.url.scheme == "https")
-    logger.info("reviewer %s logged in (key %s)", name, fingerprint(key)[:8])
+    resp.set_cookie(COOKIE_NAME, session, max_age=rv.auth.ttl_s, path=COOKIE_PATH, httponly=True, samesite="strict",
+                    secure=rv.services.settings.review_cookie_secure == "always" or request.url.scheme == "https")
+    logger.info("reviewer %s logged in from %s (key %s)", account, ip, fingerprint(key)[:8])
     return resp
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request, rv: ReviewDep, reviewer: ReviewerDep) -> Response:
+    """Ends the session on the server (its cookie no longer works anywhere) and clears the cookie."""
+    try:
+        rv.auth.close_session(reviewer.session)
+    except BrokerError as exc:
+        raise _unavailable(exc) from exc
+    logger.info("reviewer %s logged out", reviewer.name)
     resp = RedirectResponse("/review/login", status_code=status.HTTP_303_SEE_OTHER)
-    resp.delete_cookie(COOKIE_NAME, path=COOKIE_PATH, httponly=True, samesite="strict")
+    resp.delete_cookie(COOKIE_NAME, path=COOKIE_PATH, httponly=True, samesite="strict",
+                       secure=rv.services.settings.review_cookie_secure == "always" or request.url.scheme == "https")
     return resp
 
 

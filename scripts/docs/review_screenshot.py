@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from model_training.data import DEFAULT_DATA_ROOT  # noqa: E402
 from plateveil_ops.samples import render_scene  # noqa: E402
-from plateveil_ops.stack import Stack  # noqa: E402
+from plateveil_ops.stack import REVIEWER, Stack  # noqa: E402
 from producer.client import PlateveilClient  # noqa: E402
 from tests.integration.test_review_browser import click_image_point, start_browser  # noqa: E402
 
@@ -51,6 +51,7 @@ def main() -> int:
         try:
             driver.set_window_size(1400, 900)
             driver.get(f"{stack.api_url}/review/login")
+            driver.find_element("id", "name").send_keys(REVIEWER)
             driver.find_element("id", "key").send_keys(stack.review_key)
             driver.find_element("id", "login").click()
             time.sleep(0.5)

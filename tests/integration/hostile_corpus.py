@@ -211,3 +211,105 @@ def cases(max_upload_bytes: int) -> list[Case]:
         Case("6000x4000 JPEG over the worker's decode budget", _upload(big_flat_jpeg()), 202, job="done",
              check_output=lambda out: Image.open(io.BytesIO(out)).size == (3000, 2000)),
     ]
+
+
+# -- the review pages (issue 36) ---------------------------------------------------------------------
+def _anon(method: str, path: str, **kwargs: Any) -> Callable[[Any, str], Any]:
+    """Sent without the reviewer's session (a client of its own)."""
+    import httpx
+
+    def send(http: Any, url: str) -> Any:
+        with httpx.Client(base_url=url, timeout=30) as anon:
+            return anon.request(method, path, **kwargs)
+    return send
+
+
+def _correct(job_id: str, body: Any = None, content: bytes | None = None, **headers: str) -> Callable[[Any, str], Any]:
+    path = f"/review/api/jobs/{job_id}/corrections"
+    if content is not None:
+        return lambda http, url: http.post(path, content=content, headers=headers)
+    return lambda http, url: http.post(path, json=body, headers=headers)
+
+
+def review_cases(job_id: str, api_key: str) -> list[Case]:
+    """Bad input to the reviewer login, sessions, the review pages and API, and the flag call; sent with
+    a logged-in reviewer's client (cookie + CSRF header) unless the case says otherwise. ``job_id``: a
+    done job; nothing here may change it. The answers are HTML for pages and JSON elsewhere; ``reason``
+    is a phrase of either."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    square = [[10, 10], [60, 10], [60, 40], [10, 40]]
+    bearer = {"Authorization": f"Bearer {api_key}"}
+    flag = f"/v1/jobs/{job_id}/flag"
+    return [
+        Case("16 MB login form", _anon("POST", "/review/login", content=b"key=" + b"a" * (16 * 2**20), headers=form),
+             413, "larger than"),
+        Case("login key of 400 KB", _anon("POST", "/review/login", data={"name": "reviewer", "key": "k" * 400_000}),
+             413, "larger than"),
+        Case("login name of 10,000 characters", _anon("POST", "/review/login", data={"name": "n" * 10_000, "key": "x"}),
+             401, "wrong reviewer name or key"),
+        Case("login form of invalid UTF-8", _anon("POST", "/review/login", content=b"name=\xff\xfe&key=\xc3(",
+                                                  headers=form), 401, "wrong reviewer name or key"),
+        Case("login as JSON, not a form", _anon("POST", "/review/login", json={"name": "reviewer", "key": "x" * 40}),
+             401, "wrong reviewer name or key"),
+        Case("login from another site", _anon("POST", "/review/login", data={"name": "reviewer", "key": "x"},
+                                              headers={"Origin": "https://evil.example"}), 403, "own login form"),
+        Case("session cookie of 8 KB", _anon("GET", "/review/static/review.js",
+                                             cookies={"plateveil_review": "A" * 8000}), 401, "login required"),
+        Case("forged signed cookie (the old format)", _anon(
+            "GET", "/review/static/review.js", cookies={"plateveil_review": "eyJuIjoicmV2aWV3ZXIifQ.Z0.sig"}),
+            401, "login required"),
+        Case("review API without a session", _anon("POST", f"/review/api/jobs/{job_id}/accept"), 401,
+             "login required"),
+        Case("POST without the CSRF token", lambda http, url: http.post(
+            f"/review/api/jobs/{job_id}/accept", headers={"X-CSRF-Token": ""}), 403, "CSRF"),
+        Case("POST from another origin", lambda http, url: http.post(
+            f"/review/api/jobs/{job_id}/accept", headers={"Origin": "https://evil.example"}), 403, "CSRF"),
+        Case("correction nested 20,000 deep", _correct(job_id, content=b"[" * 20_000 + b"]" * 20_000,
+                                                       **{"Content-Type": "application/json"}), 422, "nested deeper"),
+        Case("correction that is not JSON", _correct(job_id, content=b"revision=0", **{"Content-Type": "text/plain"}),
+             422, "expected a JSON body"),
+        Case("correction as a JSON list", _correct(job_id, [1, 2, 3]), 422, "expected a JSON object"),
+        Case("correction with unknown fields", _correct(job_id, {"revision": 0, "__proto__": {}}), 422,
+             "unknown fields"),
+        Case("correction revision as a string", _correct(job_id, {"revision": "0"}), 422, "revision"),
+        Case("correction with 10,000 polygons", _correct(job_id, {"revision": 0, "add": [square] * 10_000}), 413,
+             "larger than"),
+        Case("correction with 500 polygons", _correct(job_id, {"revision": 0, "add": [square] * 500}), 422,
+             "at most"),
+        Case("correction polygon of 3 corners", _correct(job_id, {"revision": 0, "add": [square[:3]]}), 422,
+             "4 points"),
+        Case("correction corner NaN", _correct(job_id, content=b'{"revision": 0, "add": [[[NaN, 1], [60, 10], '
+                                               b'[60, 40], [10, 40]]]}', **{"Content-Type": "application/json"}),
+             422, ""),
+        Case("correction corners a billion pixels out", _correct(job_id, {"revision": 0, "add": [
+            [[-1e9, -1e9], [1e9, -1e9], [1e9, 1e9], [-1e9, 1e9]]]}), 422, ""),
+        Case("correction removing plate 1,000,000", _correct(job_id, {"revision": 0, "remove": [1_000_000]}), 422,
+             ""),
+        Case("correction removing an index twice", _correct(job_id, {"revision": 0, "remove": [0, 0]}), 422, "twice"),
+        Case("correction with an unknown style", _correct(job_id, {"revision": 0, "style": "sparkles"}), 422,
+             "valid styles"),
+        Case("correction note of 10,000 characters", _correct(job_id, {"revision": 0, "note": "n" * 10_000}), 422,
+             "at most 500"),
+        Case("correction of a stale revision", _correct(job_id, {"revision": 99, "add": [square]}), 409, ""),
+        Case("correction of an unknown job", _correct("0" * 32, {"revision": 0}), 404, "no finished job"),
+        Case("accept of an unknown job", lambda http, url: http.post("/review/api/jobs/" + "f" * 32 + "/accept"),
+             404, "no finished job"),
+        Case("job page with path characters", lambda http, url: http.get("/review/jobs/..%2F..%2Fetc%2Fpasswd"),
+             404, ""),
+        Case("job page id of 2,000 characters", lambda http, url: http.get("/review/jobs/" + "a" * 2000), 404, ""),
+        Case("original photo of an unknown job", lambda http, url: http.get(f"/review/jobs/{'0' * 32}/original"),
+             404, ""),
+        Case("queue page 0", lambda http, url: http.get("/review?page=0"), 422, ""),
+        Case("queue page 10^30", lambda http, url: http.get("/review?page=" + "1" + "0" * 30), 200, ""),
+        Case("queue date 2026-13-45x", lambda http, url: http.get("/review?date=2026-13-45x"), 422, "YYYY-MM-DD"),
+        Case("queue state 'everything'", lambda http, url: http.get("/review?state=everything"), 422, "state"),
+        Case("static file ../auth.py", lambda http, url: http.get("/review/static/..%2Fauth.py"), 404, ""),
+        Case("flag reason of 501 characters", lambda http, url: http.post(flag, json={"reason": "r" * 501},
+                                                                          headers=bearer), 422, ""),
+        Case("flag reason of blanks", lambda http, url: http.post(flag, json={"reason": " \t "}, headers=bearer), 422,
+             "blank"),
+        Case("flag of an unknown job", lambda http, url: http.post("/v1/jobs/" + "0" * 32 + "/flag",
+                                                                   json={"reason": "x"}, headers=bearer), 404, ""),
+        Case("flag with a reviewer session instead of a key", lambda http, url: http.post(flag, json={"reason": "x"}),
+             401, "API key"),
+    ]

@@ -24,7 +24,7 @@ CSRF = re.compile(r'<meta name="csrf-token" content="([0-9a-f]+)">')
 
 def login(stack) -> tuple[httpx.Client, str]:
     http = httpx.Client(base_url=stack.api_url, timeout=30)
-    resp = http.post("/review/login", data={"key": stack.review_key, "next": "/review"})
+    resp = http.post("/review/login", data={"name": REVIEWER, "key": stack.review_key, "next": "/review"})
     assert resp.status_code == 303 and resp.headers["location"] == "/review"
     cookie = resp.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/review" in cookie
@@ -85,8 +85,8 @@ def test_every_review_path_needs_the_reviewer_login(stack, client):
     # an upload API key is not a reviewer credential, neither as a bearer token nor at the login form
     bearer = {"Authorization": f"Bearer {stack.api_key}"}
     assert anon.get(f"/review/jobs/{job['job_id']}/original", headers=bearer).status_code == 401
-    assert anon.post("/review/login", data={"key": stack.api_key}).status_code == 401
-    assert anon.post("/review/login", data={"key": stack.review_key + "x"}).status_code == 401
+    assert anon.post("/review/login", data={"name": REVIEWER, "key": stack.api_key}).status_code == 401
+    assert anon.post("/review/login", data={"name": REVIEWER, "key": stack.review_key + "x"}).status_code == 401
     # a tampered session cookie is refused
     anon.cookies.set(COOKIE_NAME, "eyJuIjoicmV2aWV3ZXIifQ.bad.sig", path="/review")
     assert anon.get("/review/static/review.js").status_code == 401
@@ -110,7 +110,7 @@ def test_reviewer_session_is_not_an_api_key_and_posts_need_csrf(stack, client):
 def test_login_redirect_stays_on_review_pages(stack):
     http = httpx.Client(base_url=stack.api_url, timeout=30)
     for target in ("https://evil.example/", "//evil.example/review", "/v1/jobs"):
-        resp = http.post("/review/login", data={"key": stack.review_key, "next": target})
+        resp = http.post("/review/login", data={"name": REVIEWER, "key": stack.review_key, "next": target})
         assert resp.status_code == 303 and resp.headers["location"] == "/review"
     http.close()
 

@@ -80,6 +80,7 @@ def test_reviewer_draws_a_missing_plate_and_saves(stack, client, s3, redis_clien
     browser.get(f"{stack.api_url}/review/jobs/{job['job_id']}")
     wait.until(ec.presence_of_element_located((By.ID, "key")))
     assert "/review/login" in browser.current_url
+    browser.find_element(By.ID, "name").send_keys(REVIEWER)
     browser.find_element(By.ID, "key").send_keys(stack.review_key)
     browser.find_element(By.ID, "login").click()
     wait.until(ec.presence_of_element_located((By.ID, "svg-original")))

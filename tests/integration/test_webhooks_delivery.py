@@ -78,6 +78,7 @@ def hook_worker(stack, receiver, tmp_path_factory) -> Iterator[Path]:
     env = os.environ | {"PLATEVEIL_QUEUE": QUEUE, "PLATEVEIL_WEBHOOKS": json.dumps(hooks),
                         "PLATEVEIL_WEBHOOK_BACKOFF_S": "0.1", "PLATEVEIL_WEBHOOK_MAX_ATTEMPTS": "3",
                         "PLATEVEIL_WEBHOOK_TIMEOUT_S": "2", "PLATEVEIL_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1",
+                        "PLATEVEIL_WEBHOOK_ALLOW_PRIVATE_URLS": "true",  # the receiver is on loopback
                         "PLATEVEIL_LOG_FORMAT": "json"}  # this worker also shows the JSON log lines
     log = tmp_path_factory.mktemp("hooks") / "worker.log"
     with open(log, "ab") as fh:

@@ -256,3 +256,42 @@ def test_a_service_imports_only_what_its_lock_installs(service, packages, skip):
     loaded = {locks.canonical(d) for d in json.loads(out.stdout.strip().splitlines()[-1])}
     loaded -= {"plateveil", "setuptools"} | locks.DEV_ONLY
     assert loaded - set(locks.read_lock(locks.LOCKS[service])) == set()
+
+
+def test_the_api_is_served_with_a_header_timeout_and_trusts_only_named_proxies():
+    """issue 36: half-sent request heads are closed; X-Forwarded-* believed only from the ingress."""
+    from plateveil_ops.stack import HEADER_TIMEOUT_PROTOCOL
+
+    assert f'"--http", "{HEADER_TIMEOUT_PROTOCOL}", "--proxy-headers"' in (ROOT / "deploy" / "Dockerfile.producer").read_text()
+    producer = next(d for d in _docs(ROOT / "deploy" / "k8s" / "producer.yaml") if d["kind"] == "Deployment")
+    env = {e["name"]: e["value"] for e in producer["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FORWARDED_ALLOW_IPS"] and "*" not in env["FORWARDED_ALLOW_IPS"]
+    config = next(d for d in _docs(ROOT / "deploy" / "k8s" / "configmap.yaml") if d["kind"] == "ConfigMap")
+    assert config["data"]["PLATEVEIL_REVIEW_COOKIE_SECURE"] == "always"
+    compose = _docs(ROOT / "docker-compose.yml")[0]["services"]["producer"]["environment"]
+    assert "FORWARDED_ALLOW_IPS" in compose and "PLATEVEIL_REVIEW_KEYS" not in compose
+
+
+def test_an_unedited_copy_of_the_example_secret_is_refused_at_start_up(monkeypatch):
+    """Every secret value of secret.example.yaml is a placeholder the services refuse (issue 36)."""
+    import hashlib
+    import os
+
+    from plateveil.settings import SettingsError, load_settings
+    from producer.settings import ProducerSettings
+
+    secret = next(d for d in _docs(ROOT / "deploy" / "k8s" / "secret.example.yaml") if d["kind"] == "Secret")
+    data = secret["stringData"]
+    assert "PLATEVEIL_REVIEW_KEY_HASHES" in data and "PLATEVEIL_REVIEW_KEYS" not in data
+    valid = {"PLATEVEIL_REDIS_URL": "redis://127.0.0.1:1/0",
+             "PLATEVEIL_API_KEY_HASHES": "client-a:" + hashlib.sha256(b"a real key").hexdigest()}
+    for name in data:
+        if name == "PLATEVEIL_SOURCE_ALLOW":
+            continue
+        for var in list(os.environ):
+            if var.startswith("PLATEVEIL_"):
+                monkeypatch.delenv(var)
+        for var, value in (valid | {name: data[name]}).items():
+            monkeypatch.setenv(var, value)
+        with pytest.raises(SettingsError, match=name):
+            load_settings(ProducerSettings)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from plateveil.settings import SettingsError, load_settings
@@ -16,7 +18,7 @@ def clean_env(monkeypatch):
             monkeypatch.delenv(name)
 
 
-HASH1, HASH2 = "1" * 64, "2" * 64
+HASH1, HASH2 = hashlib.sha256(b"key one").hexdigest(), hashlib.sha256(b"key two").hexdigest()
 
 
 def test_missing_required_settings_are_named(monkeypatch):
