@@ -31,9 +31,9 @@ from urllib.parse import urlsplit
 import redis
 from starlette.requests import Request
 
-from producer.apikeys import KeyHash, find_key
 from plateveil import keys
 from plateveil.errors import BrokerError
+from producer.apikeys import KeyHash, find_key
 
 COOKIE_NAME = "plateveil_review"
 COOKIE_PATH = "/review"

@@ -26,8 +26,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from producer.apikeys import hash_key
 from plateveil_ops.stack import HEADER_TIMEOUT_PROTOCOL, REVIEWER, Stack, free_port, stop_group, wait_until
+from producer.apikeys import hash_key
 from producer.review.auth import COOKIE_NAME, SESSION_PREFIX
 
 pytestmark = pytest.mark.integration

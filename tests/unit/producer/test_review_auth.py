@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from producer.apikeys import hash_key, parse_key_hashes
 from plateveil.placeholders import placeholder_problem
 from plateveil.settings import SettingsError, load_settings
+from producer.apikeys import hash_key, parse_key_hashes
 from producer.review.auth import COOKIE_NAME, ReviewAuth, Reviewer, same_origin
 from producer.settings import ProducerSettings
 
