@@ -19,7 +19,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from plateveil.errors import StorageError
@@ -109,6 +109,20 @@ class BreakerStore(ObjectStore):
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         return self._call(self.inner.head, bucket, key)
+
+    def put_if(self, bucket: str, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None,
+               *, if_none_match: bool = False, if_match: str | None = None) -> ObjectInfo | None:
+        return self._call(lambda: self.inner.put_if(bucket, key, data, content_type, metadata,
+                                                    if_none_match=if_none_match, if_match=if_match))
+
+    def list_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        return iter(self._call(lambda: list(self.inner.list_keys(bucket, prefix))))
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._call(self.inner.delete, bucket, key)
+
+    def location(self, bucket: str, key: str = "") -> str:
+        return self.inner.location(bucket, key)
 
     def ensure_bucket(self, bucket: str) -> None:
         self._call(self.inner.ensure_bucket, bucket)
