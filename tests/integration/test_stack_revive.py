@@ -101,7 +101,15 @@ def test_make_up_over_a_half_dead_stack_keeps_every_record_and_the_key(tmp_path,
         _wait_gone(pid)
         squatter = socket.socket()
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind(("127.0.0.1", stack.ports["redis"]))
+        deadline = time.monotonic() + 30
+        while True:   # the killed server's sockets may hold the port a moment (closing connections)
+            try:
+                squatter.bind(("127.0.0.1", stack.ports["redis"]))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         squatter.listen()
         try:
             refused = _stack_cmd(state, "up")
