@@ -20,6 +20,11 @@ from model_training.synth import draw, fonts
 T = TypeVar("T")
 
 LAYOUTS = ("eu", "ru", "us", "br_mercosur", "uk_rear", "two_line", "dark")
+# the 3.0 layouts (issue 35: the plates 2.0.0 missed in listing photos): white characters on black, blue and red
+# plates, yellow plates (India, Pakistan, NL, UK rear, commercial), Japanese two-row plates. Kept apart from
+# ``LAYOUTS`` (what a stage with ``layouts=None`` draws), so the 1.10.0 and 2.0 stages draw what they drew
+NEW_LAYOUTS = ("black", "blue", "red", "yellow", "jp")
+ALL_LAYOUTS = LAYOUTS + NEW_LAYOUTS
 
 # physical sizes in mm (width, height) per layout; one is drawn where a layout comes in several
 _SIZES_MM = {
@@ -30,6 +35,11 @@ _SIZES_MM = {
     "uk_rear": ((520.0, 111.0),),
     "two_line": ((280.0, 200.0), (290.0, 170.0), (340.0, 220.0), (250.0, 200.0), (300.0, 210.0)),
     "dark": ((520.0, 111.0), (520.0, 120.0), (305.0, 152.0), (372.0, 135.0)),
+    "black": ((520.0, 111.0), (520.0, 120.0), (305.0, 152.0), (372.0, 135.0), (440.0, 140.0), (330.0, 165.0)),
+    "blue": ((440.0, 140.0), (520.0, 110.0), (372.0, 135.0)),
+    "red": ((520.0, 110.0), (305.0, 152.0), (440.0, 140.0)),
+    "yellow": ((520.0, 111.0), (440.0, 140.0), (372.0, 135.0), (305.0, 152.0), (340.0, 220.0)),
+    "jp": ((330.0, 165.0),),
 }
 
 _LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
@@ -296,8 +306,152 @@ def _dark(rng: np.random.Generator, h: int, w: int, s: float) -> np.ndarray:
     return img
 
 
+def _one_line(rng: np.random.Generator, img: np.ndarray, fg: tuple[int, int, int], patterns: Sequence[str],
+              band: str | None = None, caption: Sequence[str] = ()) -> np.ndarray:
+    """Characters of one of ``patterns`` across ``img``; optionally a country band on the left (``band``: its
+    code, drawn on blue) and a small caption line above or under the characters (a province, a dealer)."""
+    h, w = img.shape[:2]
+    s = h / 110.0
+    x0 = w * 0.05
+    if band is not None:
+        band_w = w * rng.uniform(0.07, 0.1)
+        img[:, : int(round(band_w))] = _jitter(rng, EU_BLUE if rng.random() < 0.7 else (36, 100, 0), 8)
+        draw.text_box(img, band, (band_w * 0.12, h * 0.58, band_w * 0.88, h * 0.86), WHITE, fonts.SANS_BOLD,
+                      keep_aspect=True)
+        x0 = band_w + 8 * s
+    if rng.random() < 0.6:
+        _border(rng, img, fg, 0.025)
+    if rng.random() < 0.4:
+        _bolts(rng, img, h * 0.5, (w * rng.uniform(0.25, 0.35), w * rng.uniform(0.65, 0.75)))
+    y1, y2 = h * rng.uniform(0.12, 0.2), h * rng.uniform(0.8, 0.88)
+    if caption and rng.random() < 0.6:
+        line = _pick(rng, caption)
+        if rng.random() < 0.5:   # above the characters (a province), else under them
+            draw.text_box(img, line, (w * 0.3, h * 0.06, w * 0.7, h * 0.24), fg, fonts.SANS_BOLD, keep_aspect=True)
+            y1 = h * 0.27
+        else:
+            draw.text_box(img, line, (w * 0.3, h * 0.76, w * 0.7, h * 0.93), fg, fonts.SANS_BOLD, keep_aspect=True)
+            y2 = h * 0.72
+    _main_text(rng, img, _fill(rng, _pick(rng, patterns)), (x0, y1, w * 0.95, y2), fg)
+    return img
+
+
+_WORLD_PATTERNS = ("LLL DDDD", "LL DD LL DDDD", "LLL-DDD", "LL DDDD L", "LLDD LLL", "L DDD LL", "DDD LLL",
+                   "LL-DDDD", "LLL DDD", "LL DDD LL", "DDDD LL", "LL DD LLL")
+
+
+def _black(rng: np.random.Generator, h: int, w: int, s: float) -> np.ndarray:
+    """White (or silver) characters on a black plate: UK classic, Malaysia, Singapore, Pakistani and Indian
+    rental plates, US black issues; a dealer or province line on some."""
+    fg = _jitter(rng, _pick(rng, (WHITE, WHITE, (200, 200, 200), (210, 225, 230))), 8)
+    img = draw.canvas(h, w, _jitter(rng, (18, 18, 18), 5))
+    return _one_line(rng, img, fg, _WORLD_PATTERNS + ("WDD LLL", "VLL DDDD", "SLL DDDD L"),
+                     caption=("PUNJAB", "SINDH", "ISLAMABAD", "MALAYSIA", "CLASSIC", "CALIFORNIA", "MOTORS"))
+
+
+def _blue(rng: np.random.Generator, h: int, w: int, s: float) -> np.ndarray:
+    """White characters on blue (Chinese private cars, Korean and Vietnamese issues, diplomatic plates),
+    sometimes a white frame line; one in four with dark characters on light blue."""
+    if rng.random() < 0.75:
+        bg, fg = _jitter(rng, _pick(rng, ((170, 70, 10), (140, 50, 0), (190, 100, 30))), 10), _jitter(rng, WHITE, 6)
+    else:
+        bg, fg = _jitter(rng, (235, 200, 150), 10), _jitter(rng, (60, 30, 10), 8)
+    img = draw.canvas(h, w, bg)
+    if rng.random() < 0.5:   # the Chinese plate's inner white line
+        t = max(int(round(h * 0.03)), 1)
+        draw.rect(img, (h * 0.05, h * 0.05, w - h * 0.05, h * 0.95), fg, t)
+    return _one_line(rng, img, fg, ("L LDDDD", "LL DDDLL", "DDL DDDD", "LL D DDDD", "CD DDD", "LDD DDD"))
+
+
+def _red(rng: np.random.Generator, h: int, w: int, s: float) -> np.ndarray:
+    """White characters on red (temporary, trade, Nepali and some diplomatic plates), or red characters on white
+    (Belgium, Swiss and trade plates)."""
+    if rng.random() < 0.6:
+        bg, fg = _jitter(rng, (35, 35, 185), 12), _jitter(rng, WHITE, 6)
+    else:
+        bg, fg = _off_white(rng), _jitter(rng, (40, 20, 170), 10)
+    img = draw.canvas(h, w, bg)
+    band = "B" if rng.random() < 0.3 and w / h > 3.5 else None
+    return _one_line(rng, img, fg, _WORLD_PATTERNS + ("D-LLL-DDD", "DDDD TEMP"), band=band,
+                     caption=("TEMPORARY", "TRADE", "EXPIRES 12 26"))
+
+
+def _yellow(rng: np.random.Generator, h: int, w: int, s: float) -> np.ndarray:
+    """Black characters on yellow: India (commercial, with the IND band), Pakistan (Sindh), the Netherlands,
+    Luxembourg, Israel, UK rear; the 340x220 size draws two lines (commercial and Chinese large vehicles)."""
+    img = draw.canvas(h, w, _jitter(rng, _pick(rng, (EU_YELLOW, UK_YELLOW, (10, 190, 240))), 8))
+    fg = _jitter(rng, BLACK, 4)
+    if w / h < 1.8:   # two lines
+        if rng.random() < 0.8:
+            _border(rng, img, fg, 0.03)
+        ty2 = h * rng.uniform(0.4, 0.46)
+        draw.text_box(img, _fill(rng, _pick(rng, ("LL DD", "L LD", "LLL"))), (w * 0.2, h * 0.1, w * 0.8, ty2), fg,
+                      _pick(rng, fonts.PLATE_FONTS))
+        _main_text(rng, img, _fill(rng, _pick(rng, ("DDDD", "LL DDDD", "DDDDD"))),
+                   (w * 0.08, ty2 + h * 0.07, w * 0.92, h * 0.9), fg)
+        return img
+    band = _pick(rng, ("IND", "NL", "L", None, None)) if w / h > 3 else None
+    return _one_line(rng, img, fg, _WORLD_PATTERNS + ("LL DD LL DDDD", "LLL-DDDD", "DD-LLL-D", "DDD-DD-DDD"),
+                     band=band, caption=("SINDH", "KARACHI", "TAXI"))
+
+
+def _glyph_jp(rng: np.random.Generator, img: np.ndarray, box: tuple[float, float, float, float],
+              colour: tuple[int, int, int], strokes: int) -> None:
+    """A stand-in for a kanji or kana character (no CJK font is assumed): ``strokes`` straight and bent strokes
+    in ``box``; at the sizes plates are seen at, it has the texture of one."""
+    x1, y1, x2, y2 = box
+    bw, bh = x2 - x1, y2 - y1
+    t = max(int(round(min(bw, bh) * rng.uniform(0.08, 0.13))), 1)
+    for _ in range(strokes):
+        n = int(rng.integers(2, 4))
+        pts = np.stack([x1 + rng.uniform(0.05, 0.95, n) * bw, y1 + rng.uniform(0.05, 0.95, n) * bh], axis=1)
+        if rng.random() < 0.6:   # mostly horizontal or vertical strokes, as in the real characters
+            if rng.random() < 0.5:
+                pts[:, 1] = pts[0, 1]
+            else:
+                pts[:, 0] = pts[0, 0]
+        cv2.polylines(img, [np.round(pts * 4).astype(np.int32)], False, colour, t, cv2.LINE_AA, shift=2)
+
+
+_JP_COLOURS = (((None, (40, 90, 20)), 0.55), (((40, 100, 20), WHITE), 0.15), ((EU_YELLOW, BLACK), 0.2),
+               ((BLACK, EU_YELLOW), 0.1))
+
+
+def _jp(rng: np.random.Generator, h: int, w: int, s: float) -> np.ndarray:
+    """Japanese two-row plate: the office's kanji and the class number small on top, a kana and the four
+    digits (``12-34``, ``·· 56``) large below; green on white (private), white on green (commercial), black on
+    yellow (kei), yellow on black (kei commercial)."""
+    weights = np.array([p for _, p in _JP_COLOURS])
+    (bg, fg), _ = _JP_COLOURS[int(rng.choice(len(_JP_COLOURS), p=weights / weights.sum()))]
+    img = draw.canvas(h, w, _jitter(rng, bg, 6) if bg else _off_white(rng))
+    fg = _jitter(rng, fg, 6)
+    t = max(int(round(h * 0.02)), 1)
+    draw.rect(img, (t, t, w - t, h - t), fg, t)
+    if rng.random() < 0.7:
+        _bolts(rng, img, h * 0.14, (w * 0.2, w * 0.8))
+    # top row: 2 kanji + a 3-digit class number, centred
+    ty1, ty2 = h * 0.08, h * 0.36
+    kw = (ty2 - ty1) * 0.95
+    x = w * rng.uniform(0.28, 0.33)
+    for _ in range(int(rng.integers(2, 4))):
+        _glyph_jp(rng, img, (x, ty1, x + kw, ty2), fg, int(rng.integers(4, 8)))
+        x += kw * 1.05
+    draw.text_box(img, _fill(rng, _pick(rng, ("DDD", "DD", "DDL"))), (x + kw * 0.2, ty1, x + kw * 2.4, ty2), fg,
+                  fonts.SANS_BOLD)
+    # bottom row: one kana on the left, then the number
+    by1, by2 = h * 0.42, h * 0.92
+    _glyph_jp(rng, img, (w * 0.05, by1 + (by2 - by1) * 0.25, w * 0.17, by2 - (by2 - by1) * 0.1), fg,
+              int(rng.integers(2, 4)))
+    number = _pick(rng, ("DD-DD", "DD-DD", "D-DD", "DDD"))
+    text = _fill(rng, number)
+    if "-" not in text:
+        text = "\u00b7 " * (4 - len(text)) + text   # the leading dots of a short number
+    draw.text_box(img, text, (w * 0.2, by1, w * 0.95, by2), fg, _pick(rng, fonts.PLATE_FONTS))
+    return img
+
+
 _RENDERERS = {"eu": _eu, "ru": _ru, "us": _us, "br_mercosur": _br, "uk_rear": _uk, "two_line": _two_line,
-              "dark": _dark}
+              "dark": _dark, "black": _black, "blue": _blue, "red": _red, "yellow": _yellow, "jp": _jp}
 
 
 def layout_size_mm(rng: np.random.Generator, layout: str) -> tuple[float, float]:
@@ -307,7 +461,7 @@ def layout_size_mm(rng: np.random.Generator, layout: str) -> tuple[float, float]
 
 def check_layout(layout: str) -> None:
     if layout not in _RENDERERS:
-        raise ValueError(f"unknown plate layout {layout!r}; valid: {', '.join(LAYOUTS)}")
+        raise ValueError(f"unknown plate layout {layout!r}; valid: {', '.join(ALL_LAYOUTS)}")
 
 
 def render_plate_rgba(rng: np.random.Generator, layout: str | None = None, height_px: int = 64,

@@ -140,7 +140,7 @@ def make_preview(out_png: str | Path, real_samples: Iterable[Any] | None = None,
         cells.append((img, bg_boxes, corners, f"synth #{k} ({len(corners)} plates)"))
     # every layout twice, flat, with their corner labels
     plate_imgs = []
-    for layout in plates.LAYOUTS:
+    for layout in plates.ALL_LAYOUTS:
         for _ in range(2):
             img, corners = plates.render_plate(rng, layout, 40)
             plate_imgs.append((img, corners - 0.0))

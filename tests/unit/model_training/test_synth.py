@@ -14,7 +14,8 @@ MAGENTA = (255, 0, 255)
 
 # expected width/height ranges per layout (two-line plates come in a few sizes)
 ASPECTS = {"eu": (4.6, 4.8), "ru": (4.5, 4.7), "us": (1.95, 2.05), "br_mercosur": (3.0, 3.15),
-           "uk_rear": (4.6, 4.8), "two_line": (1.2, 1.75), "dark": (1.95, 4.8)}
+           "uk_rear": (4.6, 4.8), "two_line": (1.2, 1.75), "dark": (1.95, 4.8), "black": (1.95, 4.8),
+           "blue": (2.7, 4.8), "red": (1.95, 4.8), "yellow": (1.5, 4.8), "jp": (1.95, 2.05)}
 
 
 def _homography(quad: np.ndarray) -> np.ndarray:
@@ -39,7 +40,7 @@ def _centroid(quad: np.ndarray) -> np.ndarray:
     return np.array([((x + xn) * cross).sum() / (6 * a), ((y + yn) * cross).sum() / (6 * a)])
 
 
-@pytest.mark.parametrize("layout", synth.LAYOUTS)
+@pytest.mark.parametrize("layout", synth.plates.ALL_LAYOUTS)
 def test_every_layout_renders_at_the_requested_height(layout: str) -> None:
     rng = np.random.default_rng(3)
     for height in (24, 64):
@@ -200,7 +201,7 @@ def test_scenes_draw_only_the_layouts_asked_for(monkeypatch: pytest.MonkeyPatch)
     drawn.clear()
     for _ in range(80):
         paste.render_plate_item()(rng)
-    assert set(drawn) == set(synth.LAYOUTS)   # by default every layout
+    assert set(drawn) == set(synth.LAYOUTS)   # by default every layout of 2.0 (the 3.0 ones only when asked)
 
     asked: list[object] = []
     real_item = paste.render_plate_item
@@ -224,3 +225,22 @@ def test_negatives_of_chosen_kinds_only(monkeypatch: pytest.MonkeyPatch) -> None
     assert calls and set(calls) <= {"grille", "logo"}
     with pytest.raises(ValueError, match="unknown negative kind 'plate'"):
         synth.paste_negatives(np.random.default_rng(3), bg, 1, kinds=("grille", "plate"))
+
+
+def test_the_3_0_layouts_differ_from_the_2_0_ones_by_colour() -> None:
+    """black: light characters on a near-black plate; blue: a blue plate; yellow: a yellow one; the mean colour of
+    each new layout's plates is where its name says (BGR)."""
+    rng = np.random.default_rng(5)
+
+    def mean(layout: str) -> np.ndarray:
+        return np.mean([synth.render_plate(rng, layout, 40)[0].reshape(-1, 3).mean(0) for _ in range(30)], axis=0)
+
+    b, g, r = mean("black")
+    assert max(b, g, r) < 110
+    b, g, r = mean("blue")
+    assert b > r + 50
+    b, g, r = mean("yellow")
+    assert r > b + 80 and g > b + 50
+    b, g, r = mean("red")
+    assert r > g + 40
+    assert set(synth.plates.NEW_LAYOUTS) <= set(synth.plates.ALL_LAYOUTS) and "jp" not in synth.LAYOUTS
