@@ -10,7 +10,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 IMAGES ?=
 ARGS ?=
 
-.PHONY: help setup native browser test test-unit test-integration soak demo bench bench-e2e bench-memory train train-2 preview eval up down status lint typecheck doctor clean
+.PHONY: help setup native browser test test-unit test-integration soak demo bench bench-e2e bench-memory train train-2 train-1.10 preview eval up down status lint typecheck doctor clean
 
 help:
 	@echo "make setup            build .venv from requirements.lock (+ requirements-dev.lock), install plateveil -e,"
@@ -24,7 +24,8 @@ help:
 	@echo "                      validation photos) open-loop: e2e p50/p95/p99, stages (ARGS='--rate 5 --duration 30',"
 	@echo "                      '--mode saturation', '--photos validation' for issue 26's 1024 px set)"
 	@echo "make bench-memory     worker resident memory after 100 and after N photos through the local stack (ARGS='--n 10000')"
-	@echo "make train            the shipped training recipe (26 stages, 8 mining steps, tuning, bundle; resumes) into runs/train/"
+	@echo "make train            the 3.0 recipe (2.0.0 fine-tuned on the seven folders, mining, tuning, bundle 3.0.0;"
+	@echo "                      resumes) into runs/train3/ (make train-1.10: the 1.10.0 recipe into runs/train/)"
 	@echo "make train-2          the 2.0 recipe (ImageNet MobileNet 0.25 detector, landmarks, mining, tuning, bundle 2.0.0;"
 	@echo "                      resumes) into runs/train2/ (PLATEVEIL_PRETRAINED_DIR: the ImageNet weights)"
 	@echo "make eval [COMPARE=b] the shipped model on the validation split of ../shared/data (runs/eval/); COMPARE: another"
@@ -98,19 +99,25 @@ bench-e2e: setup
 bench-memory: setup
 	$(PY) scripts/bench/bench_memory.py $(ARGS)
 
-# The shipped recipe (model_training/recipe.py: 26 stages, 8 mining steps, the threshold sweep, the bundle)
-# on 2 CPU cores, machine idle: about 7 h 35 min, see model_training/MODEL_CARD.md. A rerun resumes where it stopped.
-TRAIN_DIR ?= runs/train
-VERSION ?= 0.0.0-dev
+# The recipes are stage tables run by one runner (model_training/runner.py); each resumes where it stopped.
+# make train: the 3.0 recipe (model_training/recipe3.py: 2.0.0 fine-tuned on the seven folders, mining, the
+# landmark fine-tunes, the sweep against 2.0.0, the bundle 3.0.0); see model_training/MODEL_CARD.md.
+TRAIN_DIR ?= runs/train3
+VERSION ?= 3.0.0
 train: setup
-	$(PY) -m plateveil_ops.cli models train all --out $(TRAIN_DIR) --version $(VERSION) $(ARGS)
+	$(PY) -m plateveil_ops.cli models train --recipe 3.0 all --out $(TRAIN_DIR) --version $(VERSION) $(ARGS)
 	@echo "evaluate: make eval ARGS='--model-dir $(TRAIN_DIR)/bundle'"
 
-# The 2.0 recipe (model_training/recipe2.py): three training stages, one mining step, the sweep, the bundle.
+# The 2.0 recipe (model_training/recipe2.py): the ImageNet detector's four cycles, mining, landmarks, 2.0.0.
 TRAIN2_DIR ?= runs/train2
 train-2: setup
-	$(PY) -m plateveil_ops.cli models train2 all --out $(TRAIN2_DIR) $(ARGS)
+	$(PY) -m plateveil_ops.cli models train --recipe 2.0 all --out $(TRAIN2_DIR) $(ARGS)
 	@echo "evaluate: make eval COMPARE=$(TRAIN2_DIR)/bundle"
+
+# The 1.10 recipe (model_training/recipe.py: 26 stages from scratch, 8 mining steps; about 7 h 35 min).
+TRAIN110_DIR ?= runs/train
+train-1.10: setup
+	$(PY) -m plateveil_ops.cli models train --recipe 1.10 all --out $(TRAIN110_DIR) --version 1.10.0 $(ARGS)
 
 COMPARE ?=
 eval: setup

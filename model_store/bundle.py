@@ -95,6 +95,9 @@ class LandmarkConfig(_Section):
     std: list[float] = Field(min_length=3, max_length=3)
     score_threshold: float = Field(ge=0)
     keep_detector_above: float = Field(1.01, ge=0)   # above 1: the landmark score alone decides
+    # the plate score compared with score_threshold: sigmoid(logit(landmark score) + det_weight * logit(detector
+    # score)); 0 (bundles before 3.0.0): the landmark score alone (runtime.plate_score)
+    det_weight: float = Field(0.0, ge=0)
     margin_x: float = Field(ge=0)
     margin_y: float = Field(ge=0)
     enclosing_cover: float | None = Field(None, ge=0, le=1)

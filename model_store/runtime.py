@@ -228,6 +228,20 @@ def enclosing_rule(landmarks_cfg: dict[str, Any]) -> tuple[float, float] | None:
     return float(landmarks_cfg["enclosing_cover"]), float(landmarks_cfg["enclosing_ratio"])
 
 
+def plate_score(lm_score: np.ndarray | float, det_score: np.ndarray | float, det_weight: float) -> np.ndarray:
+    """The plate/not-plate score a candidate is kept by: the landmark model's probability, and with
+    ``det_weight`` > 0 the detector's as a second opinion, added in logit space (a product of odds:
+    ``sigmoid(logit(lm) + det_weight * logit(det))``). The two models err on different things (the
+    landmark model on a big frontal plate it sees cropped oddly, the detector on plate-shaped lettering), so
+    each one's confidence rescues what the other doubts."""
+    if not det_weight:
+        return np.asarray(lm_score)
+    lm = np.clip(np.asarray(lm_score, np.float64), 1e-6, 1 - 1e-6)
+    det = np.clip(np.asarray(det_score, np.float64), 1e-6, 1 - 1e-6)
+    z = np.log(lm / (1 - lm)) + det_weight * np.log(det / (1 - det))
+    return 1.0 / (1.0 + np.exp(-z))
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -306,7 +320,7 @@ class PlateModel:
         windows = crop_windows([d.box for d in detections], cfg)
         batch = extract_crops(image_bgr, windows, cfg)
         corners, logits = self.landmarks.run(batch)[:2]
-        plate_prob = softmax(logits)[:, 1]
+        plate_prob = plate_score(softmax(logits)[:, 1], np.array([d.score for d in detections]), lm.det_weight)
         findings: list[PlateFinding] = []
         quads: list[np.ndarray] = []      # unpadded, for drop_enclosing
         for det, win, c, p in zip(detections, windows, corners, plate_prob, strict=True):

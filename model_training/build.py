@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 FLUSH_BELOW = 1e-30
 
 
-def load_trained(arch: str, params: Path) -> mx.gluon.HybridBlock:
+def load_trained(arch: str, params: Path, flush_below: float = FLUSH_BELOW) -> mx.gluon.HybridBlock:
     net = get_net(arch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -31,26 +31,28 @@ def load_trained(arch: str, params: Path) -> mx.gluon.HybridBlock:
     flushed = 0
     for p in net.collect_params().values():
         data = p.data()
-        tiny = mx.nd.abs(data) < FLUSH_BELOW
+        tiny = mx.nd.abs(data) < flush_below
         n = int(tiny.sum().asscalar())
         if n:
             p.set_data(mx.nd.where(tiny, mx.nd.zeros_like(data), data))
             flushed += n
-    logger.info("%s from %s: %d weights under %g flushed to zero", arch, params, flushed, FLUSH_BELOW)
+    logger.info("%s from %s: %d weights under %g flushed to zero", arch, params, flushed, flush_below)
     return net
 
 
 def build_bundle(detector_params: Path, landmarks_params: Path, out_dir: Path, version: str,
                  name: str = "plateveil-plates", overrides: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None, detector_arch: str = DEFAULT_DETECTOR) -> Path:
+                 extra: dict[str, Any] | None = None, detector_arch: str = DEFAULT_DETECTOR,
+                 flush_below: float = FLUSH_BELOW) -> Path:
     """``overrides`` = {"detector": {...}, "landmarks": {...}} merged into the default config of a bundle
-    whose detector is ``detector_arch`` (the architecture ``detector_params`` were trained as)."""
+    whose detector is ``detector_arch`` (the architecture ``detector_params`` were trained as); weights under
+    ``flush_below`` are zeroed (``load_trained``)."""
     config = default_config(name, version, detector_arch)
     for part, values in (overrides or {}).items():
         config[part].update(values)
     config.update(extra or {})
-    det = load_trained(config["detector"]["arch"], detector_params)
-    lm = load_trained(config["landmarks"]["arch"], landmarks_params)
+    det = load_trained(config["detector"]["arch"], detector_params, flush_below)
+    lm = load_trained(config["landmarks"]["arch"], landmarks_params, flush_below)
     out = write_bundle(Path(out_dir), det, lm, config)
     logger.info("bundle %s: %s", out, json.dumps({k: config[k] for k in ("name", "version")}))
     return out

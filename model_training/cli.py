@@ -51,27 +51,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_preview)
 
-    from model_training.recipe import RECIPE
+    from model_training.recipes import RECIPES, recipe_names, stage_names
 
-    t = msub.add_parser("train", help="train one stage of the shipped recipe, or all of it (resumes)")
-    t.add_argument("part", choices=[*RECIPE, "all"],
-                   help="recipe stage (model_training/recipe.py; *-ft stages start from their sibling folder), or "
-                        "`all`: every stage, the mining steps, the threshold sweep and the bundle under --out")
-    t.add_argument("--version", default="0.0.0-dev", help="bundle version (`all` only)")
+    t = msub.add_parser("train", help="train one stage of a recipe, or all of it (resumes)")
+    t.add_argument("part", metavar="STAGE|all", choices=[*stage_names(), "all"],
+                   help="a row of the recipe's stage table (model_training/recipe3.py for 3.0, recipe2.py for "
+                        "2.0, recipe.py for 1.10; a stage starts from its sibling folders), or `all`: every row "
+                        "(stages, mining, the threshold sweep and the bundle) under --out")
+    t.add_argument("--recipe", default="3.0", choices=recipe_names(),
+                   help=f"which recipe (default 3.0): {'; '.join(f'{k}: {v.description}' for k, v in RECIPES.items())}")
+    t.add_argument("--version", default=None, help="bundle version (`all` only; default: the recipe's)")
     t.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
-    t.add_argument("--out", type=Path, default=None, help="run folder (default runs/train/<stage>)")
-    t.add_argument("--iterations", type=int, default=None, help="default: the shipped recipe")
+    t.add_argument("--pretrained", type=Path, default=None,
+                   help="ImageNet weights folder (default: $PLATEVEIL_PRETRAINED_DIR or ../shared/pretrained)")
+    t.add_argument("--out", type=Path, default=None, help="recipe root (default runs/train<recipe>; a stage: "
+                                                          "<out>/<stage>)")
+    t.add_argument("--iterations", type=int, default=None, help="default: the recipe's")
     t.add_argument("--synth-p", type=float, default=None, help="share of samples with synthetic plates")
     t.add_argument("--seed", type=int, default=None, help="default: the recipe's")
+    _corrections_option(t)
     t.set_defaults(func=_train)
 
     from model_training.recipe2 import RECIPE_V2
 
-    t2 = msub.add_parser("train2", help="the 2.0 recipe (ImageNet backbone): one stage, or all of it (resumes)")
+    t2 = msub.add_parser("train2", help="the 2.0 recipe (= train --recipe 2.0): one stage, or all of it (resumes)")
     t2.add_argument("part", choices=[*RECIPE_V2, "all"],
                     help="2.0 stage (model_training/recipe2.py), or `all`: the stages, the mining, the "
                          "threshold sweep and the bundle under --out")
-    t2.add_argument("--version", default="2.0.0", help="bundle version (`all` only)")
+    t2.add_argument("--version", default=None, help="bundle version (`all` only; default 2.0.0)")
     t2.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
     t2.add_argument("--pretrained", type=Path, default=None,
                     help="ImageNet weights folder (default: $PLATEVEIL_PRETRAINED_DIR or ../shared/pretrained)")
@@ -200,37 +207,36 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from model_training.recipe import run_all, train
+    from model_training.recipes import RECIPES, default_root
+    from model_training.runner import TRAINED, run, train_stage
 
+    recipe = RECIPES[args.recipe]
+    root = args.out or default_root(args.recipe)
     if args.part == "all":
         one_stage = [flag for flag, value in (("--iterations", args.iterations), ("--seed", args.seed),
                                               ("--synth-p", args.synth_p)) if value is not None]
         if one_stage:
             raise SystemExit(f"plateveil models train all: {', '.join(one_stage)} apply to one stage; `all` trains "
-                             f"every stage as model_training/recipe.py sets it (change RECIPE there, or train one stage)")
-        bundle = run_all(args.data, args.out or Path("runs/train"), args.version)
-        print(f"recipe done: {bundle}  (evaluate: make eval ARGS='--model-dir {bundle}')")
+                             f"every stage as recipe {args.recipe}'s table sets it (change the table, or train one "
+                             "stage)")
+        bundle = run(recipe, args.data, root, args.version, pretrained_root=args.pretrained,
+                     corrections=args.corrections)
+        print(f"recipe {args.recipe} done: {bundle}  (evaluate: make eval ARGS='--model-dir {bundle}')")
         return 0
-    out = args.out or Path("runs/train") / args.part
-    train(args.part, args.data, out, iterations=args.iterations, seed=args.seed, synth_p=args.synth_p)
+    names = recipe.names(TRAINED)
+    if args.part not in names:
+        raise SystemExit(f"recipe {args.recipe} has no training stage {args.part!r}; valid: {', '.join(names)} "
+                         "(another recipe's? --recipe)")
+    out = train_stage(recipe, args.part, args.data, root / args.part, iterations=args.iterations, seed=args.seed,
+                      synth_p=args.synth_p, pretrained_root=args.pretrained, corrections=args.corrections)
     print(f"trained {args.part}: {out} (final.params, metrics.jsonl, curves.png)")
     return 0
 
 
 def _train2(args: argparse.Namespace) -> int:
-    from model_training.recipe2 import run_all2, train2
-
-    if args.part == "all":
-        if args.iterations is not None:
-            raise SystemExit("plateveil models train2 all: --iterations applies to one stage")
-        bundle = run_all2(args.data, args.out, args.version, pretrained_root=args.pretrained,
-                          corrections=args.corrections)
-        print(f"recipe 2.0 done: {bundle}  (evaluate: make eval ARGS='--model-dir {bundle}')")
-        return 0
-    out = train2(args.part, args.data, args.out / args.part, iterations=args.iterations,
-                 pretrained_root=args.pretrained, corrections=args.corrections)
-    print(f"trained {args.part}: {out} (final.params, metrics.jsonl, curves.png)")
-    return 0
+    """``models train2``: the 2.0 recipe's name from before ``--recipe`` (``train --recipe 2.0``)."""
+    args.recipe, args.seed, args.synth_p = "2.0", None, None
+    return _train(args)
 
 
 def _mine(args: argparse.Namespace) -> int:

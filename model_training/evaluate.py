@@ -168,7 +168,21 @@ def evaluate_samples(model: Any, samples: list[Sample], style: str = "none", pro
     groups: dict[str, list[ImageResult]] = defaultdict(list)
     for r in results:
         groups[r.sample.source].append(r)
-    return EvalReport(summarise(results), {k: summarise(v) for k, v in sorted(groups.items())}, results)
+    return EvalReport(summarise(results), {k: summarise(groups[k]) for k in folder_order(groups)}, results)
+
+
+# the folders most like production first (open-lpr: whole-car listing photos; oi-streets: street scenes), then the
+# rest by name
+FIRST_FOLDERS = ("open-lpr", "oi-streets")
+
+
+def folder_order(names: Any) -> list[str]:
+    """``names`` (data sources such as ``open-lpr`` or ``openimages-plates/test``) in report order."""
+    def key(name: str) -> tuple[int, str]:
+        top = Path(name).parts[0] if name else ""
+        return (FIRST_FOLDERS.index(top) if top in FIRST_FOLDERS else len(FIRST_FOLDERS), name)
+
+    return sorted(names, key=key)
 
 
 def evaluate_folder(model: Any, data_dir: Path, fmt: str = "auto", progress: bool = False) -> dict[str, Any]:
@@ -242,3 +256,52 @@ def worst_cases_sheet(report: EvalReport, out_png: Path, n: int = 8) -> Path:
     out_png.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out_png), sheet)
     return out_png
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` (N, 4) with every box of ``b`` (M, 4), x1y1x2y2."""
+    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = ix * iy
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-6)
+
+
+def detector_recall(model: Any, samples: list[Sample], thresholds: tuple[float, ...] = (0.08, 0.15, 0.3),
+                    progress: bool = True) -> dict[str, dict[str, float]]:
+    """The detector alone, per folder and overall: the share of labelled plates (all; ``>=40``: those at least
+    40 px wide) with a detection of IoU >= 0.5 at score >= each threshold, and detections per photo that overlap
+    no labelled plate nor ignore region (IoU < 0.1). What a detector cycle bought, before any landmark model or threshold."""
+    from tqdm import tqdm
+
+    counts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for s in tqdm(samples, desc="detector recall", disable=not progress, mininterval=2.0):
+        dets = model.detect(s.image, score_threshold=min(thresholds))
+        boxes = np.array([d.box for d in dets], np.float32).reshape(-1, 4)
+        scores = np.array([d.score for d in dets], np.float32)
+        gt = s.boxes.reshape(-1, 4)
+        ignore = np.asarray(getattr(s, "ignore", np.zeros((0, 4))), np.float32).reshape(-1, 4)
+        wide = (gt[:, 2] - gt[:, 0]) >= 40
+        for group in (s.source, "OVERALL"):
+            c = counts[group]
+            c["photos"] += 1
+            c["plates"] += len(gt)
+            c["plates>=40"] += int(wide.sum())
+            for t in thresholds:
+                b = boxes[scores >= t]
+                if len(gt) and len(b):
+                    hit = _iou(gt, b).max(axis=1) >= 0.5
+                    c[f"recall@{t}"] += int(hit.sum())
+                    c[f"recall>=40@{t}"] += int((hit & wide).sum())
+                excused = np.concatenate([gt, ignore])
+                c[f"other@{t}"] += int((_iou(excused, b).max(axis=0) < 0.1).sum()) if len(excused) else len(b)
+    out: dict[str, dict[str, float]] = {}
+    for group in [*folder_order([g for g in counts if g != "OVERALL"]), "OVERALL"]:
+        c = counts[group]
+        out[group] = {"photos": int(c["photos"]), "plates": int(c["plates"]), "plates>=40": int(c["plates>=40"])}
+        for t in thresholds:
+            out[group][f"recall@{t}"] = round(c[f"recall@{t}"] / max(c["plates"], 1), 3)
+            out[group][f"recall>=40@{t}"] = round(c[f"recall>=40@{t}"] / max(c["plates>=40"], 1), 3)
+            out[group][f"other/photo@{t}"] = round(c[f"other@{t}"] / max(c["photos"], 1), 3)
+    return out

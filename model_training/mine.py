@@ -95,3 +95,36 @@ def load(path: Path) -> list[tuple[int, np.ndarray]]:
         else:  # legacy [index, box] pairs
             out.append((int(r[0]), np.asarray(r[1], np.float32)))
     return out
+
+
+def sample_sheet(rows: list[dict[str, Any]], photos: list[Any], out_png: Path, n: int = 48, seed: int = 0,
+                 cols: int = 8, cell: tuple[int, int] = (200, 120)) -> tuple[Path, list[dict[str, Any]]]:
+    """A numbered contact sheet of ``n`` mined rows drawn at random (``seed``), each box in red on its context
+    (twice its size around it), so that a person can name what the detector takes for a plate; returns the
+    sheet and the rows drawn, in sheet order (number = index + 1), with their photo's source."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    picked = [rows[int(i)] for i in rng.choice(len(rows), size=min(n, len(rows)), replace=False)] if rows else []
+    w, h = cell
+    sheet = np.full(((len(picked) + cols - 1) // cols * h or h, cols * w, 3), 255, np.uint8)
+    out_rows = []
+    for k, r in enumerate(picked):
+        photo = photos[r["photo"]]
+        x1, y1, x2, y2 = r["box"]
+        bw, bh = x2 - x1, y2 - y1
+        cx1, cy1 = int(max(0, x1 - bw)), int(max(0, y1 - 1.5 * bh))
+        cx2, cy2 = int(min(photo.image.shape[1], x2 + bw)), int(min(photo.image.shape[0], y2 + 1.5 * bh))
+        crop = photo.image[cy1:cy2, cx1:cx2].copy()
+        cv2.rectangle(crop, (int(x1 - cx1), int(y1 - cy1)), (int(x2 - cx1), int(y2 - cy1)), (0, 0, 255), 1)
+        s = min((w - 4) / max(crop.shape[1], 1), (h - 18) / max(crop.shape[0], 1))
+        crop = cv2.resize(crop, (max(int(crop.shape[1] * s), 1), max(int(crop.shape[0] * s), 1)))
+        y0, x0 = (k // cols) * h, (k % cols) * w
+        sheet[y0 + 16:y0 + 16 + crop.shape[0], x0 + 2:x0 + 2 + crop.shape[1]] = crop
+        cv2.putText(sheet, f"{k + 1} {r['score']:.2f} {str(getattr(photo, 'source', ''))[:14]}", (x0 + 2, y0 + 12),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+        out_rows.append({"n": k + 1, **r, "source": str(getattr(photo, "source", ""))})
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out_png), sheet)
+    return out_png, out_rows

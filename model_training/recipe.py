@@ -50,14 +50,14 @@ Twenty-six stages, each a run folder under one root (``runs/train`` for ``make t
     negatives made the score stricter for clean generated plates of every layout, and the midpoint keeps most of
     what they bought on the validation photos while taking back much of that strictness (MODEL_CARD.md).
 
-``run_all`` (``plateveil models train all``, ``make train``) runs the stages and mining steps in order
-(``PIPELINE``), then the threshold sweep (``model_training.tune``) and builds the bundle of (25) + (26).
+``TABLE`` is this recipe as rows of the one recipe runner (``runner.py``): the stages and mining steps in order
+(``PIPELINE``), then the threshold sweep (``model_training.tune``) and the bundle of (25) + (26);
+``plateveil models train --recipe 1.10 all`` (``make train-1.10``, ``run_all``) runs it.
 Measured on the 2-core development machine: see MODEL_CARD.md.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -140,96 +140,20 @@ RECIPE: dict[str, dict[str, Any]] = {
 
 def stage_weights(run_dir: Path) -> Path:
     """The weights a finished (or interrupted) stage leaves: final.params, else the last checkpoint."""
-    final = run_dir / "final.params"
-    return final if final.is_file() else run_dir / "checkpoint" / "net.params"
+    from model_training.runner import weights
+
+    return weights(run_dir.parent, run_dir.name)
 
 
 def train(part: str, data_root: Path, out_dir: Path, iterations: int | None = None, seed: int | None = None,
           synth_p: float | None = None, threads: int = 0) -> Path:
     """Run one recipe stage into ``out_dir``; a stage with ``init_from`` starts from its sibling folder."""
-    from model_training import mine
-    from model_training.augment import load_photos
-    from model_training.data import load_split
-    from model_training.nets import DEFAULT_DETECTOR
-    from model_training.synth.plates import LAYOUTS
-    from model_training.train import (
-        TrainOptions,
-        adapt_detector_params,
-        default_config,
-        train_detector,
-        train_landmarks,
-    )
+    from model_training.runner import train_stage
 
     if part not in RECIPE:
         raise ValueError(f"unknown recipe stage {part!r}; valid: {', '.join(RECIPE)}")
-    r = dict(RECIPE[part])
-    out_dir = Path(out_dir)
-    if "average" in r:
-        if (iterations, seed, synth_p) != (None, None, None):
-            raise ValueError(f"stage {part!r} averages trained stages: --iterations, --seed and --synth-p do not "
-                             "apply to it")
-        return _average(part, r, out_dir)
-    init_from = None
-    if r.get("init_from"):
-        init_from = stage_weights(out_dir.parent / r["init_from"])
-        if not init_from.is_file():
-            raise FileNotFoundError(f"stage {part!r} starts from {r['init_from']!r}, but {init_from} does not exist: "
-                                    f"train that stage first (into {out_dir.parent / r['init_from']})")
-    train_samples, _ = load_split(data_root, reviewed=r["review_rounds"] > 0, rounds=r["review_rounds"])
-    photos = load_photos(train_samples)
-    hard: list = []
-    for name in r.get("hard_negatives", []):
-        hn_path = out_dir.parent / name
-        rows = mine.load(hn_path)
-        if not rows:
-            raise FileNotFoundError(f"stage {part!r} needs detector false positives in {hn_path}: run "
-                                    f"`plateveil models mine --out {hn_path}` with a bundle of the earlier stages")
-        hard += rows
-    # a mined "false positive" on a plate that the labels used here have (a reviewed one) is no negative
-    n_mined = len(hard)
-    hard = [(i, box) for i, box in hard if mine.off_labels(box, photos[i])]
-    logger.info("training %s on %d photos (%d plates) from %s", part, len(photos),
-                sum(len(p.boxes) for p in photos), data_root)
-    config = default_config(detector_arch=r.get("arch", DEFAULT_DETECTOR))   # landmark stages: the default
-    if init_from is not None and r["model"] == "detector" and RECIPE[r["init_from"]]["arch"] != r["arch"]:
-        # a detector with other anchor shapes starts from the trained one's backbone and nearest heads
-        init_from = adapt_detector_params(init_from, RECIPE[r["init_from"]]["arch"], r["arch"],
-                                          out_dir / "init.params", config["detector"]["box_stds"])
-    seed = r["seed"] if seed is None else seed
-    opts = TrainOptions(out_dir=out_dir, iterations=iterations or r["iterations"], batch_size=r["batch_size"],
-                        lr=r["lr"], warmup=r["warmup"], checkpoint_every=r["checkpoint_every"], seed=seed,
-                        threads=threads, init_from=init_from)
-    sp = r["synth_p"] if synth_p is None else synth_p
-    r["layouts"] = list(r["layouts"] or LAYOUTS)
-    summary = {"stage": part, "data_root": str(data_root), "train_photos": len(photos),
-               "train_plates": int(sum(len(p.boxes) for p in photos)), **r, "synth_p": sp,
-               "iterations": opts.iterations, "seed": seed, "init_from": str(init_from) if init_from else None,
-               "hard_negatives": len(hard), "hard_negatives_on_plates_dropped": n_mined - len(hard)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    if r["model"] == "detector":
-        train_detector(photos, config, opts, synth_p=sp, crop=r["crop"], layouts=r["layouts"])
-    else:
-        train_landmarks(photos, config, opts, synth_p=sp, hard_negatives=hard, lowres_p=r.get("lowres_p", 0.0),
-                        layouts=r["layouts"], context_p=r.get("context_p", 0.0),
-                        synth_neg_p=r.get("synth_neg_p", 0.0), synth_neg_kinds=r.get("synth_neg_kinds"))
-    return out_dir
-
-
-def _average(part: str, r: dict[str, Any], out_dir: Path) -> Path:
-    """An averaging stage: the mean of its sibling stages' final weights (``train.average_params``)."""
-    from model_training.train import average_params
-
-    sources = [out_dir.parent / name / "final.params" for name in r["average"]]
-    missing = [str(p) for p in sources if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"stage {part!r} averages {', '.join(r['average'])}: train them first "
-                                f"({', '.join(missing)} missing)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    average_params(sources, out_dir / "final.params")
-    (out_dir / "summary.json").write_text(json.dumps({"stage": part, **r, "sources": list(map(str, sources))},
-                                                     indent=2))
-    return out_dir
+    return train_stage(TABLE, part, data_root, out_dir, iterations=iterations, seed=seed, synth_p=synth_p,
+                       threads=threads)
 
 
 # The whole recipe in order: ("train", stage) or ("mine", detector stage, landmark stage, output file). Each
@@ -261,35 +185,25 @@ PIPELINE: list[tuple[str, ...]] = [
 SHIPPED = ("detector-avg2", "landmarks-avg10")   # the stages the shipped bundle is built from
 
 
+
+
+def _table() -> Any:
+    from model_training.runner import Recipe, Stage, table
+
+    return Recipe("1.10", "1.10.0", (
+        *table(RECIPE, PIPELINE),
+        Stage("tune", "tune", SHIPPED),
+        Stage("bundle", "bundle", (*SHIPPED, "tune")),
+    ), description="the 1.10.0 recipe: the SSD and the landmark CNN from scratch, 26 stages, 8 mining steps")
+
+
+TABLE = _table()   # the rows ``runner.run`` walks (``plateveil models train --recipe 1.10``)
+
+
 def run_all(data_root: Path, root: Path, version: str) -> Path:
     """Every stage, mining step, the threshold sweep and the final bundle, into ``root``; what is already
     there (a stage's final.params, a mined file, the sweep) is kept, so a rerun after an interruption goes on
     where it stopped (an interrupted stage resumes from its checkpoint)."""
-    from model_training.build import build_bundle
-    from model_training.mine import mine_bundle
-    from model_training.tune import tune_bundle
+    from model_training.runner import run
 
-    root = Path(root)
-    for step in PIPELINE:
-        if step[0] == "train":
-            if (root / step[1] / "final.params").is_file():
-                logger.info("recipe: %s already trained", step[1])
-                continue
-            train(step[1], data_root, root / step[1])
-        else:
-            _, det, lm, name = step
-            if (root / name).is_file():
-                logger.info("recipe: %s already mined", name)
-                continue
-            bundle = build_bundle(stage_weights(root / det), stage_weights(root / lm), root / f"bundle-{lm}",
-                                  f"{version}-{lm}", detector_arch=RECIPE[det]["arch"])
-            rounds = RECIPE[det]["review_rounds"]
-            mine_bundle(bundle, data_root, root / name, reviewed=rounds > 0, rounds=rounds)
-    det_params, lm_params = (stage_weights(root / s) for s in SHIPPED)
-    arch = RECIPE[SHIPPED[0]]["arch"]
-    tune_dir = root / "tune"
-    if not (tune_dir / "overrides.json").is_file():
-        untuned = build_bundle(det_params, lm_params, root / "bundle-untuned", f"{version}-untuned", detector_arch=arch)
-        tune_bundle(untuned, data_root, tune_dir)
-    overrides = json.loads((tune_dir / "overrides.json").read_text())
-    return build_bundle(det_params, lm_params, root / "bundle", version, overrides=overrides, detector_arch=arch)
+    return run(TABLE, data_root, root, version)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from model_store.runtime import PlateModel, enclosing_rule
+from model_store.runtime import PlateModel, enclosing_rule, plate_score
 from model_training.data import Sample
 from model_training.evaluate import score_image
 from plateveil.geometry import drop_enclosing, pad_quad
@@ -36,7 +36,9 @@ def collect(model: PlateModel, samples: list[Sample], min_det: float = 0.1) -> l
     out = []
     saved = dict(model.config["landmarks"])
     # every candidate, unpadded; which of them enclose another depends on the thresholds (score_setting)
-    model.config["landmarks"].update({"score_threshold": 0.0, "margin_x": 0.0, "margin_y": 0.0, "enclosing_ratio": 0})
+    # the landmark score alone (det_weight 0): score_setting combines it with the detector's
+    model.config["landmarks"].update({"score_threshold": 0.0, "margin_x": 0.0, "margin_y": 0.0, "enclosing_ratio": 0,
+                                      "det_weight": 0.0})
     try:
         for s in tqdm(samples, desc="collect", mininterval=2.0):
             img = s.image
@@ -50,17 +52,28 @@ def collect(model: PlateModel, samples: list[Sample], min_det: float = 0.1) -> l
 
 
 def score_setting(collected: list[tuple[Sample, list[Candidate]]], det_thr: float, lm_thr: float, keep_above: float,
-                  margin_x: float, margin_y: float, enclosing: tuple[float, float] | None = None) -> dict[str, float]:
+                  margin_x: float, margin_y: float, enclosing: tuple[float, float] | None = None,
+                  det_weight: float = 0.0, cache: dict[tuple, tuple] | None = None) -> dict[str, float]:
     """The metrics of one setting; ``enclosing`` (cover, area ratio): the bundle's drop_enclosing rule, applied
-    to what the thresholds keep, as the runtime does."""
+    to what the thresholds keep, as the runtime does; ``det_weight``: the detector score's weight in the plate
+    score (``runtime.plate_score``). ``cache`` (one dict per ``collected``): a photo's scores by the candidates
+    kept and the margins, which most settings share (rasterising the regions is what a setting costs)."""
     covs, spurious, excess, plate_area = [], 0, 0.0, 0.0
-    for s, cands in collected:
-        kept = [c for c in cands if c.det_score >= det_thr and (c.lm_score >= lm_thr or c.det_score >= keep_above)]
+    for k, (s, cands) in enumerate(collected):
+        kept = [i for i, c in enumerate(cands) if c.det_score >= det_thr and (
+            (c.lm_score if not det_weight else _combined(c, det_weight)) >= lm_thr or c.det_score >= keep_above)]
         if enclosing and len(kept) > 1:
-            kept = [kept[i] for i in drop_enclosing([c.quad for c in kept], [c.det_score for c in kept], *enclosing)]
-        polys = [pad_quad(c.quad, margin_x, margin_y) for c in kept]
-        h, w = _shape(s)
-        cov, sp, _, ex, _, pa = score_image((h, w), s.boxes, polys, s.ignore)
+            kept = [kept[i] for i in drop_enclosing([cands[j].quad for j in kept], [cands[j].det_score for j in kept],
+                                                    *enclosing)]
+        key = (k, tuple(sorted(kept)), margin_x, margin_y)
+        if cache is None or key not in cache:
+            polys = [pad_quad(cands[i].quad, margin_x, margin_y) for i in kept]
+            h, w = _shape(s)
+            cov, sp, _, ex, _, pa = score_image((h, w), s.boxes, polys, getattr(s, "ignore", None))
+            if cache is None:
+                cache = {}
+            cache[key] = (cov, sp, ex, pa)
+        cov, sp, ex, pa = cache[key]
         covs.append(cov)
         spurious += sp
         excess += ex
@@ -68,6 +81,14 @@ def score_setting(collected: list[tuple[Sample, list[Candidate]]], det_thr: floa
     cov = np.concatenate(covs)
     return {"recall_08": float((cov >= 0.8).mean()), "recall_05": float((cov >= 0.5).mean()),
             "spurious_per_image": spurious / len(collected), "excess": excess / max(plate_area, 1.0)}
+
+
+def _combined(c: Candidate, det_weight: float) -> float:
+    """``runtime.plate_score`` of one candidate, cached on it per weight (the sweep asks for it many times)."""
+    cache = c.__dict__.setdefault("_combined", {})
+    if det_weight not in cache:
+        cache[det_weight] = float(plate_score(c.lm_score, c.det_score, det_weight))
+    return cache[det_weight]
 
 
 _SHAPES: dict[str, tuple[int, int]] = {}
@@ -98,13 +119,17 @@ FINE_KEEP_ABOVE = [0.5, 0.6, 0.7, 0.85, 1.01]   # a box the detector is this sur
 def sweep(collected: list[tuple[Sample, list[Candidate]]], max_spurious: float = 0.05, max_excess: float = 0.3,
           enclosing: tuple[float, float] | None = None, spurious_cap: float | None = None,
           det_thresholds: list[float] | None = None, lm_thresholds: list[float] | None = None,
-          keep_above: list[float] | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
+          keep_above: list[float] | None = None, det_weights: list[float] | tuple[float, ...] = (0.0,),
+          ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Two passes: thresholds at a middle margin, then margins at the best thresholds (margins barely move
     which boxes survive, so the passes hardly interact, and it is ~4x cheaper than the full product).
 
     ``spurious_cap``: choose among the settings with at most that many spurious regions per photo (and excess
     within ``max_excess``) the one that hides the most plates (``capped``), instead of ``objective``'s trade:
-    how a new model is held to "no more false concealments than the model it replaces"."""
+    how a new model is held to "no more false concealments than the model it replaces".
+
+    ``det_weights``: the detector score's weights in the plate score tried (``runtime.plate_score``; rows then
+    carry ``det_weight``); the default, (0.0,), is the landmark score alone, as bundles before 3.0.0 use."""
     rows = []
     det_thresholds = det_thresholds or DET_THRESHOLDS
     lm_thresholds = lm_thresholds or LM_THRESHOLDS
@@ -115,19 +140,23 @@ def sweep(collected: list[tuple[Sample, list[Candidate]]], max_spurious: float =
             return objective(r, max_spurious, max_excess)
         return capped(r, spurious_cap, max_excess)
 
-    def run(det_thr: float, lm_thr: float, keep: float, mx_: float, my_: float) -> dict[str, Any]:
-        m = score_setting(collected, det_thr, lm_thr, keep, mx_, my_, enclosing)
+    weighted = tuple(det_weights) != (0.0,)
+
+    cache: dict[tuple, tuple] = {}   # a photo's scores by what is kept: most settings keep the same regions
+
+    def run(det_thr: float, lm_thr: float, keep: float, mx_: float, my_: float, w: float = 0.0) -> dict[str, Any]:
+        m = score_setting(collected, det_thr, lm_thr, keep, mx_, my_, enclosing, det_weight=w, cache=cache)
         row = {"score_threshold": det_thr, "lm_threshold": lm_thr, "keep_detector_above": keep,
-               "margin_x": mx_, "margin_y": my_, **m}
+               "margin_x": mx_, "margin_y": my_, **({"det_weight": w} if weighted else {}), **m}
         rows.append(row)
         return row
 
-    grid = [(d, lm, k) for d, lm, k in itertools.product(det_thresholds, lm_thresholds, keep_above)
+    grid = [(d, lm, k, w) for w, d, lm, k in itertools.product(det_weights, det_thresholds, lm_thresholds, keep_above)
             if (k > lm and k > d) or k == keep_above[-1]]
-    first = [run(d, lm, k, *MARGINS[1]) for d, lm, k in tqdm(grid, desc="sweep thresholds", mininterval=2.0)]
+    first = [run(d, lm, k, *MARGINS[1], w=w) for d, lm, k, w in tqdm(grid, desc="sweep thresholds", mininterval=2.0)]
     b = max(first, key=key)
     for mx_, my_ in tqdm([m for m in MARGINS if m != MARGINS[1]], desc="sweep margins", mininterval=2.0):
-        run(b["score_threshold"], b["lm_threshold"], b["keep_detector_above"], mx_, my_)
+        run(b["score_threshold"], b["lm_threshold"], b["keep_detector_above"], mx_, my_, w=b.get("det_weight", 0.0))
     best = max(rows, key=key)
     return best, rows
 
@@ -148,7 +177,7 @@ def reference_metrics(model: PlateModel, samples: list[Sample]) -> dict[str, flo
     collected = collect(model, samples, min_det=float(det["score_threshold"]))
     return score_setting(collected, float(det["score_threshold"]), float(lm["score_threshold"]),
                          float(lm.get("keep_detector_above", 1.01)), float(lm["margin_x"]), float(lm["margin_y"]),
-                         enclosing_rule(lm))
+                         enclosing_rule(lm), det_weight=float(lm.get("det_weight", 0.0)))
 
 
 def objective(r: dict[str, float], max_spurious: float, max_excess: float) -> tuple[float, ...]:
@@ -165,12 +194,15 @@ def objective(r: dict[str, float], max_spurious: float, max_excess: float) -> tu
 
 def tune_bundle(model_dir: Path, data_root: Path, out_dir: Path, max_spurious: float = 0.05,
                 max_excess: float = 0.3, reviewed: bool = True, reference: Path | None = None,
-                fine: bool = False) -> tuple[str, dict[str, float]]:
+                fine: bool = False, det_weights: tuple[float, ...] = (0.0,), min_det: float = 0.0
+                ) -> tuple[str, dict[str, float]]:
     """``plateveil models tune``: sweep a bundle on the validation split of ``data_root`` (``reviewed``: with
     the reviewed plates added to its labels, ``data.with_reviewed``); writes
     ``out_dir/sweep.json`` (every setting) and ``out_dir/overrides.json``; returns (model tag, best row).
     ``reference``: a bundle (the one in production) whose spurious regions per photo on the same photos cap the
-    choice (``sweep``'s ``spurious_cap``); ``fine``: the 2.0 grid (``FINE_*_THRESHOLDS``)."""
+    choice (``sweep``'s ``spurious_cap``); ``fine``: the 2.0 grid (``FINE_*_THRESHOLDS``); ``det_weights``: the
+    detector score's weights in the plate score tried (``sweep``); ``min_det``: the lowest detector threshold
+    tried (below 0.1 the 3.0 detector sends about 30 boxes per photo to the landmark model: +12 ms)."""
     from model_store.runtime import load_model
     from model_training.data import load_split
 
@@ -181,12 +213,12 @@ def tune_bundle(model_dir: Path, data_root: Path, out_dir: Path, max_spurious: f
         ref = {"model": ref_model.tag, **reference_metrics(ref_model, samples)}
         logger.info("reference %s: %s", ref_model.tag, json.dumps(ref))
     model = load_model(model_dir, backend="onnx")
-    dets = FINE_DET_THRESHOLDS if fine else DET_THRESHOLDS
+    dets = [d for d in (FINE_DET_THRESHOLDS if fine else DET_THRESHOLDS) if d >= min_det - 1e-9]
     best, rows = sweep(collect(model, samples, min_det=min(dets)), max_spurious, max_excess,
                        enclosing_rule(model.config["landmarks"]),
                        spurious_cap=None if ref is None else float(ref["spurious_per_image"]),
                        det_thresholds=dets, lm_thresholds=FINE_LM_THRESHOLDS if fine else LM_THRESHOLDS,
-                       keep_above=FINE_KEEP_ABOVE if fine else KEEP_ABOVE)
+                       keep_above=FINE_KEEP_ABOVE if fine else KEEP_ABOVE, det_weights=det_weights)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps({"model": model.tag, "best": best, "rows": rows,
                                                     "reference": ref}, indent=1))
@@ -198,4 +230,5 @@ def overrides_for(best: dict[str, float]) -> dict[str, dict[str, float]]:
     """The bundle config overrides (``models build --overrides``) of a sweep row."""
     return {"detector": {"score_threshold": best["score_threshold"]},
             "landmarks": {"score_threshold": best["lm_threshold"], "keep_detector_above": best["keep_detector_above"],
-                          "margin_x": best["margin_x"], "margin_y": best["margin_y"]}}
+                          "margin_x": best["margin_x"], "margin_y": best["margin_y"],
+                          **({"det_weight": best["det_weight"]} if "det_weight" in best else {})}}

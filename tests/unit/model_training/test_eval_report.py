@@ -66,3 +66,39 @@ def test_text_table_has_the_readable_columns():
     results = [_result([80.0], [0.9])]
     text = format_table(EvalReport(summarise(results), {"a": summarise(results)}, results))
     assert "r@0.8>=40" in text.splitlines()[0] and "plates>=40" in text.splitlines()[0]
+
+
+def test_the_production_like_folders_are_reported_first() -> None:
+    from model_training.evaluate import folder_order
+
+    assert folder_order(["kaggle-cars", "openimages-plates/test", "oi-streets", "open-lpr", "ccpd-corners"]) == [
+        "open-lpr", "oi-streets", "ccpd-corners", "kaggle-cars", "openimages-plates/test"]
+
+
+def test_detector_recall_counts_plates_found_at_each_score_per_folder() -> None:
+    from types import SimpleNamespace
+
+    from model_store.runtime import Detection
+    from model_training.evaluate import detector_recall
+
+    def sample(src: str, boxes: list[list[float]]) -> SimpleNamespace:
+        return SimpleNamespace(source=src, image=np.zeros((10, 10, 3), np.uint8), boxes=np.array(boxes, np.float32))
+
+    photos = [sample("oi-streets", [[0, 0, 60, 20], [100, 0, 130, 10]]), sample("open-lpr", [[0, 0, 80, 20]])]
+    found = {"oi-streets": [Detection((1, 0, 60, 20), 0.5), Detection((100, 0, 130, 10), 0.1),
+                            Detection((300, 300, 340, 310), 0.2)],
+             "open-lpr": [Detection((40, 0, 120, 20), 0.9)]}   # IoU 1/3 with its plate: not found
+    model = SimpleNamespace(i=0)
+
+    def detect_in_order(img: np.ndarray, score_threshold: float) -> list:
+        model.src = photos[model.i].source
+        model.i += 1
+        return [d for d in found[model.src] if d.score >= score_threshold]
+
+    model.detect = detect_in_order
+    r = detector_recall(model, photos, thresholds=(0.08, 0.3), progress=False)
+    assert list(r) == ["open-lpr", "oi-streets", "OVERALL"]
+    assert r["oi-streets"]["recall@0.08"] == 1.0 and r["oi-streets"]["recall@0.3"] == 0.5
+    assert r["oi-streets"]["recall>=40@0.3"] == 1.0 and r["oi-streets"]["plates>=40"] == 1
+    assert r["oi-streets"]["other/photo@0.08"] == 1.0 and r["oi-streets"]["other/photo@0.3"] == 0.0
+    assert r["open-lpr"]["recall@0.08"] == 0.0 and r["OVERALL"]["recall@0.08"] == round(2 / 3, 3)

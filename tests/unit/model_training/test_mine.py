@@ -107,7 +107,7 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
     """The recipe driver: every step once, in PIPELINE order; a rerun repeats nothing that finished."""
 
     from model_store import runtime
-    from model_training import build, recipe, tune
+    from model_training import build, recipe, runner, tune
 
     calls: list[str] = []
 
@@ -134,7 +134,8 @@ def test_run_all_goes_in_order_and_keeps_what_is_done(tmp_path: Path, monkeypatc
         mined_with.append((reviewed, rounds))
         return [], []
 
-    monkeypatch.setattr(recipe, "train", fake_train)
+    monkeypatch.setattr(runner, "train_stage", lambda table, part, data_root, out_dir, **k: fake_train(
+        part, data_root, out_dir))
     monkeypatch.setattr(build, "build_bundle", fake_build)
     monkeypatch.setattr(runtime, "load_model", lambda path, **_: SimpleNamespace(tag=str(path), config={"landmarks": {}}))
     monkeypatch.setattr(mine, "mine_hard_negatives", fake_mine)
@@ -308,3 +309,14 @@ def test_an_averaging_stage_writes_the_mean_of_its_stages(stage: str, tmp_path: 
     np.testing.assert_allclose(mx.nd.load(str(out / "final.params"))["w"].asnumpy(), np.full((2, 3), (n + 1) / 2))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stage"] == stage and len(summary["sources"]) == n == (3 if stage == "detector-avg2" else 2)
+
+
+def test_the_mined_sample_sheet_numbers_each_drawn_row_with_its_folder(tmp_path: Path) -> None:
+    photos = [Photo(np.full((300, 400, 3), v, np.uint8), np.array([[20, 20, 80, 40]], np.float32),
+                    np.full((1, 4, 2), np.nan, np.float32), src) for v, src in ((40, "open-lpr"), (200, "oi-streets"))]
+    rows = [{"photo": i % 2, "box": [100.0 + i, 50.0, 140.0 + i, 65.0], "score": 0.1 + i / 100} for i in range(30)]
+    png, drawn = mine.sample_sheet(rows, photos, tmp_path / "sheet.png", n=10, seed=1, cols=5)
+    assert [d["n"] for d in drawn] == list(range(1, 11))
+    assert len({(d["photo"], tuple(d["box"])) for d in drawn}) == 10   # ten different rows
+    assert {d["source"] for d in drawn} == {"open-lpr", "oi-streets"}
+    assert cv2.imread(str(png)).shape[:2] == (2 * 120, 5 * 200)

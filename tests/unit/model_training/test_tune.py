@@ -111,3 +111,30 @@ def test_the_fine_grid_reaches_a_box_the_detector_is_sure_of(tmp_path: Path) -> 
     collected = [(s, [Candidate(0.7, 0.3, _quad(100, 100, 160, 115)), Candidate(0.4, 0.95, _quad(10, 10, 50, 20))])]
     best, _ = sweep(collected, spurious_cap=0.0, lm_thresholds=[0.5, 0.97], keep_above=[0.6, 1.01])
     assert best["recall_08"] == 1.0 and best["spurious_per_image"] == 0.0 and best["keep_detector_above"] == 0.6
+
+
+def test_the_sweep_tries_the_detector_weights_and_writes_the_chosen_one(tmp_path: Path) -> None:
+    """A plate the landmark model doubts (0.6) but the detector is sure of (0.9), and a badge the landmark model
+    likes (0.8) that the detector barely fires on (0.2): no landmark threshold alone keeps the one and drops
+    the other; with the detector's score in the plate score one does."""
+    (s, _), = _collected(tmp_path)
+    collected = [(s, [Candidate(0.9, 0.6, _quad(100, 100, 160, 115)), Candidate(0.2, 0.8, _quad(10, 10, 50, 20))])]
+    alone, _ = sweep(collected, spurious_cap=0.0, det_thresholds=[0.1], lm_thresholds=[0.5, 0.7, 0.9],
+                     keep_above=[1.01])
+    assert alone["recall_08"] == 0.0 and "det_weight" not in alone
+    best, rows = sweep(collected, spurious_cap=0.0, det_thresholds=[0.1], lm_thresholds=[0.5, 0.7, 0.9],
+                       keep_above=[1.01], det_weights=(0.0, 1.0))
+    assert best["recall_08"] == 1.0 and best["spurious_per_image"] == 0.0 and best["det_weight"] == 1.0
+    assert {r["det_weight"] for r in rows} == {0.0, 1.0}
+    assert overrides_for(best)["landmarks"]["det_weight"] == 1.0
+    assert score_setting(collected, 0.1, 0.9, 1.01, 0.0, 0.0, det_weight=1.0)["recall_08"] == 1.0
+
+
+def test_the_sweep_cache_gives_each_setting_the_metrics_it_has_alone(tmp_path: Path) -> None:
+    collected = _two_photos(tmp_path) + _collected(tmp_path)
+    _, rows = sweep(collected, det_weights=(0.0, 0.5))
+    assert len(rows) > 20
+    for r in rows:
+        alone = score_setting(collected, r["score_threshold"], r["lm_threshold"], r["keep_detector_above"],
+                              r["margin_x"], r["margin_y"], det_weight=r["det_weight"])
+        assert alone == {k: r[k] for k in alone}
