@@ -16,8 +16,10 @@ judged on (all areas measured by rasterising at the photo's own resolution):
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,31 +146,78 @@ def summarise(results: list[ImageResult]) -> dict[str, float]:
     }
 
 
+def _run_one(model: Any, sample: Sample, data: bytes, style: str = "none") -> ImageResult:
+    """The full pipeline on one labelled photo's bytes, scored (a photo that fails is reported, not raised)."""
+    from plateveil.pipeline import conceal_bytes
+
+    try:
+        out = conceal_bytes(data, model, style=style)
+    except Exception as exc:  # an eval run reports broken photos, it does not stop on them
+        logger.warning("eval: %s failed: %s", sample.path, exc)
+        return ImageResult(sample, [], np.zeros(len(sample.boxes)), 0, 0.0, 0.0, 0.0,
+                           float(np.prod(sample.boxes[:, 2:] - sample.boxes[:, :2], axis=1).sum()), 0.0, error=str(exc))
+    polys = [np.asarray(p.polygon, dtype=np.float64) for p in out.plates]
+    cov, sp, sp_area, ex, ex_t, pa = score_image((out.height, out.width), sample.boxes, polys, sample.ignore)
+    return ImageResult(sample, polys, cov, sp, sp_area, ex, ex_t, pa, float(out.timings_ms["total"]))
+
+
+def _report(results: list[ImageResult], group: Callable[[Sample], str]) -> EvalReport:
+    groups: dict[str, list[ImageResult]] = defaultdict(list)
+    for r in results:
+        groups[group(r.sample)].append(r)
+    return EvalReport(summarise(results), {k: summarise(groups[k]) for k in folder_order(groups)}, results)
+
+
+def _source(sample: Sample) -> str:
+    return sample.source
+
+
 def evaluate_samples(model: Any, samples: list[Sample], style: str = "none", progress: bool = True
                      ) -> EvalReport:
     """Run the full pipeline (``plateveil.pipeline.conceal_bytes``) on each labelled photo."""
     from tqdm import tqdm
 
-    from plateveil.pipeline import conceal_bytes
+    results = [_run_one(model, s, s.path.read_bytes(), style)
+               for s in tqdm(samples, desc="eval", disable=not progress, mininterval=2.0)]
+    return _report(results, _source)
 
-    results: list[ImageResult] = []
-    for s in tqdm(samples, desc="eval", disable=not progress, mininterval=2.0):
+
+def evaluate_interleaved(models: dict[str, Any], samples: list[Sample], rounds: int = 1,
+                         group: Callable[[Sample], str] | None = None, progress: bool = False) -> dict[str, EvalReport]:
+    """Several models (by name) on the same photos in this process, photo by photo, so that whatever else loads
+    the machine falls on all of them alike: each photo is read once, then every model runs on it ``rounds``
+    times, the order rotating from photo to photo and round to round (with two models: A B, B A, A B, ...).
+    The first run of each model is scored; its ``total_ms`` is the median of its rounds on that photo.
+    Each model first runs once on the first photo, untimed (session warm-up). ``group``: the folder a photo is
+    reported under (default its ``source``). The latencies are the pipeline's own total (decode to encode), as
+    a worker measures it."""
+    from tqdm import tqdm
+
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, not {rounds}")
+    names = list(models)
+    if samples:
+        warm = samples[0].path.read_bytes()
+        for name in names:
+            _run_one(models[name], samples[0], warm)
+    results: dict[str, list[ImageResult]] = {name: [] for name in names}
+    for i, s in enumerate(tqdm(samples, desc="gate", disable=not progress, mininterval=2.0)):
         data = s.path.read_bytes()
-        try:
-            out = conceal_bytes(data, model, style=style)
-        except Exception as exc:  # an eval run reports broken photos, it does not stop on them
-            logger.warning("eval: %s failed: %s", s.path, exc)
-            results.append(ImageResult(s, [], np.zeros(len(s.boxes)), 0, 0.0, 0.0, 0.0,
-                                       float(np.prod(s.boxes[:, 2:] - s.boxes[:, :2], axis=1).sum()), 0.0,
-                                       error=str(exc)))
-            continue
-        polys = [np.asarray(p.polygon, dtype=np.float64) for p in out.plates]
-        cov, sp, sp_area, ex, ex_t, pa = score_image((out.height, out.width), s.boxes, polys, s.ignore)
-        results.append(ImageResult(s, polys, cov, sp, sp_area, ex, ex_t, pa, float(out.timings_ms["total"])))
-    groups: dict[str, list[ImageResult]] = defaultdict(list)
-    for r in results:
-        groups[r.sample.source].append(r)
-    return EvalReport(summarise(results), {k: summarise(groups[k]) for k in folder_order(groups)}, results)
+        scored: dict[str, ImageResult] = {}
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for r in range(rounds):
+            k = (i + r) % len(names)
+            for name in names[k:] + names[:k]:
+                if name in scored:
+                    t0 = time.perf_counter()
+                    _run_one(models[name], s, data)
+                    times[name].append((time.perf_counter() - t0) * 1000)
+                else:
+                    scored[name] = _run_one(models[name], s, data)
+                    times[name].append(scored[name].total_ms)
+        for name in names:
+            results[name].append(replace(scored[name], total_ms=float(np.median(times[name]))))
+    return {name: _report(results[name], group or _source) for name in names}
 
 
 # the folders most like production first (open-lpr: whole-car listing photos; oi-streets: street scenes), then the

@@ -7,10 +7,13 @@ The S3 connection and bucket come from the same ``PLATEVEIL_*`` variables as the
 
 * ``publish`` first checks the bundle: it loads with every backend it has files for (onnx; mxnet when
   installed) and passes the smoke check on the golden set; a bundle that does not is not uploaded.
-* ``promote`` runs a quality gate: the candidate and the current production model are evaluated on
-  a labelled golden set (the shipped ``model_store/golden_set/`` unless ``--golden`` /
-  ``PLATEVEIL_GATE_GOLDEN_DIR``), a comparison table is printed, and a candidate below the absolute
-  floors or worse than production by more than the margins is refused unless ``--force``. Then it
+* ``promote`` runs a quality gate (:mod:`model_training.gate`, which says why its margins are what they are):
+  the candidate and the current production model are run, interleaved in this process, on labelled photos
+  (the shipped ``model_store/golden_set/`` unless ``--golden DIR`` (repeatable) / ``PLATEVEIL_GATE_GOLDEN_DIR``
+  or ``--data-root ROOT`` / ``PLATEVEIL_GATE_DATA_ROOT``: the validation split of each data folder, folder by
+  folder); a comparison table and a per-folder table are printed, and a candidate below the absolute floors,
+  worse than production on any folder by more than the margins (in plates and regions), or slower by more
+  than the latency margin, is refused unless ``--force``. Then it
   moves the alias, nudges the workers on Redis (``PLATEVEIL_REDIS_URL``; they also notice by
   polling) and waits (``--wait``, default ``PLATEVEIL_PROMOTE_WAIT_S``) until every worker of this
   registry reports serving the version, naming the workers that refuse it.
@@ -28,8 +31,6 @@ import argparse
 import datetime as dt
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -56,37 +57,49 @@ from model_store.commands import (
 from model_store.errors import ModelIntegrityError, ModelLoadError
 from model_store.registry import Registry, registry_from_settings
 from model_store.registry_settings import RegistrySettings
+from model_training import gate
+from model_training.gate import Evaluate, GateData, GateThresholds, comparison_table, folder_table
 from plateveil.settings import load_settings
 
-Evaluate = Callable[..., dict[str, Any]]
+__all__ = ["GateData", "GateSettings", "GateThresholds", "comparison_table", "folder_table", "promote_with_gate"]
+
 EXIT_REFUSED = 1
 EXIT_UNLOADABLE = 3
 EXIT_WORKERS_REFUSED = 4
 EXIT_WORKERS_TIMEOUT = 5
-
-# (metric key, label, format, better when higher)
-GATE_COLUMNS = (
-    ("recall_08", "recall@0.8", "{:.3f}", True),
-    ("recall_05", "recall@0.5", "{:.3f}", True),
-    ("spurious_per_image", "spurious/img", "{:.3f}", False),
-    ("excess", "excess", "{:.3f}", False),
-    ("p95_ms", "p95 ms", "{:.1f}", False),
-)
-
 
 class GateSettings(RegistrySettings):
     """``plateveil models promote``: the registry settings plus the quality gate's (``PLATEVEIL_GATE_*``)."""
 
     backend: str = Field(DEFAULT_BACKEND, description="backend the quality gate evaluates with (onnx, mxnet)")
     gate_golden_dir: Path | None = Field(None, description="labelled photos the promotion quality gate evaluates "
-                                                            "(unset: the shipped model_store/golden_set/)")
+                                                            "(unset: the shipped model_store/golden_set/, unless "
+                                                            "PLATEVEIL_GATE_DATA_ROOT is set)")
     gate_format: str = Field("auto", description="format of the gate's golden set (auto, voc, yolo, corners)")
+    gate_data_root: Path | None = Field(None, description="a data root (../shared/data) whose data folders' "
+                                                          "validation split the gate judges folder by folder")
+    gate_labels: str = Field("reviewed", description="labels of the data root's photos: reviewed (with the plates "
+                                                     "the review added, as `plateveil models eval`) or given")
+    gate_max_photos: int = Field(0, ge=0, description="at most this many photos per gate folder (a fixed subset; "
+                                                      "0: all)")
+    gate_latency_rounds: int = Field(0, ge=0, description="timed runs per photo and model (0: enough for 50 runs, "
+                                                          "at most 3)")
     gate_min_recall_08: float = Field(0.75, ge=0, le=1, description="gate floor: minimum recall at IoU 0.8")
     gate_max_spurious: float = Field(0.35, ge=0, description="gate floor: maximum spurious detections per image")
     gate_max_excess: float = Field(0.25, ge=0, description="gate floor: maximum excess (area beyond the plate)")
-    gate_max_recall_drop: float = Field(0.06, ge=0, description="gate: largest recall@0.8 drop below production")
-    gate_max_spurious_rise: float = Field(0.06, ge=0, description="gate: largest spurious/img rise over production")
-    gate_max_excess_rise: float = Field(0.05, ge=0, description="gate: largest excess rise over production")
+    gate_max_recall_drop: float = Field(0.02, ge=0, description="gate margin per folder: share of its plates the "
+                                                                "candidate may find fewer than production")
+    gate_max_recall_drop_plates: int = Field(1, ge=0, description="gate margin per folder: plates the candidate may "
+                                                                  "lose whatever the folder's size")
+    gate_max_spurious_rise: float = Field(0.02, ge=0, description="gate margin per folder: more spurious regions "
+                                                                  "per photo than production")
+    gate_max_spurious_rise_regions: int = Field(1, ge=0, description="gate margin per folder: more spurious "
+                                                                     "regions whatever the folder's size")
+    gate_max_excess_rise: float = Field(0.05, ge=0, description="gate margin per folder: excess rise over "
+                                                                "production")
+    gate_max_latency_rise: float = Field(0.20, ge=0, description="gate: candidate p50/p95 at most production's "
+                                                                 "x (1 + this) + PLATEVEIL_GATE_LATENCY_SLACK_MS")
+    gate_latency_slack_ms: float = Field(5.0, ge=0, description="gate: absolute slack on the latency margin (ms)")
     promote_wait_s: float = Field(60.0, ge=0, description="how long promote/rollback wait for the workers to "
                                                           "report the new version (0: do not wait)")
 
@@ -95,103 +108,24 @@ class GateSettings(RegistrySettings):
     def _known_backend(cls, value: str) -> str:
         return check_backend(value)
 
-
-@dataclass(frozen=True)
-class GateThresholds:
-    """Absolute floors, and how much worse than production a candidate may be (the margins)."""
-
-    min_recall_08: float = 0.75
-    max_spurious: float = 0.35
-    max_excess: float = 0.25
-    max_recall_drop: float = 0.06  # about one plate of the shipped golden set's 18
-    max_spurious_rise: float = 0.06  # about one more spurious region on its 17 photos
-    max_excess_rise: float = 0.05
-
+    @field_validator("gate_labels")
     @classmethod
-    def from_settings(cls, settings: GateSettings) -> GateThresholds:
-        return cls(settings.gate_min_recall_08, settings.gate_max_spurious, settings.gate_max_excess,
-                   settings.gate_max_recall_drop, settings.gate_max_spurious_rise, settings.gate_max_excess_rise)
-
-    def _checks(self, key: str, candidate: dict[str, Any],
-                production: dict[str, Any] | None) -> list[str]:
-        """What the candidate's ``key`` misses, one line each."""
-        value = float(candidate[key])
-        prod = float(production[key]) if production is not None and key in production else None
-        out = []
-        if key == "recall_08":
-            if value < self.min_recall_08:
-                out.append(f"recall@0.8 {value:.3f} < {self.min_recall_08}")
-            if prod is not None and value < prod - self.max_recall_drop - 1e-9:
-                out.append(f"recall@0.8 {value:.3f} is {prod - value:.3f} below production's {prod:.3f} "
-                           f"(margin {self.max_recall_drop})")
-        elif key in ("spurious_per_image", "excess"):
-            label, floor, rise = (("spurious/img", self.max_spurious, self.max_spurious_rise)
-                                  if key == "spurious_per_image" else ("excess", self.max_excess, self.max_excess_rise))
-            if value > floor:
-                out.append(f"{label} {value:.3f} > {floor}")
-            if prod is not None and value > prod + rise + 1e-9:
-                out.append(f"{label} {value:.3f} is {value - prod:.3f} above production's {prod:.3f} (margin {rise})")
-        return out
-
-    def failures(self, metrics: dict[str, Any], production: dict[str, Any] | None = None) -> list[str]:
-        """What ``metrics`` misses, one line each (empty: the gate passes); ``production``: the
-        production model's metrics on the same photos, for the margins."""
-        return [f for key in ("recall_08", "spurious_per_image", "excess") for f in self._checks(key, metrics, production)]
-
-    def describe(self, key: str, with_production: bool = True) -> str:
-        floor = {"recall_08": f">= {self.min_recall_08}", "spurious_per_image": f"<= {self.max_spurious}",
-                 "excess": f"<= {self.max_excess}"}.get(key, "")
-        margin = {"recall_08": f"prod - {self.max_recall_drop}", "spurious_per_image": f"prod + {self.max_spurious_rise}",
-                  "excess": f"prod + {self.max_excess_rise}"}.get(key)
-        if with_production and margin:
-            return f"{floor}, {'>=' if key == 'recall_08' else '<='} {margin}"
-        return floor
-
-
-def comparison_table(candidate: tuple[str, dict[str, Any]], production: tuple[str, dict[str, Any]] | None,
-                     thresholds: GateThresholds) -> str:
-    """A plain-text table: one row per metric, candidate vs production, the change, the limits and
-    whether the candidate passes them."""
-    headers = ["metric", f"candidate {candidate[0]}"]
-    if production is not None:
-        headers += [f"production {production[0]}", "change"]
-    headers += ["threshold", "result"]
-    rows = [headers]
-    prod_metrics = production[1] if production is not None else None
-    for key, label, fmt, _ in GATE_COLUMNS:
-        value = float(candidate[1].get(key, float("nan")))
-        row = [label, fmt.format(value)]
-        if production is not None:
-            prod = float(production[1].get(key, float("nan")))
-            row += [fmt.format(prod), ("{:+" + fmt[2:]).format(value - prod)]
-        limit = thresholds.describe(key, production is not None)
-        row += [limit, ("FAIL" if thresholds._checks(key, candidate[1], prod_metrics) else "ok") if limit else ""]
-        rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    n = candidate[1].get("n_images")
-    if n is not None:
-        lines.append(f"({n} images, {candidate[1].get('n_plates', '?')} plates)")
-    return "\n".join(lines)
-
-
-def _default_evaluate(model: Any, data_dir: Path, fmt: str = "auto") -> dict[str, Any]:
-    from model_training.evaluate import (
-        evaluate_folder,  # cv2 and the data readers: only when a gate runs
-    )
-
-    return evaluate_folder(model, data_dir, fmt=fmt)
+    def _known_labels(cls, value: str) -> str:
+        if value not in ("reviewed", "given"):
+            raise ValueError(f"{value!r} is not one of reviewed, given")
+        return value
 
 
 def promote_with_gate(registry: Registry, version: str, *, alias: str = "production", force: bool = False,
-                      golden_dir: Path | None = None, fmt: str = "auto",
+                      golden_dir: Path | None = None, fmt: str = "auto", data: GateData | None = None,
                       thresholds: GateThresholds | None = None, cache_dir: Path | None = None,
                       backend: str = DEFAULT_BACKEND, evaluate: Evaluate | None = None,
                       production_alias: str = "production", out: TextIO | None = None) -> int:
-    """The ``promote`` command: quality gate, then the alias change. Returns the exit code:
-    EXIT_OK, EXIT_REFUSED (below the gate), EXIT_UNLOADABLE (the candidate does not load) or EXIT_ERROR.
-    ``golden_dir`` None: the shipped golden set. ``force`` skips the gate (and its loading) entirely."""
+    """The ``promote`` command: quality gate (:mod:`model_training.gate`), then the alias change. Returns the
+    exit code: EXIT_OK, EXIT_REFUSED (below the gate), EXIT_UNLOADABLE (the candidate does not load) or EXIT_ERROR.
+    ``data``: what the gate evaluates; else ``golden_dir`` alone; else the shipped golden set. ``evaluate``:
+    models by version and ``data`` -> reports by version (default :func:`model_training.gate.default_evaluate`:
+    the real pipeline, interleaved). ``force`` skips the gate (and its loading) entirely."""
     from model_store.golden import GOLDEN_DIR, GOLDEN_FORMAT  # cv2: only when a gate runs
     from model_store.runtime import (
         load_model,  # cv2: only when a gate runs (`plateveil models list` stays light)
@@ -199,39 +133,51 @@ def promote_with_gate(registry: Registry, version: str, *, alias: str = "product
 
     out = out or sys.stdout
     thresholds = thresholds or GateThresholds()
-    evaluate = evaluate or _default_evaluate
+    evaluate = evaluate or gate.default_evaluate
     registry.show(version)  # fails early with the known versions
-    if golden_dir is None:
-        golden_dir, fmt = GOLDEN_DIR, GOLDEN_FORMAT if fmt == "auto" else fmt
+    if data is None:
+        data = (GateData(folders=(Path(golden_dir),), fmt=fmt) if golden_dir is not None
+                else GateData(folders=(GOLDEN_DIR,), fmt=GOLDEN_FORMAT if fmt == "auto" else fmt))
     if force:
         print(f"quality gate skipped (--force): {version} is neither loaded nor evaluated here", file=out)
-    elif not Path(golden_dir).is_dir():
-        print(f"error: the golden set {golden_dir} is not a folder", file=out)
+    elif (problem := data.check()) is not None:
+        print(f"error: {problem}", file=out)
         return EXIT_ERROR
     else:
         cache = ModelCache(cache_dir or Path("~/.cache/plateveil/models"))
 
-        def measure(v: str) -> dict[str, Any]:
-            model = load_model(cache.fetch(registry, v), backend=backend)
-            return evaluate(model, Path(golden_dir), fmt)
+        def load(v: str) -> Any:
+            return load_model(cache.fetch(registry, v), backend=backend)
 
         try:
-            candidate = measure(version)
+            models = {version: load(version)}
         except (ModelLoadError, ModelIntegrityError) as exc:
             print(f"refused: {registry.name}@{version} cannot be loaded ({backend}): {type(exc).__name__}: {exc}",
                   file=out)
             return EXIT_UNLOADABLE
         current = registry.resolve(production_alias)
-        production = None
         if current and current != version:
             try:
-                production = (current, measure(current))
+                models[current] = load(current)
             except (ModelLoadError, ModelIntegrityError) as exc:
                 print(f"warning: production {current} cannot be loaded ({exc}); the candidate is held to the "
                       f"floors only", file=out)
-        print(f"quality gate on {golden_dir}:", file=out)
-        print(comparison_table((version, candidate), production, thresholds), file=out)
-        failures = thresholds.failures(candidate, production[1] if production else None)
+        try:
+            reports = evaluate(models, data)
+        except (OSError, ValueError) as exc:
+            print(f"error: the gate cannot read its photos: {exc}", file=out)
+            return EXIT_ERROR
+        candidate = reports[version]
+        production = (current, reports[current]) if current in models and current != version else None
+        print(f"quality gate on {data.describe()}:", file=out)
+        print(comparison_table((version, candidate["overall"]),
+                               (production[0], production[1]["overall"]) if production else None, thresholds),
+              file=out)
+        print("per folder (plates found at IoU 0.8, spurious regions):", file=out)
+        print(folder_table((version, candidate), production, thresholds), file=out)
+        if production is None:
+            print("no production model to compare with: latency not checked, the floors only", file=out)
+        failures = thresholds.judge(candidate, production[1] if production else None)
         if failures:
             print(f"refused: {version} is below the quality gate: {'; '.join(failures)} (--force overrides)",
                   file=out)
@@ -404,9 +350,16 @@ def cmd_promote(args: argparse.Namespace) -> int:
     settings = load_settings(GateSettings)
     registry = registry_from_settings(settings)
     since = _now()
+    golden = args.golden or ([settings.gate_golden_dir] if settings.gate_golden_dir else [])
+    data_root = args.data_root or settings.gate_data_root
+    data = None
+    if golden or data_root:
+        data = GateData(folders=tuple(golden), fmt=args.format or settings.gate_format, data_root=data_root,
+                        labels=args.labels or settings.gate_labels,
+                        max_photos=settings.gate_max_photos if args.max_photos is None else args.max_photos,
+                        rounds=settings.gate_latency_rounds)
     code = promote_with_gate(
-        registry, args.version, alias=args.alias, force=args.force,
-        golden_dir=args.golden or settings.gate_golden_dir, fmt=args.format or settings.gate_format,
+        registry, args.version, alias=args.alias, force=args.force, data=data, fmt=args.format or settings.gate_format,
         thresholds=GateThresholds.from_settings(settings), cache_dir=settings.model_cache_dir,
         backend=args.backend or settings.backend, production_alias=settings.model_alias)
     if code != EXIT_OK:
@@ -463,8 +416,18 @@ def register_registry_commands(models_subparsers: Any) -> None:
     p.add_argument("version")
     p.add_argument("--alias", default="production", help="alias to move (production, canary)")
     p.add_argument("--force", action="store_true", help="skip the quality gate (no loading, no evaluation)")
-    p.add_argument("--golden", type=Path, help="labelled photos for the gate (default PLATEVEIL_GATE_GOLDEN_DIR, "
-                                                "else the shipped model_store/golden_set/)")
+    p.add_argument("--golden", type=Path, action="append", metavar="DIR",
+                   help="labelled photos for the gate, judged on their own (repeatable: each folder is judged apart; "
+                        "default PLATEVEIL_GATE_GOLDEN_DIR, else the shipped model_store/golden_set/ unless "
+                        "--data-root is given)")
+    p.add_argument("--data-root", type=Path, metavar="ROOT",
+                   help="judge the validation split of every data folder under ROOT folder by folder, as "
+                        "`plateveil models eval --data val --data-root ROOT` reads it (default "
+                        "PLATEVEIL_GATE_DATA_ROOT; e.g. ../shared/data)")
+    p.add_argument("--labels", choices=["reviewed", "given"],
+                   help="labels of --data-root's photos (default PLATEVEIL_GATE_LABELS, reviewed)")
+    p.add_argument("--max-photos", type=int, metavar="N",
+                   help="at most N photos per folder, a fixed subset (default PLATEVEIL_GATE_MAX_PHOTOS, 0: all)")
     p.add_argument("--format", help="format of the golden set (auto, voc, yolo, corners)")
     p.add_argument("--backend", help="backend to evaluate with (default PLATEVEIL_BACKEND)")
     p.add_argument("--wait", type=_seconds, metavar="SECONDS",
