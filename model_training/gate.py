@@ -10,7 +10,8 @@ reviewed plates), judged folder by folder.
 **How it measures**: the candidate and production are loaded in this one process and run on the same photos
 photo by photo, alternating which goes first (:func:`model_training.evaluate.evaluate_interleaved`), so a
 training run or a benchmark that loads the machine slows both alike. Small sets are timed several rounds per
-photo (the median counts; :func:`latency_rounds`): the golden set 3 rounds, 700 validation photos 1.
+photo (a photo's fastest run counts: load only ever adds time; :func:`latency_rounds`): the golden set 5
+rounds, 700 validation photos 1.
 
 **What it refuses** (:class:`GateThresholds`), each line printed with its threshold and result:
 
@@ -29,11 +30,15 @@ photo (the median counts; :func:`latency_rounds`): the golden set 3 rounds, 700 
   losses on another: each folder is a kind of photo the product must handle. When there are several
   folders, the same margins apply to them all together as well.
 * *Latency against production*: the candidate's p50 and p95 per photo (the pipeline's own total, decode to
-  encode, as a worker measures it) at most production's x 1.20 + 5 ms. 20% is about what an operator absorbs
-  without resizing the workers, and far above the spread of interleaved runs of one model (a few percent); the
-  5 ms keeps timer and scheduler jitter on fast models (20 ms photos) from deciding. A model twice as slow
-  (the 3.0.0 candidate of issue 35: p95 265 ms against 113) is refused. A person may still decide that a
-  slower, better model is worth more workers: ``--force``, or ``PLATEVEIL_GATE_MAX_LATENCY_RISE``.
+  encode, as a worker measures it) at most production's x 1.25 + 5 ms. Measured (``runs/gate_noise.py``: one
+  model loaded twice, the golden set, 5 interleaved rounds, this 2-core machine at load 2-5 from other work),
+  identical models come out up to 11% apart on p95 and, once at load 5, 31% apart on p50: the margin sits
+  above the usual spread, so that the gate does not refuse a model for the machine's load, and far below
+  what it must catch (the 3.0.0 candidate of issue 35, twice as slow: p95 265 ms against 113). 25% is also
+  about what an operator absorbs without resizing the workers. The 5 ms keeps timer and scheduler jitter on
+  fast models (20 ms photos) from deciding. The gate prints the machine's load beside the table: on a loaded
+  machine, rerun a latency refusal before believing it. A person may still decide that a slower, better model
+  is worth more workers: ``--force``, or ``PLATEVEIL_GATE_MAX_LATENCY_RISE``.
   Without a production model there is nothing to compare with: no latency check, the floors only.
 
 Every threshold is a ``PLATEVEIL_GATE_*`` setting (``model_training.registry_cli.GateSettings``).
@@ -65,9 +70,9 @@ GATE_COLUMNS = (
 )
 LATENCY_KEYS = ("p50_ms", "p95_ms")
 ALL_FOLDERS = "all folders"
-# timed runs per model the latency is taken over (at least): the golden set's 17 photos get 3 rounds each
-MIN_TIMED_RUNS = 50
-MAX_ROUNDS = 3
+# timed runs per model the latency is taken over (at least): the golden set's 17 photos get 5 rounds each
+MIN_TIMED_RUNS = 80
+MAX_ROUNDS = 5
 
 
 def latency_rounds(n_photos: int, rounds: int = 0) -> int:
@@ -175,7 +180,7 @@ class GateThresholds:
     max_spurious_rise: float = 0.02  # more spurious regions per photo of a folder...
     max_spurious_rise_regions: int = 1  # ...or this many regions, whichever is more
     max_excess_rise: float = 0.05
-    max_latency_rise: float = 0.20  # p50 and p95 at most production's x (1 + this)...
+    max_latency_rise: float = 0.25  # p50 and p95 at most production's x (1 + this)...
     latency_slack_ms: float = 5.0  # ...+ this
 
     @classmethod
@@ -331,7 +336,7 @@ def comparison_table(candidate: tuple[str, dict[str, Any]], production: tuple[st
     n = candidate[1].get("n_images")
     if n is not None:
         rounds = candidate[1].get("latency_rounds")
-        timing = (f" p50/p95: the median of {rounds} timed run(s) per photo"
+        timing = (f" p50/p95: the fastest of {rounds} timed run(s) per photo"
                   f"{', interleaved with production' if production is not None else ''}") if rounds else ""
         lines.append(f"({n} images, {candidate[1].get('n_plates', '?')} plates){timing}")
     return "\n".join(lines)

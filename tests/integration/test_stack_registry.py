@@ -53,9 +53,11 @@ def test_the_env_file_is_all_a_shell_needs(stack: Stack, tmp_path: Path) -> None
 
 
 def test_a_promotion_and_a_rollback_reach_the_stack_worker(stack: Stack, client: Any, car_jpeg: bytes,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Jobs before, after the promotion and after the rollback are all done, each by the version the
     alias named when it was submitted."""
+    monkeypatch.setenv("PLATEVEIL_GATE_MAX_LATENCY_RISE", "100")  # real timings never decide a test (shared machine)
     by_version: Counter[str] = Counter()
 
     def jobs(n: int) -> set[str]:

@@ -35,6 +35,7 @@ def cli_env(bucket: str, registry_moto_url: str, registry_redis_url: str, tmp_pa
         "PLATEVEIL_S3_REGION": "us-east-1", "PLATEVEIL_S3_ACCESS_KEY_ID": "testing",
         "PLATEVEIL_S3_SECRET_ACCESS_KEY": "testing", "PLATEVEIL_REDIS_URL": registry_redis_url,
         "PLATEVEIL_MODEL_CACHE_DIR": str(tmp_path / "cli-cache"), "PLATEVEIL_PROMOTE_WAIT_S": "30",
+        "PLATEVEIL_GATE_MAX_LATENCY_RISE": "100",  # real timings never decide a test (the machine is shared)
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("PLATEVEIL_GATE_GOLDEN_DIR", raising=False)
