@@ -30,15 +30,17 @@ rounds, 700 validation photos 1.
   losses on another: each folder is a kind of photo the product must handle. When there are several
   folders, the same margins apply to them all together as well.
 * *Latency against production*: the candidate's p50 and p95 per photo (the pipeline's own total, decode to
-  encode, as a worker measures it) at most production's x 1.25 + 5 ms. Measured (``runs/gate_noise.py``: one
-  model loaded twice, the golden set, 5 interleaved rounds, this 2-core machine at load 2-5 from other work),
-  identical models come out up to 11% apart on p95 and, once at load 5, 31% apart on p50: the margin sits
-  above the usual spread, so that the gate does not refuse a model for the machine's load, and far below
-  what it must catch (the 3.0.0 candidate of issue 35, twice as slow: p95 265 ms against 113). 25% is also
-  about what an operator absorbs without resizing the workers. The 5 ms keeps timer and scheduler jitter on
-  fast models (20 ms photos) from deciding. The gate prints the machine's load beside the table: on a loaded
-  machine, rerun a latency refusal before believing it. A person may still decide that a slower, better model
-  is worth more workers: ``--force``, or ``PLATEVEIL_GATE_MAX_LATENCY_RISE``.
+  encode, as a worker measures it) at most production's x 1.2 + 2 ms. Measured on this shared 2-core machine
+  (``runs/gate_noise.py``: one model loaded twice, the golden set, interleaved, load 2-5 from other work), the
+  two copies of one model come out up to 11-19% apart on p95 (usually under 5%), and once, at load 5, 31% on
+  p50: 20% sits above the usual spread and well below a model twice as slow. The 3.0.0 candidate of issue 35
+  measures 1.2-1.3x 2.0.0 this way on the golden set and the validation split (1.8x on the benchmark's
+  1280x720 photos), so it is refused on latency here, which makes its extra cost a person's decision rather
+  than the gate's. 20% is also about what an operator absorbs without resizing the workers. The 2 ms keeps
+  scheduler jitter on fast models (20 ms photos) from deciding. The gate prints the machine's load beside the
+  table: on a loaded machine (load above the cores), rerun a latency refusal before believing it. A person may
+  still decide that a slower, better model is worth more workers: ``--force``, or
+  ``PLATEVEIL_GATE_MAX_LATENCY_RISE``.
   Without a production model there is nothing to compare with: no latency check, the floors only.
 
 Every threshold is a ``PLATEVEIL_GATE_*`` setting (``model_training.registry_cli.GateSettings``).
@@ -180,8 +182,8 @@ class GateThresholds:
     max_spurious_rise: float = 0.02  # more spurious regions per photo of a folder...
     max_spurious_rise_regions: int = 1  # ...or this many regions, whichever is more
     max_excess_rise: float = 0.05
-    max_latency_rise: float = 0.25  # p50 and p95 at most production's x (1 + this)...
-    latency_slack_ms: float = 5.0  # ...+ this
+    max_latency_rise: float = 0.20  # p50 and p95 at most production's x (1 + this)...
+    latency_slack_ms: float = 2.0  # ...+ this
 
     @classmethod
     def from_settings(cls, settings: Any) -> GateThresholds:

@@ -98,9 +98,9 @@ class GateSettings(RegistrySettings):
                                                                      "regions whatever the folder's size")
     gate_max_excess_rise: float = Field(0.05, ge=0, description="gate margin per folder: excess rise over "
                                                                 "production")
-    gate_max_latency_rise: float = Field(0.25, ge=0, description="gate: candidate p50/p95 at most production's "
+    gate_max_latency_rise: float = Field(0.20, ge=0, description="gate: candidate p50/p95 at most production's "
                                                                  "x (1 + this) + PLATEVEIL_GATE_LATENCY_SLACK_MS")
-    gate_latency_slack_ms: float = Field(5.0, ge=0, description="gate: absolute slack on the latency margin (ms)")
+    gate_latency_slack_ms: float = Field(2.0, ge=0, description="gate: absolute slack on the latency margin (ms)")
     promote_wait_s: float = Field(60.0, ge=0, description="how long promote/rollback wait for the workers to "
                                                           "report the new version (0: do not wait)")
 
