@@ -251,3 +251,15 @@ def test_gate_folders_of_a_data_root_are_its_validation_split_per_folder(tmp_pat
     folders = load_gate_folders(GateData(data_root=root, labels="given"))
     assert list(folders) == ["open-lpr", "oi-streets"]
     assert len(folders["oi-streets"]) == 4 and 0 < len(folders["open-lpr"]) < 30  # the name-hashed fifth
+
+
+def test_every_gate_setting_is_documented_with_its_default() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    for name, field in GateSettings.model_fields.items():
+        if not name.startswith("gate_"):
+            continue
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `PLATEVEIL_{name.upper()}` |")), None)
+        assert row is not None, f"PLATEVEIL_{name.upper()} is not in README.md's settings table"
+        documented = row.split("|")[2].strip().strip("`")
+        assert documented == ("(unset)" if field.default is None else f"{field.default:g}"
+                              if isinstance(field.default, float) else str(field.default)), row
