@@ -125,7 +125,8 @@ def _subset(samples: list[Any], n: int) -> list[Any]:
 
 
 def load_gate_folders(data: GateData) -> dict[str, list[Any]]:
-    """``{folder name: samples}`` in report order (``open-lpr`` and ``oi-streets`` first)."""
+    """``{folder name: samples}`` in report order (``open-lpr`` and ``oi-streets`` first), folders without photos
+    left out; ValueError when no folder has any (a gate on nothing must not pass)."""
     from model_training.data import load_folder, load_split
     from model_training.evaluate import folder_order
 
@@ -141,7 +142,10 @@ def load_gate_folders(data: GateData) -> dict[str, list[Any]]:
             by_folder.setdefault(Path(s.source).parts[0], []).append(s)
         for name in folder_order(by_folder):
             folders[name if name not in folders else f"{name} (val)"] = by_folder[name]
-    return {name: _subset(samples, data.max_photos) for name, samples in folders.items()}
+    folders = {name: _subset(samples, data.max_photos) for name, samples in folders.items() if samples}
+    if not folders:
+        raise ValueError(f"no labelled photos in {data.describe()}")
+    return folders
 
 
 def default_evaluate(models: dict[str, Any], data: GateData) -> dict[str, Report]:

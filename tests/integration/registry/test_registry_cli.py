@@ -324,6 +324,9 @@ def test_gate_with_the_real_evaluation(cli_env: None, registry: Registry, bundle
         return folder
 
     registry.publish(bundle_factory("1.0.0"))
+    (tmp_path / "empty").mkdir()
+    code, out = run(capsys, "promote", "1.0.0", "--data-root", str(tmp_path / "empty"))
+    assert code == 2 and "error: the gate cannot read its photos: no labelled photos in" in out, out
     code, out = run(capsys, "promote", "1.0.0", "--golden", str(golden_set(tmp_path / "phantom", True)),
                     "--format", "corners")
     assert code == EXIT_REFUSED, out

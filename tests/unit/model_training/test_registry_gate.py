@@ -251,6 +251,10 @@ def test_gate_folders_of_a_data_root_are_its_validation_split_per_folder(tmp_pat
     folders = load_gate_folders(GateData(data_root=root, labels="given"))
     assert list(folders) == ["open-lpr", "oi-streets"]
     assert len(folders["oi-streets"]) == 4 and 0 < len(folders["open-lpr"]) < 30  # the name-hashed fifth
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no labelled photos in the validation split of each data folder under"):
+        load_gate_folders(GateData(data_root=empty))  # a gate on nothing must not pass
 
 
 def test_every_gate_setting_is_documented_with_its_default() -> None:
