@@ -121,9 +121,10 @@ def test_missing_bucket_setting_is_a_clear_error(cli_env: None, monkeypatch: pyt
 
 
 class FakeEvaluation:
-    """Reports per model version (flat metrics: one folder, ``golden``); records what it evaluated."""
+    """Reports per model version (flat metrics: one folder, ``golden``; a list: one per call, in turn); records
+    what it evaluated."""
 
-    def __init__(self, by_version: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, by_version: dict[str, Any]) -> None:
         self.by_version = by_version
         self.calls: list[tuple[list[str], GateData]] = []
 
@@ -133,6 +134,8 @@ class FakeEvaluation:
         out = {}
         for v in models:
             r = self.by_version[v]
+            if isinstance(r, list):
+                r = r.pop(0) if len(r) > 1 else r[0]
             out[v] = r if "per_folder" in r else {"overall": r, "per_folder": {"golden": r}}
         return out
 
@@ -196,7 +199,7 @@ def _folders(found: dict[str, int], **overall: Any) -> dict[str, Any]:
 def test_gate_refuses_a_slower_candidate_and_a_loss_on_one_folder(
         registry: Registry, bundle_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Latency against production (as measured by the evaluation, injected here) and the margins per folder."""
-    for v in ("2.0.0", "3.0.0", "3.0.1", "3.0.2", "3.0.3"):
+    for v in ("2.0.0", "3.0.0", "3.0.1", "3.0.2", "3.0.3"):  # and 3.0.4 below
         registry.publish(bundle_factory(v))
     prod = _folders({"open-lpr": 180, "oi-streets": 300}, p50_ms=80.0, p95_ms=113.0)
     evaluate = FakeEvaluation({
@@ -215,7 +218,8 @@ def test_gate_refuses_a_slower_candidate_and_a_loss_on_one_folder(
     assert promote_with_gate(registry, "3.0.0", **kwargs) == EXIT_REFUSED
     out = capsys.readouterr().out
     assert "refused: 3.0.0 is below the quality gate: latency: p50 150.0 ms > 98.0 ms allowed" in out
-    assert "latency: p95 265.0 ms > 137.6 ms allowed (production 113.0 ms x 1.2 + 2 ms)" in out
+    assert "latency: p95 265.0 ms > 137.6 ms allowed (production 113.0 ms x 1.2 + 2 ms), and again p95 265.0" in out
+    assert "latency over the margin: measuring both again to confirm" in out and "over the margin again" in out
     assert "machine load during the gate: " in out
     assert next(line for line in out.splitlines() if line.startswith("p95 ms")).split()[-1] == "FAIL"
     assert registry.resolve("production") == "2.0.0"
@@ -227,6 +231,17 @@ def test_gate_refuses_a_slower_candidate_and_a_loss_on_one_folder(
     assert rows["open-lpr"][3:7] == ["200", "180", "+20", "-4"] and rows["open-lpr"][-1] == "ok"
     assert rows["oi-streets"][3:7] == ["291", "300", "-9", "-7"] and rows["oi-streets"][-1] == "FAIL"
     assert registry.resolve("production") == "2.0.0"
+
+    # slow once, within the margin when measured again (a busy machine): the latency does not refuse it
+    registry.publish(bundle_factory("3.0.4"))
+    evaluate.by_version["3.0.4"] = [_folders({"open-lpr": 180, "oi-streets": 300}, p50_ms=80.0, p95_ms=180.0),
+                                    _folders({"open-lpr": 180, "oi-streets": 300}, p50_ms=81.0, p95_ms=115.0)]
+    n_calls = len(evaluate.calls)
+    assert promote_with_gate(registry, "3.0.4", **kwargs) == EXIT_OK
+    out = capsys.readouterr().out
+    assert len(evaluate.calls) == n_calls + 2 and "within the margin, the first was noise" in out, out
+    assert "production -> 3.0.4 (was 2.0.0)" in out
+    registry.promote("2.0.0")
 
     assert promote_with_gate(registry, "3.0.1", **kwargs) == EXIT_OK  # 19% slower (p95), more plates everywhere
     assert "production -> 3.0.1 (was 2.0.0)" in capsys.readouterr().out
