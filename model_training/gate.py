@@ -32,16 +32,15 @@ rounds, 700 validation photos 1.
 * *Latency against production*: the candidate's p50 and p95 per photo (the pipeline's own total, decode to
   encode, as a worker measures it) at most production's x 1.2 + 2 ms. Measured on this shared 2-core machine
   (``runs/gate_noise.py``: one model loaded twice, the golden set, interleaved, load 2-5 from other work), the
-  two copies of one model come out up to 11-19% apart on p95 (usually under 5%), and once, at load 5, 31% on
-  p50: 20% sits above the usual spread and well below a model twice as slow. The 3.0.0 candidate of issue 35
-  measures 1.2-1.3x 2.0.0 this way on the golden set and the validation split (1.8x on the benchmark's
-  1280x720 photos), so it is refused on latency here, which makes its extra cost a person's decision rather
-  than the gate's. 20% is also about what an operator absorbs without resizing the workers. The 2 ms keeps
-  scheduler jitter on fast models (20 ms photos) from deciding. Because one measurement in ten or so on a busy
-  machine puts two copies of one model more than 20% apart, a candidate over the latency margin is measured
-  again (interleaved, as before) and refused for latency only when the same figure is over the margin both
-  times (``promote_with_gate``); the gate prints the machine's load beside the table. A person may still decide that a slower, better model is worth more workers: ``--force``, or
-  ``PLATEVEIL_GATE_MAX_LATENCY_RISE``.
+  two copies of one model usually come out within 5% of each other, but up to 15-36% apart on p95 and, once,
+  31% on p50: about one measurement in ten on a busy machine. So a candidate over the latency margin is
+  measured again (interleaved, as before) and refused for latency only when the same figure is over the
+  margin both times (``promote_with_gate``); the gate prints the machine's load beside the table. 20% sits
+  well below a model twice as slow and is about what an operator absorbs without resizing the workers; the
+  2 ms keeps scheduler jitter on fast models (20 ms photos) from deciding. The 3.0.0 candidate of issue 35
+  measures 1.2-1.3x 2.0.0 this way on the golden set and on the validation split (1.8x on the benchmark's
+  1280x720 photos), and is refused on latency, which makes its extra cost a person's decision rather than the
+  gate's: ``--force``, or ``PLATEVEIL_GATE_MAX_LATENCY_RISE``.
   Without a production model there is nothing to compare with: no latency check, the floors only.
 
 Every threshold is a ``PLATEVEIL_GATE_*`` setting (``model_training.registry_cli.GateSettings``).
