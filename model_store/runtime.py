@@ -228,6 +228,22 @@ def enclosing_rule(landmarks_cfg: dict[str, Any]) -> tuple[float, float] | None:
     return float(landmarks_cfg["enclosing_cover"]), float(landmarks_cfg["enclosing_ratio"])
 
 
+def large_region_rule(landmarks_cfg: dict[str, Any]) -> tuple[float, float] | None:
+    """(photo fraction, plate score) of the bundle's bounded-region rule: a region whose unpadded quad covers more
+    than that fraction of the photo stays only with at least that plate score. The worst false concealments are
+    regions no plate has (half a building, a bus, a car's whole rear); a real plate that large is a close-up the
+    model is sure of. None where it is off (bundles before 3.0.0 have no such key)."""
+    fraction = landmarks_cfg.get("large_region_fraction")
+    if not fraction:
+        return None
+    return float(fraction), float(landmarks_cfg.get("large_region_threshold", 1.01))
+
+
+def too_large(quad_area: float, photo_area: float, score: float, rule: tuple[float, float] | None) -> bool:
+    """Whether the bounded-region rule drops a region of ``quad_area`` pixels with plate score ``score``."""
+    return rule is not None and quad_area > rule[0] * photo_area and score < rule[1]
+
+
 def plate_score(lm_score: np.ndarray | float, det_score: np.ndarray | float, det_weight: float) -> np.ndarray:
     """The plate/not-plate score a candidate is kept by: the landmark model's probability, and with
     ``det_weight`` > 0 the detector's as a second opinion, added in logit space (a product of odds:
@@ -323,6 +339,8 @@ class PlateModel:
         plate_prob = plate_score(softmax(logits)[:, 1], np.array([d.score for d in detections]), lm.det_weight)
         findings: list[PlateFinding] = []
         quads: list[np.ndarray] = []      # unpadded, for drop_enclosing
+        bounded = large_region_rule(cfg)
+        photo_area = float(image_bgr.shape[0] * image_bgr.shape[1])
         for det, win, c, p in zip(detections, windows, corners, plate_prob, strict=True):
             keep = p >= lm.score_threshold or det.score >= lm.keep_detector_above
             if not keep:
@@ -333,6 +351,8 @@ class PlateModel:
             refined = is_convex_quad(quad) and 0.25 * box_area <= area <= 4.0 * box_area
             if not refined:
                 quad = box_to_quad(det.box)
+            if too_large(polygon_area(quad), photo_area, float(p), bounded):
+                continue
             quads.append(quad)
             quad = pad_quad(quad, lm.margin_x, lm.margin_y)
             findings.append(PlateFinding(

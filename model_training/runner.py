@@ -28,7 +28,8 @@ Kinds and what their rows hold:
     the threshold sweep (``tune.tune_bundle``) of the bundle of inputs[0] + inputs[1]; params: ``reference``
     (the bundle whose spurious rate caps the choice; None: the fixed caps), ``fine``, ``combine`` (the detector
     score weights tried in the plate score, ``runtime``'s ``det_weight``), ``min_det`` (the lowest detector
-    threshold tried), ``flush_below``.
+    threshold tried), ``flush_below``, ``large_regions`` (the bounded-region rules tried: (photo fraction, plate
+    score), ``runtime.large_region_rule``).
 ``bundle``
     the bundle of inputs[0] + inputs[1] with the thresholds of the tune row inputs[2], into ``<root>/<name>``;
     params: ``record`` (write each row as run and the sweep's choice into ``model.json``), ``flush_below`` (weights
@@ -363,6 +364,8 @@ def tune_step(recipe: Recipe, stage: Stage, data_root: Path, root: Path, version
         kwargs["det_weights"] = tuple(stage.params["combine"])
     if stage.params.get("min_det") is not None:
         kwargs["min_det"] = float(stage.params["min_det"])
+    if stage.params.get("large_regions"):
+        kwargs["large_regions"] = tuple(tuple(r) if r else None for r in stage.params["large_regions"])
     tune_bundle(untuned, data_root, root / stage.name, **kwargs)
     return root / stage.name
 

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from model_store.runtime import PlateModel, enclosing_rule, plate_score
+from model_store.runtime import PlateModel, enclosing_rule, large_region_rule, plate_score, too_large
 from model_training.data import Sample
 from model_training.evaluate import score_image
-from plateveil.geometry import drop_enclosing, pad_quad
+from plateveil.geometry import drop_enclosing, pad_quad, polygon_area
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class Candidate:
     det_score: float
     lm_score: float
     quad: np.ndarray      # landmark quad or the box when the corners are implausible (unpadded)
+    fraction: float = 0.0  # the quad's area over the photo's (the bounded-region rule)
 
 
 def collect(model: PlateModel, samples: list[Sample], min_det: float = 0.1) -> list[tuple[Sample, list[Candidate]]]:
@@ -38,13 +39,15 @@ def collect(model: PlateModel, samples: list[Sample], min_det: float = 0.1) -> l
     # every candidate, unpadded; which of them enclose another depends on the thresholds (score_setting)
     # the landmark score alone (det_weight 0): score_setting combines it with the detector's
     model.config["landmarks"].update({"score_threshold": 0.0, "margin_x": 0.0, "margin_y": 0.0, "enclosing_ratio": 0,
-                                      "det_weight": 0.0})
+                                      "det_weight": 0.0, "large_region_fraction": None})
     try:
         for s in tqdm(samples, desc="collect", mininterval=2.0):
             img = s.image
             dets = model.detect(img, score_threshold=min_det)
             found = model.refine(img, dets)
-            out.append((s, [Candidate(f.det_score, f.score, np.asarray(f.polygon)) for f in found]))
+            area = float(img.shape[0] * img.shape[1])
+            out.append((s, [Candidate(f.det_score, f.score, np.asarray(f.polygon),
+                                      polygon_area(np.asarray(f.polygon)) / area) for f in found]))
     finally:
         model.config["landmarks"].clear()
         model.config["landmarks"].update(saved)
@@ -53,15 +56,20 @@ def collect(model: PlateModel, samples: list[Sample], min_det: float = 0.1) -> l
 
 def score_setting(collected: list[tuple[Sample, list[Candidate]]], det_thr: float, lm_thr: float, keep_above: float,
                   margin_x: float, margin_y: float, enclosing: tuple[float, float] | None = None,
-                  det_weight: float = 0.0, cache: dict[tuple, tuple] | None = None) -> dict[str, float]:
+                  det_weight: float = 0.0, cache: dict[tuple, tuple] | None = None,
+                  large_region: tuple[float, float] | None = None) -> dict[str, float]:
     """The metrics of one setting; ``enclosing`` (cover, area ratio): the bundle's drop_enclosing rule, applied
     to what the thresholds keep, as the runtime does; ``det_weight``: the detector score's weight in the plate
     score (``runtime.plate_score``). ``cache`` (one dict per ``collected``): a photo's scores by the candidates
-    kept and the margins, which most settings share (rasterising the regions is what a setting costs)."""
+    kept and the margins, which most settings share (rasterising the regions is what a setting costs).
+    ``large_region`` (photo fraction, plate score): the bounded-region rule (``runtime.large_region_rule``)."""
     covs, spurious, excess, plate_area = [], 0, 0.0, 0.0
     for k, (s, cands) in enumerate(collected):
         kept = [i for i, c in enumerate(cands) if c.det_score >= det_thr and (
             (c.lm_score if not det_weight else _combined(c, det_weight)) >= lm_thr or c.det_score >= keep_above)]
+        if large_region:
+            kept = [i for i in kept if not too_large(cands[i].fraction, 1.0, _score(cands[i], det_weight),
+                                                     large_region)]
         if enclosing and len(kept) > 1:
             kept = [kept[i] for i in drop_enclosing([cands[j].quad for j in kept], [cands[j].det_score for j in kept],
                                                     *enclosing)]
@@ -89,6 +97,10 @@ def _combined(c: Candidate, det_weight: float) -> float:
     if det_weight not in cache:
         cache[det_weight] = float(plate_score(c.lm_score, c.det_score, det_weight))
     return cache[det_weight]
+
+
+def _score(c: Candidate, det_weight: float) -> float:
+    return c.lm_score if not det_weight else _combined(c, det_weight)
 
 
 _SHAPES: dict[str, tuple[int, int]] = {}
@@ -120,6 +132,7 @@ def sweep(collected: list[tuple[Sample, list[Candidate]]], max_spurious: float =
           enclosing: tuple[float, float] | None = None, spurious_cap: float | None = None,
           det_thresholds: list[float] | None = None, lm_thresholds: list[float] | None = None,
           keep_above: list[float] | None = None, det_weights: list[float] | tuple[float, ...] = (0.0,),
+          large_regions: tuple[tuple[float, float] | None, ...] = (),
           ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Two passes: thresholds at a middle margin, then margins at the best thresholds (margins barely move
     which boxes survive, so the passes hardly interact, and it is ~4x cheaper than the full product).
@@ -129,7 +142,12 @@ def sweep(collected: list[tuple[Sample, list[Candidate]]], max_spurious: float =
     how a new model is held to "no more false concealments than the model it replaces".
 
     ``det_weights``: the detector score's weights in the plate score tried (``runtime.plate_score``; rows then
-    carry ``det_weight``); the default, (0.0,), is the landmark score alone, as bundles before 3.0.0 use."""
+    carry ``det_weight``); the default, (0.0,), is the landmark score alone, as bundles before 3.0.0 use.
+
+    ``large_regions``: bounded-region rules tried (``runtime.large_region_rule``: (photo fraction, plate score), None
+    = off) in a third pass at the best thresholds and margins (the rule drops only what the thresholds kept, so it
+    hardly moves them); rows then carry ``large_region_fraction`` and ``large_region_threshold``. Empty (the
+    default): no such pass, as bundles before 3.0.0 were tuned."""
     rows = []
     det_thresholds = det_thresholds or DET_THRESHOLDS
     lm_thresholds = lm_thresholds or LM_THRESHOLDS
@@ -144,10 +162,14 @@ def sweep(collected: list[tuple[Sample, list[Candidate]]], max_spurious: float =
 
     cache: dict[tuple, tuple] = {}   # a photo's scores by what is kept: most settings keep the same regions
 
-    def run(det_thr: float, lm_thr: float, keep: float, mx_: float, my_: float, w: float = 0.0) -> dict[str, Any]:
-        m = score_setting(collected, det_thr, lm_thr, keep, mx_, my_, enclosing, det_weight=w, cache=cache)
+    def run(det_thr: float, lm_thr: float, keep: float, mx_: float, my_: float, w: float = 0.0,
+            region: tuple[float, float] | None = None) -> dict[str, Any]:
+        m = score_setting(collected, det_thr, lm_thr, keep, mx_, my_, enclosing, det_weight=w, cache=cache,
+                          large_region=region)
         row = {"score_threshold": det_thr, "lm_threshold": lm_thr, "keep_detector_above": keep,
-               "margin_x": mx_, "margin_y": my_, **({"det_weight": w} if weighted else {}), **m}
+               "margin_x": mx_, "margin_y": my_, **({"det_weight": w} if weighted else {}),
+               **({"large_region_fraction": region[0] if region else None,
+                   "large_region_threshold": region[1] if region else 1.01} if large_regions else {}), **m}
         rows.append(row)
         return row
 
@@ -157,6 +179,10 @@ def sweep(collected: list[tuple[Sample, list[Candidate]]], max_spurious: float =
     b = max(first, key=key)
     for mx_, my_ in tqdm([m for m in MARGINS if m != MARGINS[1]], desc="sweep margins", mininterval=2.0):
         run(b["score_threshold"], b["lm_threshold"], b["keep_detector_above"], mx_, my_, w=b.get("det_weight", 0.0))
+    b = max(rows, key=key)
+    for region in tqdm([r for r in large_regions if r], desc="sweep large regions", mininterval=2.0):
+        run(b["score_threshold"], b["lm_threshold"], b["keep_detector_above"], b["margin_x"], b["margin_y"],
+            w=b.get("det_weight", 0.0), region=region)
     best = max(rows, key=key)
     return best, rows
 
@@ -177,7 +203,8 @@ def reference_metrics(model: PlateModel, samples: list[Sample]) -> dict[str, flo
     collected = collect(model, samples, min_det=float(det["score_threshold"]))
     return score_setting(collected, float(det["score_threshold"]), float(lm["score_threshold"]),
                          float(lm.get("keep_detector_above", 1.01)), float(lm["margin_x"]), float(lm["margin_y"]),
-                         enclosing_rule(lm), det_weight=float(lm.get("det_weight", 0.0)))
+                         enclosing_rule(lm), det_weight=float(lm.get("det_weight", 0.0)),
+                         large_region=large_region_rule(lm))
 
 
 def objective(r: dict[str, float], max_spurious: float, max_excess: float) -> tuple[float, ...]:
@@ -194,15 +221,16 @@ def objective(r: dict[str, float], max_spurious: float, max_excess: float) -> tu
 
 def tune_bundle(model_dir: Path, data_root: Path, out_dir: Path, max_spurious: float = 0.05,
                 max_excess: float = 0.3, reviewed: bool = True, reference: Path | None = None,
-                fine: bool = False, det_weights: tuple[float, ...] = (0.0,), min_det: float = 0.0
-                ) -> tuple[str, dict[str, float]]:
+                fine: bool = False, det_weights: tuple[float, ...] = (0.0,), min_det: float = 0.0,
+                large_regions: tuple[tuple[float, float] | None, ...] = ()) -> tuple[str, dict[str, float]]:
     """``plateveil models tune``: sweep a bundle on the validation split of ``data_root`` (``reviewed``: with
     the reviewed plates added to its labels, ``data.with_reviewed``); writes
     ``out_dir/sweep.json`` (every setting) and ``out_dir/overrides.json``; returns (model tag, best row).
     ``reference``: a bundle (the one in production) whose spurious regions per photo on the same photos cap the
     choice (``sweep``'s ``spurious_cap``); ``fine``: the 2.0 grid (``FINE_*_THRESHOLDS``); ``det_weights``: the
     detector score's weights in the plate score tried (``sweep``); ``min_det``: the lowest detector threshold
-    tried (below 0.1 the 3.0 detector sends about 30 boxes per photo to the landmark model: +12 ms)."""
+    tried (below 0.1 the 3.0 detector sends about 30 boxes per photo to the landmark model: +12 ms);
+    ``large_regions``: the bounded-region rules tried (``sweep``)."""
     from model_store.runtime import load_model
     from model_training.data import load_split
 
@@ -218,7 +246,8 @@ def tune_bundle(model_dir: Path, data_root: Path, out_dir: Path, max_spurious: f
                        enclosing_rule(model.config["landmarks"]),
                        spurious_cap=None if ref is None else float(ref["spurious_per_image"]),
                        det_thresholds=dets, lm_thresholds=FINE_LM_THRESHOLDS if fine else LM_THRESHOLDS,
-                       keep_above=FINE_KEEP_ABOVE if fine else KEEP_ABOVE, det_weights=det_weights)
+                       keep_above=FINE_KEEP_ABOVE if fine else KEEP_ABOVE, det_weights=det_weights,
+                       large_regions=large_regions)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps({"model": model.tag, "best": best, "rows": rows,
                                                     "reference": ref}, indent=1))
@@ -231,4 +260,7 @@ def overrides_for(best: dict[str, float]) -> dict[str, dict[str, float]]:
     return {"detector": {"score_threshold": best["score_threshold"]},
             "landmarks": {"score_threshold": best["lm_threshold"], "keep_detector_above": best["keep_detector_above"],
                           "margin_x": best["margin_x"], "margin_y": best["margin_y"],
-                          **({"det_weight": best["det_weight"]} if "det_weight" in best else {})}}
+                          **({"det_weight": best["det_weight"]} if "det_weight" in best else {}),
+                          **({"large_region_fraction": best["large_region_fraction"],
+                              "large_region_threshold": best["large_region_threshold"]}
+                             if best.get("large_region_fraction") else {})}}

@@ -54,13 +54,16 @@ def test_the_3_0_recipe_starts_from_2_0_0_and_draws_every_layout() -> None:
     from model_training.synth.plates import ALL_LAYOUTS, NEW_LAYOUTS
 
     t = recipe3.TABLE
-    det = t["det-b"]
+    det = t["det-b2"]
+    assert det.pipeline and not t["det-b"].pipeline and not t["lm-f"].pipeline
     assert det.inputs == ("bundle:plateveil-plates-2.0.0",) and det.params["arch"] == recipe2.DETECTOR_ARCH
     assert set(NEW_LAYOUTS) <= set(det.params["layouts"]) == set(ALL_LAYOUTS)
     assert "review_rounds" not in det.params   # every round of reviewed labels
-    tune = next(s for s in t.stages if s.kind == "tune")
+    tune = next(s for s in t.stages if s.kind == "tune" and s.pipeline)
     assert tune.params["reference"] == "plateveil-plates-2.0.0" and 0.0 in tune.params["combine"]
-    assert t.stages[-1].params == {"record": True, "flush_below": 1e-10} and tune.params["min_det"] == 0.1
+    # latency parity with 2.0.0: no detector threshold under its 0.15
+    assert t.stages[-1].params == {"record": True, "flush_below": 1e-10} and tune.params["min_det"] == 0.15
+    assert t.stages[-1].inputs == ("det-b2", "lm-g", tune.name) and (0.3, 1.01) in tune.params["large_regions"]
     assert {"det-b", "lm-f", "detector-avg2", "det-a4"} <= set(stage_names())
 
 
@@ -106,7 +109,8 @@ def test_run_walks_the_3_0_table_in_order_and_resumes(tmp_path: Path, monkeypatc
         return "tag", 1, []
 
     def fake_tune(bundle: Path, data_root: Path, out_dir: Path, **kw: object) -> tuple:
-        calls.append(f"tune {kw.get('reference').name} {kw.get('det_weights')} from {kw.get('min_det')}")
+        calls.append(f"tune {kw.get('reference').name} {kw.get('det_weights')} from {kw.get('min_det')}"
+                     f" regions {len(kw.get('large_regions', ()))}")
         out_dir.mkdir(parents=True)
         best = {"score_threshold": 0.1, "lm_threshold": 0.9, "keep_detector_above": 1.01, "margin_x": 0.1,
                 "margin_y": 0.3, "det_weight": 0.5}
@@ -124,35 +128,36 @@ def test_run_walks_the_3_0_table_in_order_and_resumes(tmp_path: Path, monkeypatc
     bundle = runner.run(recipe3.TABLE, tmp_path / "data", tmp_path / "run")
     assert bundle == tmp_path / "run" / "bundle"
     assert calls == [
-        "det-b", "build det-b+landmarks-plateveil-plates-2.0.0.params 3.0.0-det-b",
-        "mine hard_negatives-3.json 0.08", "lm-f",
-        "build det-b+final.params 3.0.0-untuned flush 1e-10", "tune plateveil-plates-2.0.0 (0.0, 0.5, 1.0) from 0.1",
-        "build det-b+final.params 3.0.0 flush 1e-10"]
+        "det-b2", "build det-b2+landmarks-plateveil-plates-2.0.0.params 3.0.0-det-b2",
+        "mine hard_negatives-3b2.json 0.08", "lm-g",
+        "build det-b2+final.params 3.0.0-untuned flush 1e-10",
+        f"tune plateveil-plates-2.0.0 (0.0, 0.5, 1.0) from 0.15 regions {len(recipe3.LARGE_REGIONS)}",
+        "build det-b2+final.params 3.0.0 flush 1e-10"]
     record = json.loads((bundle / "model.json").read_text())
     assert record["overrides"]["landmarks"]["det_weight"] == 0.5
     assert record["overrides"]["detector"]["mean"] != [0.485, 0.456, 0.406]   # the ImageNet backbone's scaling
-    assert list(record["training"]["stages"]) == ["det-b", "mine hard_negatives-3.json", "lm-f"]
-    assert record["training"]["stages"]["det-b"]["init"] == "bundle:plateveil-plates-2.0.0"
+    assert list(record["training"]["stages"]) == ["det-b2", "mine hard_negatives-3b2.json", "lm-g"]
+    assert record["training"]["stages"]["det-b2"]["init"] == "bundle:plateveil-plates-2.0.0"
     assert record["tuning"]["chosen"]["det_weight"] == 0.5
 
     calls.clear()
     runner.run(recipe3.TABLE, tmp_path / "data", tmp_path / "run")
-    assert calls == ["build det-b+final.params 3.0.0 flush 1e-10"]
-    (tmp_path / "run" / "hard_negatives-3.json").unlink()
+    assert calls == ["build det-b2+final.params 3.0.0 flush 1e-10"]
+    (tmp_path / "run" / "hard_negatives-3b2.json").unlink()
     calls.clear()
     runner.run(recipe3.TABLE, tmp_path / "data", tmp_path / "run")
-    assert [c for c in calls if not c.startswith("build")] == ["mine hard_negatives-3.json 0.08"]
+    assert [c for c in calls if not c.startswith("build")] == ["mine hard_negatives-3b2.json 0.08"]
 
 
 def test_a_training_row_passes_its_params_to_the_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """lm-f: 2.0.0's landmark weights, the mined rows away from the plates its labels have, every layout."""
+    """lm-g: 2.0.0's landmark weights, the mined rows away from the plates its labels have, every layout."""
     from model_training import mine
     from model_training.synth.plates import ALL_LAYOUTS
 
-    init = tmp_path / "lm-f" / "init.params"
+    init = tmp_path / "lm-g" / "init.params"
     monkeypatch.setattr(runner, "stage_weights_in", lambda table, ref, root, out, part: out)
     mine.save([{"photo": 0, "box": [102.0, 51.0, 158.0, 69.0], "score": 0.4},
-               {"photo": 0, "box": [300.0, 50.0, 340.0, 70.0], "score": 0.3}], tmp_path / recipe3.MINED3)
+               {"photo": 0, "box": [300.0, 50.0, 340.0, 70.0], "score": 0.3}], tmp_path / recipe3.MINED3B2)
     photo = SimpleNamespace(image=np.zeros((200, 400, 3), np.uint8), boxes=np.array([[100, 50, 160, 70]], np.float32),
                             corners=np.full((1, 4, 2), np.nan, np.float32), source="open-lpr")
     monkeypatch.setattr("model_training.data.load_split", lambda root, reviewed=True, rounds=None: ([photo], []))
@@ -160,12 +165,12 @@ def test_a_training_row_passes_its_params_to_the_trainer(tmp_path: Path, monkeyp
     seen: dict[str, object] = {}
     monkeypatch.setattr("model_training.train.train_landmarks",
                         lambda photos, config, opts, **kw: seen.update(opts=opts, config=config, **kw))
-    runner.train_stage(recipe3.TABLE, "lm-f", tmp_path / "data", tmp_path / "lm-f")
-    assert seen["opts"].init_from == init and seen["opts"].seed == 21 and seen["opts"].iterations == 600
+    runner.train_stage(recipe3.TABLE, "lm-g", tmp_path / "data", tmp_path / "lm-g")
+    assert seen["opts"].init_from == init and seen["opts"].seed == 23 and seen["opts"].iterations == 600
     assert [b.tolist() for _, b in seen["hard_negatives"]] == [[300.0, 50.0, 340.0, 70.0]]
     assert seen["layouts"] == list(ALL_LAYOUTS) and seen["synth_neg_p"] == 0.4
     assert seen["config"]["landmarks"]["arch"] == "landmark_cnn"
-    summary = json.loads((tmp_path / "lm-f" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "lm-g" / "summary.json").read_text())
     assert summary["hard_negatives"] == 1 and summary["hard_negatives_on_plates_dropped"] == 1
 
 

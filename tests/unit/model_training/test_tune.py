@@ -138,3 +138,24 @@ def test_the_sweep_cache_gives_each_setting_the_metrics_it_has_alone(tmp_path: P
         alone = score_setting(collected, r["score_threshold"], r["lm_threshold"], r["keep_detector_above"],
                               r["margin_x"], r["margin_y"], det_weight=r["det_weight"])
         assert alone == {k: r[k] for k in alone}
+
+
+def test_the_sweep_tries_the_bounded_region_rule_and_writes_the_chosen_one(tmp_path: Path) -> None:
+    """A region over most of the photo that the landmark model likes (0.95, a bus side) and a plate: the
+    thresholds cannot drop the one and keep the other; the rule does, and the sweep writes it; a close-up plate
+    scored 0.995 would stay under the (0.3, 0.99) rule."""
+    (s, _), = _collected(tmp_path)
+    bus = Candidate(0.5, 0.95, _quad(10, 10, 290, 190), 280 * 180 / (200 * 300))
+    collected = [(s, [Candidate(0.6, 0.9, _quad(100, 100, 160, 115), 60 * 15 / (200 * 300)), bus])]
+    plain, _ = sweep(collected, spurious_cap=0.0, det_thresholds=[0.1], lm_thresholds=[0.5, 0.8], keep_above=[1.01])
+    assert plain["spurious_per_image"] == 1.0 and "large_region_fraction" not in plain   # the bus stays
+    best, rows = sweep(collected, spurious_cap=0.0, det_thresholds=[0.1], lm_thresholds=[0.5, 0.8],
+                       keep_above=[1.01], large_regions=((0.3, 0.99), (0.9, 1.01)))
+    assert best["recall_08"] == 1.0 and best["spurious_per_image"] == 0.0
+    assert (best["large_region_fraction"], best["large_region_threshold"]) == (0.3, 0.99)
+    assert {r["large_region_fraction"] for r in rows} == {None, 0.3, 0.9}
+    o = overrides_for(best)["landmarks"]
+    assert (o["large_region_fraction"], o["large_region_threshold"]) == (0.3, 0.99)
+    assert "large_region_fraction" not in overrides_for(plain)["landmarks"]
+    bus.lm_score = 0.995
+    assert score_setting(collected, 0.1, 0.5, 1.01, 0.0, 0.0, large_region=(0.3, 0.99))["spurious_per_image"] == 1.0
