@@ -4,7 +4,7 @@ with corner targets. Synthetic plates come from ``model_training.synth`` when it
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -155,11 +155,21 @@ class DetectorSampler:
     """Random crops (``size`` x ``size``) at around the inference scale, with SSD targets."""
 
     def __init__(self, photos: list[Photo], cfg: dict[str, Any], size: int = 320, synth_p: float = 0.4,
-                 seed: int = 0, layouts: Sequence[str] | None = None) -> None:
+                 seed: int = 0, layouts: Sequence[str] | None = None,
+                 source_weights: Mapping[str, float] | None = None) -> None:
+        """``source_weights``: how much more often a photo of a folder (its first path part) is drawn than one
+        of a folder not named (1); None: every photo alike (the draws of the 1.10 and 2.0 recipes)."""
         from model_store.runtime import anchors_for
 
         self.photos, self.cfg, self.size, self.synth_p = photos, cfg, size, synth_p
         self.rng = np.random.default_rng(seed)
+        self.p: np.ndarray | None = None
+        if source_weights:
+            unknown = set(source_weights) - {ph.source.split("/")[0] for ph in photos}
+            if unknown:
+                raise ValueError(f"source_weights name folders with no training photo: {', '.join(sorted(unknown))}")
+            w = np.array([float(source_weights.get(ph.source.split("/")[0], 1.0)) for ph in photos])
+            self.p = w / w.sum()
         self.pool = SynthPool(photos, layouts=layouts)
         a = anchors_for(cfg["levels"], size, size)
         self.anchors = a
@@ -168,7 +178,7 @@ class DetectorSampler:
 
     def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng, size = self.rng, self.size
-        photo = self.photos[int(rng.integers(len(self.photos)))]
+        photo = self.photos[int(rng.integers(len(self.photos)) if self.p is None else rng.choice(len(self.p), p=self.p))]
         photo = with_synthetic(rng, photo, self.synth_p, self.pool)
         img, boxes, ignore = photo.image, photo.boxes.copy(), photo.ignore.copy()
         h, w = img.shape[:2]

@@ -77,6 +77,12 @@ TABLE = Recipe("3.0", "3.0.0", (
     Stage(MINED3B2, "mine", ("det-b2", FROM_2_0), {"min_score": 0.08}),
     # 3. 2.0.0's landmark CNN fine-tuned with them
     Stage("lm-g", "landmarks", (FROM_2_0, MINED3B2), {**_LM, "lr": 3e-4, "iterations": 600, "seed": 23}),
+    # tried: the mean of det-b2 and the 2.0.0 detector it was fine-tuned from (one basin)
+    Stage("det-avg2", "average", ("det-b2", FROM_2_0), {}, pipeline=False),
+    # det-b2 with oi-streets drawn twice as often (its 2.0 share of the draws, ~50%, before open-lpr came): do the
+    # small street plates det-b2 lost come back?
+    Stage("det-d", "detector", (FROM_2_0,), {**_DET, "lr": 1e-3, "iterations": 700, "seed": 24,
+                                             "source_weights": {"oi-streets": 2.0}}, pipeline=False),
     # 4. the sweep against 2.0.0, detector thresholds from 0.15 (2.0.0's: latency parity)
     #    and the bounded-region rule (runtime.large_region_rule): the worst false concealments were regions no plate
     #    has (half a building, a bus, a car's whole rear); real plates cover up to 95% of a close-up photo, so a

@@ -14,7 +14,8 @@ Kinds and what their rows hold:
     stage, ``bundle:<path>``, ``imagenet`` or none: from scratch), then for landmarks the mined files it learns
     from. params: the trainer's (``iterations``, ``batch_size``, ``lr``, ``warmup``, ``checkpoint_every``,
     ``seed``), the sampler's (``synth_p``, ``crop``, ``layouts``: None = ``synth.LAYOUTS``, ``lowres_p``,
-    ``context_p``, ``synth_neg_p``, ``synth_neg_kinds``, ``corner_weight``), ``arch`` and ``review_rounds`` (how
+    ``context_p``, ``synth_neg_p``, ``synth_neg_kinds``, ``corner_weight``; a detector's ``source_weights``: how
+    much more often a folder's photos are drawn), ``arch`` and ``review_rounds`` (how
     many rounds of reviewed plates the labels get; absent: all of them). An ``_pt`` architecture (ImageNet
     backbone) gets that backbone's input scaling, in training and in the bundle.
 ``average``
@@ -284,7 +285,8 @@ def train_stage(recipe: Recipe, name: str, data_root: Path, out_dir: Path, itera
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if model == "detector":
-        trainer.train_detector(photos, config, opts, synth_p=sp, crop=r["crop"], layouts=r["layouts"])
+        trainer.train_detector(photos, config, opts, synth_p=sp, crop=r["crop"], layouts=r["layouts"],
+                               **({"source_weights": dict(r["source_weights"])} if r.get("source_weights") else {}))
     else:
         trainer.train_landmarks(photos, config, opts, synth_p=sp, hard_negatives=hard,
                                 lowres_p=r.get("lowres_p", 0.0), layouts=r["layouts"],

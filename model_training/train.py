@@ -212,7 +212,8 @@ def flatten_levels(F, outputs, num_levels: int):
 
 
 def train_detector(photos: list[Any], config: dict[str, Any], opts: TrainOptions, synth_p: float = 0.4,
-                   crop: int = 320, layouts: Sequence[str] | None = None) -> gluon.HybridBlock:
+                   crop: int = 320, layouts: Sequence[str] | None = None,
+                   source_weights: dict[str, float] | None = None) -> gluon.HybridBlock:
     from model_training.augment import DetectorSampler
 
     mx.random.seed(opts.seed)
@@ -225,7 +226,8 @@ def train_detector(photos: list[Any], config: dict[str, Any], opts: TrainOptions
     net.hybridize(static_alloc=True)
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": opts.lr, "wd": opts.wd,
                                                            "clip_gradient": 5.0})
-    sampler = DetectorSampler(photos, cfg, size=crop, synth_p=synth_p, seed=opts.seed, layouts=layouts)
+    sampler = DetectorSampler(photos, cfg, size=crop, synth_p=synth_p, seed=opts.seed, layouts=layouts,
+                              source_weights=source_weights)
     n_levels = len(cfg["levels"])
 
     def step(it: int) -> dict[str, float]:
