@@ -121,7 +121,9 @@ def _bundle_path(ref: str) -> Path:
 
 
 def detector_arch(recipe: Recipe, name: str) -> str:
-    """The architecture a detector stage (or an average of detector stages) was trained as."""
+    """The architecture a detector stage (or an average of detector stages, or a bundle's detector) was trained as."""
+    if name.startswith(BUNDLE_PREFIX):
+        return str(json.loads((_bundle_path(name) / "model.json").read_text())["detector"]["arch"])
     s = recipe[name]
     if s.kind == "average":
         return detector_arch(recipe, s.inputs[0])
@@ -310,7 +312,7 @@ def _first_detector_arch(recipe: Recipe) -> str:
 def build(recipe: Recipe, root: Path, det: str, lm: str, out: Path, version: str,
           thresholds: Mapping[str, Mapping[str, Any]] | None = None, extra: dict[str, Any] | None = None,
           flush_below: float | None = None) -> Path:
-    """The bundle of detector row ``det`` and landmark row (or ``bundle:``) ``lm``, with ``thresholds`` merged
+    """The bundle of detector row (or ``bundle:``) ``det`` and landmark row (or ``bundle:``) ``lm``, with ``thresholds`` merged
     into the config; ``flush_below``: the weights zeroed below it (``build.FLUSH_BELOW`` when None)."""
     from model_training import build as builder
 
@@ -327,7 +329,8 @@ def build(recipe: Recipe, root: Path, det: str, lm: str, out: Path, version: str
         kwargs["extra"] = extra
     if flush_below is not None:
         kwargs["flush_below"] = flush_below
-    return builder.build_bundle(weights(root, det), lm_params, out, version, detector_arch=d_arch, **kwargs)
+    det_params = stage_weights_in(recipe, det, root, root / f"detector-{_tag(det)}.params", "detector")
+    return builder.build_bundle(det_params, lm_params, out, version, detector_arch=d_arch, **kwargs)
 
 
 def _tag(ref: str) -> str:
@@ -354,7 +357,7 @@ def tune_step(recipe: Recipe, stage: Stage, data_root: Path, root: Path, version
     from model_training.tune import tune_bundle
 
     det, lm = stage.inputs
-    untuned = build(recipe, root, det, lm, root / f"bundle-{det}-{_tag(lm)}-untuned", f"{version}-untuned",
+    untuned = build(recipe, root, det, lm, root / f"bundle-{_tag(det)}-{_tag(lm)}-untuned", f"{version}-untuned",
                     flush_below=stage.params.get("flush_below"))
     reference = stage.params.get("reference")
     kwargs: dict[str, Any] = {}
