@@ -190,3 +190,20 @@ def test_a_bundle_flushes_the_weights_below_its_row_s_cut(tmp_path: Path) -> Non
     for cut, want in ((FLUSH_BELOW, [1e-12, 0.0, 0.5]), (1e-10, [0.0, 0.0, 0.5])):
         out = next(iter(load_trained("landmark_cnn", tmp_path / "w.params", cut).collect_params().values()))
         np.testing.assert_allclose(out.data().asnumpy().flat[:3], want, rtol=1e-6)
+
+
+def test_a_bundle_detector_goes_into_a_bundle_row_as_it_was_shipped(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tune-2.0.0-lm-g``: 2.0.0's detector (converted once from the bundle, with its architecture) + lm-g."""
+    from model_training import build
+
+    assert runner.detector_arch(recipe3.TABLE, "bundle:plateveil-plates-2.0.0") == recipe2.DETECTOR_ARCH
+    converted: list[tuple[str, str]] = []
+    monkeypatch.setattr(runner, "stage_weights_in", lambda table, ref, root, out, part: converted.append(
+        (ref, part)) or (out if ref.startswith("bundle:") else root / ref / "final.params"))
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(build, "build_bundle", lambda det, lm, out, version, **kw: seen.update(det=det, lm=lm, **kw))
+    runner.build(recipe3.TABLE, tmp_path, "bundle:plateveil-plates-2.0.0", "lm-g", tmp_path / "b", "3.0.0-x")
+    assert converted == [("lm-g", "landmarks"), ("bundle:plateveil-plates-2.0.0", "detector")]
+    assert seen["det"] == tmp_path / "detector-plateveil-plates-2.0.0.params"
+    assert seen["lm"] == tmp_path / "lm-g" / "final.params" and seen["detector_arch"] == recipe2.DETECTOR_ARCH
