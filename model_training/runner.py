@@ -249,8 +249,8 @@ def train_stage(recipe: Recipe, name: str, data_root: Path, out_dir: Path, itera
             raise FileNotFoundError(f"stage {name!r} starts from {start[0]!r}, but {init_from} does not exist: "
                                     f"train that stage first (into {root / start[0]})")
     reviewed, rounds = _review(stage)
-    train_samples, _ = load_split(data_root, reviewed=reviewed, rounds=rounds,
-                                  **({"corrections": corrections} if corrections else {}))
+    extra: dict[str, Any] = {"corrections": corrections} if corrections else {}
+    train_samples, _ = load_split(data_root, reviewed=reviewed, rounds=rounds, **extra)
     photos = load_photos(train_samples)
     hard: list = []
     for f in mined_files:
@@ -418,8 +418,8 @@ def run(recipe: Recipe, data_root: Path, root: Path, version: str | None = None,
             logger.info("recipe %s: %s already done", recipe.name, stage.name)
             continue
         if stage.kind in TRAINED:
-            train_stage(recipe, stage.name, data_root, root / stage.name, pretrained_root=pretrained_root,
-                        **({"corrections": corrections} if corrections else {}))
+            given: dict[str, Any] = {"corrections": corrections} if corrections else {}
+            train_stage(recipe, stage.name, data_root, root / stage.name, pretrained_root=pretrained_root, **given)
         elif stage.kind == "mine":
             mine_step(recipe, stage, data_root, root, version, **({"corrections": corrections} if corrections else {}))
         elif stage.kind == "tune":
