@@ -104,7 +104,7 @@ class LandmarkConfig(_Section):
     enclosing_ratio: float | None = Field(None, ge=0)   # unset or 0: no enclosing rule (runtime.enclosing_rule)
     # the bounded-region rule (runtime.large_region_rule): a region (its unpadded quad) covering more than
     # large_region_fraction of the photo stays only with a plate score of at least large_region_threshold (above 1:
-    # never); unset (bundles before 3.0.0): no such rule
+    # never); unset (every shipped bundle): no such rule
     large_region_fraction: float | None = Field(None, gt=0, le=1)
     large_region_threshold: float = Field(1.01, ge=0)
 

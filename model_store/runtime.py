@@ -230,9 +230,10 @@ def enclosing_rule(landmarks_cfg: dict[str, Any]) -> tuple[float, float] | None:
 
 def large_region_rule(landmarks_cfg: dict[str, Any]) -> tuple[float, float] | None:
     """(photo fraction, plate score) of the bundle's bounded-region rule: a region whose unpadded quad covers more
-    than that fraction of the photo stays only with at least that plate score. The worst false concealments are
-    regions no plate has (half a building, a bus, a car's whole rear); a real plate that large is a close-up the
-    model is sure of. None where it is off (bundles before 3.0.0 have no such key)."""
+    than that fraction of the photo stays only with at least that plate score. Aimed at the worst false
+    concealments (half a building, a bus's destination sign); a region that large may also be a close-up plate,
+    hence the score that lets it stay. None where it is off: no shipped bundle sets it (measured on 2.0.0 and the
+    3.0 candidates, every setting lost plates: model card, "bounded-region rule")."""
     fraction = landmarks_cfg.get("large_region_fraction")
     if not fraction:
         return None
