@@ -125,6 +125,43 @@ def test_a_loss_on_one_folder_is_refused_even_when_another_folder_gains() -> Non
     assert [f.split(" (")[0] for f in t.judge(small, prod_small)] == ["all folders: recall@0.8 loses 8 plates"]
 
 
+def readable(m: dict[str, Any], found: int, plates: int) -> dict[str, Any]:
+    """``m`` with its readable plates (>= 40 px wide): ``found`` of ``plates``."""
+    return dict(m, recall_08_40px=found / plates, n_plates_40px=plates)
+
+
+def test_per_folder_margins_count_readable_plates_and_all_sizes_count_on_all_folders_together() -> None:
+    t = GateThresholds()
+    production = report({"open-lpr": readable(metrics(180, 205, 20, 203), 175, 195),
+                         "oi-streets": readable(metrics(290, 360, 60, 230), 170, 200)})
+    production["overall"] = readable(production["overall"], 345, 395)
+    # oi-streets: 20 small (< 40 px) plates fewer but 3 readable ones (margin 4); open-lpr: 12 readable more
+    candidate = report({"open-lpr": readable(metrics(192, 205, 15, 203), 187, 195),
+                        "oi-streets": readable(metrics(270, 360, 55, 230), 167, 200)})
+    candidate["overall"] = readable(candidate["overall"], 354, 395)
+    assert t.judge(candidate, production) == []
+    lines = folder_table(("3.0.0", candidate), ("2.0.0", production), t).splitlines()
+    oi = lines[3].split()
+    assert oi[:12] == ["oi-streets", "230", "200", "167", "170", "-3", "-4", "360", "270", "290", "-20", "(not"]
+    assert oi[-1] == "ok"
+    # five readable plates fewer on one folder: refused, whatever the other folder gains
+    worse = report({"open-lpr": readable(metrics(192, 205, 15, 203), 187, 195),
+                    "oi-streets": readable(metrics(270, 360, 55, 230), 165, 200)})
+    worse["overall"] = readable(worse["overall"], 352, 395)
+    assert t.judge(worse, production) == [
+        "oi-streets: recall@0.8 loses 5 plates >= 40 px (170 -> 165 of 200, 0.850 -> 0.825; margin 4 plates)"]
+    # small plates still count on all the folders together: 40 of them lost there (margin 11) is refused
+    fewer_small = report({"open-lpr": readable(metrics(180, 205, 20, 203), 175, 195),
+                          "oi-streets": readable(metrics(250, 360, 60, 230), 170, 200)})
+    fewer_small["overall"] = readable(fewer_small["overall"], 345, 395)
+    assert [f.split(" (")[0] for f in t.judge(fewer_small, production)] == [
+        "all folders: recall@0.8 loses 40 plates"]
+    # one set of photos (the golden set): readable and all sizes both judged
+    golden_p = readable(metrics(16, 18, 3, 17), 16, 16)
+    assert [f.split(" (")[0] for f in t.failures(readable(metrics(14, 18, 3, 17), 16, 16), golden_p)] == [
+        "recall@0.8 loses 2 plates"]
+
+
 def test_latency_margin() -> None:
     t = GateThresholds()
     production = report({"golden_set": SHIPPED}, p50_ms=80.0, p95_ms=113.0)
@@ -168,11 +205,12 @@ def test_folder_table() -> None:
     production = report({"open-lpr": metrics(180, 205, 20, 203), "oi-streets": metrics(300, 350, 40, 230)})
     candidate = report({"open-lpr": metrics(200, 205, 18, 203), "oi-streets": metrics(291, 350, 40, 230)})
     lines = folder_table(("3.0.0", candidate), ("2.0.0", production), t).splitlines()
-    assert lines[0].split()[:7] == ["folder", "photos", "plates", "found", "3.0.0", "found", "2.0.0"]
-    assert lines[2].split() == ["open-lpr", "203", "205", "200", "180", "+20", "-4", "18", "20", "-2", "+4",
-                                "0.050", "0.050", "ok"]
-    assert lines[3].split() == ["oi-streets", "230", "350", "291", "300", "-9", "-7", "40", "40", "+0", "+4",
-                                "0.050", "0.050", "FAIL"]
+    assert lines[0].split()[:8] == ["folder", "photos", "plates>=40", "found", "3.0.0", "found", "2.0.0", "change"]
+    # no plate widths in these reports: the readable columns are empty and every plate is judged per folder
+    assert lines[2].split() == ["open-lpr", "203", "-", "-", "-", "-", "-", "205", "200", "180", "+20", "-4",
+                                "18", "20", "-2", "+4", "0.050", "0.050", "ok"]
+    assert lines[3].split() == ["oi-streets", "230", "-", "-", "-", "-", "-", "350", "291", "300", "-9", "-7",
+                                "40", "40", "+0", "+4", "0.050", "0.050", "FAIL"]
     assert lines[4].split()[:2] == ["all", "folders"] and lines[4].split()[-1] == "ok"
     alone = folder_table(("3.0.0", candidate), None, t).splitlines()
     assert alone[0].split() == ["folder", "photos", "plates", "found@0.8", "recall@0.8", "spurious", "spurious/img",
