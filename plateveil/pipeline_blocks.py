@@ -1,13 +1,17 @@
 """Touch only the plate: the default path of a baseline JPEG through the pipeline (issue 37).
 
+The photo's entropy-coded data is decoded once (``jpeg_blocks.Coefficients``: its quantised DCT coefficients);
+every decode below is made from those coefficients by libjpeg (no Huffman decoding again), and the output is
+written from them.
+
 1. the detector sees the photo decoded at reduced scale in the DCT (libjpeg's scaled decoding, ``imaging.decode``
    with ``reduce``: the largest 1/2, 1/4, 1/8 that keeps the long side at least the detector's input);
 2. no detection: the photo is kept as it came, metadata removed (``imaging.strip_jpeg_metadata``);
 3. detections: only the MCU-aligned region holding the landmark model's crop windows is decoded at full
-   resolution (``jpeg_blocks.decode_region``); the landmarks see exactly the pixels a full decode gives there;
+   resolution (``jpeg_blocks.Coefficients.decode``); the landmarks see exactly the pixels a full decode gives there;
 4. plates: the concealment runs on the MCU-aligned region around them (with the margin its style needs), and the
    output is the original compressed stream with only the 8x8 blocks whose pixels changed replaced
-   (``jpeg_blocks.changed_blocks`` + ``replace_blocks``): no decode or re-encode of the rest of the photo, no
+   (``jpeg_blocks.changed_blocks`` + ``Coefficients.set_blocks``/``write``): no decode or re-encode of the rest of the photo, no
    generation loss outside the plates, the size of the input give or take the plates' blocks.
 
 :func:`conceal_jpeg` returns the result, or the reason this photo cannot take this path (progressive,
@@ -93,11 +97,26 @@ def conceal_jpeg(data: bytes, model: Any, concealer: Concealer, max_pixels: int,
     why = jpeg_blocks.unsupported(lay)
     if why:
         return why
-    # what imaging.decode needs for it (8-bit samples, plus the BGR copy of a grey photo), from libjpeg's header
-    if lay.width * lay.height * (4 if lay.components == 1 else 3) > budget_bytes:
+    # memory: every coefficient (read once, below) + what imaging.decode needs for the photo (8-bit samples, plus
+    # the BGR copy of a grey photo), from libjpeg's header
+    if jpeg_blocks.coefficient_bytes(lay) + lay.width * lay.height * (4 if lay.components == 1 else 3) > budget_bytes:
         return "over the decode budget (decoded at reduced size and re-encoded)"
     reduce = next((f for f in (8, 4, 2) if -(-max(lay.width, lay.height) // f) >= int(model.detector_long_side)), 1)
-    decoded = imaging.decode(data, max_pixels=max_pixels, budget_bytes=budget_bytes, reduce=reduce)
+    try:
+        coefs = jpeg_blocks.Coefficients(data)   # the one entropy decode of the photo
+    except BadImageError as exc:
+        return str(exc)
+    with coefs:
+        if coefs.warning:
+            return f"corrupt JPEG data ({coefs.warning})"
+        return _conceal(data, lay, coefs, reduce, t0, model, concealer, max_pixels, budget_bytes)
+
+
+def _conceal(data: bytes, lay: jpeg_blocks.Layout, coefs: jpeg_blocks.Coefficients, reduce: int, t0: float,
+             model: Any, concealer: Concealer, max_pixels: int, budget_bytes: int
+             ) -> tuple[Any, list[Any], dict[str, float], dict[str, Any]] | str:
+    decoded = imaging.decode(data, max_pixels=max_pixels, budget_bytes=budget_bytes, reduce=reduce,
+                             jpeg_pixels=lambda r: coefs.decode(None, lay.width, lay.height, 8 // r))
     if decoded.orientation != 1:
         return f"EXIF orientation {decoded.orientation} (the photo is turned upright and re-encoded)"
     t1 = time.perf_counter()
@@ -119,7 +138,7 @@ def conceal_jpeg(data: bytes, model: Any, concealer: Concealer, max_pixels: int,
     if detections:
         if full is None:
             rect = jpeg_blocks.align(lay, *_union(landmark_windows(model, detections)))
-            region = jpeg_blocks.decode_region(data, rect)
+            region = coefs.decode(rect, lay.width, lay.height)
             # the landmark model reads only inside rect: a photo-sized canvas keeps its coordinates (np.zeros
             # maps pages lazily, so the rest costs nothing)
             canvas = np.zeros((lay.height, lay.width, 3), np.uint8)
@@ -149,7 +168,7 @@ def conceal_jpeg(data: bytes, model: Any, concealer: Concealer, max_pixels: int,
     if not _contains(rect, crect):   # the concealment reaches past what was decoded: decode the union
         t6 = time.perf_counter()
         rect = jpeg_blocks.align(lay, *_union([rect, crect]))
-        region = jpeg_blocks.decode_region(data, rect)
+        region = coefs.decode(rect, lay.width, lay.height)
         timings["decode"] += (time.perf_counter() - t6) * 1000
         t5 += time.perf_counter() - t6
     assert region is not None
@@ -159,7 +178,8 @@ def conceal_jpeg(data: bytes, model: Any, concealer: Concealer, max_pixels: int,
     within = [(r[0] - crect[0], r[1] - crect[1], r[2] - crect[0], r[3] - crect[1]) for r in needed]
     blocks = jpeg_blocks.changed_blocks(lay, crect, before, after, within)
     t7 = time.perf_counter()
-    out, optimised = jpeg_blocks.replace_blocks(data, blocks)
+    coefs.set_blocks(blocks)
+    out, optimised = coefs.write()
     if decoded.icc_profile:   # (validated by imaging.decode)
         out = _jpeg_with_icc(out, decoded.icc_profile)
     t8 = time.perf_counter()

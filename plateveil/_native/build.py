@@ -21,15 +21,17 @@ SOURCE = HERE / "jpegcoef.c"
 MODULE = "plateveil._native._jpegcoef"
 
 CDEF = """
+typedef struct pv_jpeg pv_jpeg;
 int pv_info(const unsigned char *data, unsigned long len, int *info, unsigned short *quant, char *err, int errlen);
-int pv_decode_region(const unsigned char *data, unsigned long len, int x, int y, int w, int h, unsigned char *out,
-                     char *err, int errlen);
-int pv_replace_blocks(const unsigned char *data, unsigned long len, int n, const int *comp, const int *brow,
-                      const int *bcol, const short *coefs, unsigned char **out, unsigned long *outlen, int *flags,
-                      char *err, int errlen);
+pv_jpeg *pv_open(const unsigned char *data, unsigned long len, char *err, int errlen);
+int pv_warnings(pv_jpeg *h);
+void pv_close(pv_jpeg *h);
+int pv_decode(pv_jpeg *h, int num, int x, int y, int w, int hh, unsigned char *out, char *err, int errlen);
+int pv_set_blocks(pv_jpeg *h, int n, const int *comp, const int *brow, const int *bcol, const short *coefs,
+                  char *err, int errlen);
+int pv_write(pv_jpeg *h, unsigned char **out, unsigned long *outlen, int *flags, char *err, int errlen);
 void pv_free(unsigned char *p);
-long pv_read_blocks(const unsigned char *data, unsigned long len, int ci, short *out, long cap, char *err,
-                    int errlen);
+long pv_get_blocks(pv_jpeg *h, int ci, short *out, long cap, char *err, int errlen);
 """
 
 HEADER_DIRS = ("/usr/include", "/usr/local/include", "/opt/homebrew/include")

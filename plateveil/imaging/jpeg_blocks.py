@@ -133,22 +133,116 @@ def align(lay: Layout, x1: float, y1: float, x2: float, y2: float) -> tuple[int,
     return ax1, ay1, max(ax2, ax1), max(ay2, ay1)
 
 
+class Coefficients:
+    """A baseline JPEG's quantised DCT coefficients, entropy-decoded once (``jpeg_read_coefficients``), from which
+    the photo or any rectangle of it is decoded at any of libjpeg's DCT scales (:meth:`decode`), some blocks are
+    replaced (:meth:`set_blocks`) and the stream is written again (:meth:`write`), without Huffman-decoding the
+    photo again for each. Raises BadImageError when libjpeg cannot read it; ``warning`` is libjpeg's first warning
+    while reading (corrupt entropy-coded data) or None. Use as a context manager, or :meth:`close` (the memory is
+    also freed when the object is collected)."""
+
+    def __init__(self, data: bytes) -> None:
+        ffi, lib, why = _native()
+        if why:
+            raise BadImageError(why)
+        self._ffi, self._lib, self._data = ffi, lib, data   # libjpeg reads the header from data again
+        err = ffi.new(f"char[{_ERRLEN}]")
+        handle = lib.pv_open(data, len(data), err, _ERRLEN)
+        if handle == ffi.NULL:
+            raise BadImageError(f"cannot read the JPEG's coefficients: {_err(ffi, err)}")
+        self._h = ffi.gc(handle, lib.pv_close)
+        self.warning = _err(ffi, err) if lib.pv_warnings(handle) else None
+
+    def __enter__(self) -> Coefficients:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._h is not None:
+            self._ffi.release(self._h)
+            self._h = None
+
+    def _handle(self) -> Any:
+        if self._h is None:
+            raise ValueError("closed JPEG coefficients")
+        return self._h
+
+    def decode(self, rect: tuple[int, int, int, int] | None, width: int, height: int, scale: int = 8) -> np.ndarray:
+        """Pixels ``rect`` = (x1, y1, x2, y2) (None: all) of the photo as stored (no EXIF rotation) decoded at
+        ``scale``/8 (1..16; ``width`` x ``height`` is the photo's size at full scale), BGR uint8, exactly as a
+        plain decode by libjpeg at that scale gives them there."""
+        sw, sh = scaled_size(width, height, scale)
+        x1, y1, x2, y2 = rect if rect is not None else (0, 0, sw, sh)
+        w, h = x2 - x1, y2 - y1
+        if w <= 0 or h <= 0:
+            raise ValueError(f"empty region {rect}")
+        out = np.empty((h, w, 3), np.uint8)
+        err = self._ffi.new(f"char[{_ERRLEN}]")
+        if self._lib.pv_decode(self._handle(), scale, x1, y1, w, h, self._ffi.from_buffer(out), err, _ERRLEN) != 0:
+            raise BadImageError(f"cannot decode the JPEG region {rect} at scale {scale}/8: {_err(self._ffi, err)}")
+        return out
+
+    def set_blocks(self, blocks: Blocks) -> None:
+        """Replace ``blocks`` (every other block keeps its coefficients)."""
+        ffi = self._ffi
+        comp = np.ascontiguousarray(blocks.comp, np.int32)
+        row = np.ascontiguousarray(blocks.row, np.int32)
+        col = np.ascontiguousarray(blocks.col, np.int32)
+        coefs = np.ascontiguousarray(blocks.coefs, np.int16)
+        err = ffi.new(f"char[{_ERRLEN}]")
+        if self._lib.pv_set_blocks(self._handle(), len(blocks), ffi.from_buffer("int[]", comp),
+                                   ffi.from_buffer("int[]", row), ffi.from_buffer("int[]", col),
+                                   ffi.from_buffer("short[]", coefs), err, _ERRLEN) != 0:
+            raise BadImageError(f"cannot rewrite the JPEG's blocks: {_err(ffi, err)}")
+
+    def write(self) -> tuple[bytes, bool]:
+        """The JPEG written from these coefficients; (bytes, whether its Huffman tables had to be optimised because
+        the photo's own do not code every symbol). Only the JFIF header, the tables, the frame and the scan are
+        written: add the ICC profile after."""
+        ffi = self._ffi
+        out = ffi.new("unsigned char **")
+        outlen = ffi.new("unsigned long *")
+        flags = ffi.new("int[1]")
+        err = ffi.new(f"char[{_ERRLEN}]")
+        if self._lib.pv_write(self._handle(), out, outlen, flags, err, _ERRLEN) != 0:
+            raise BadImageError(f"cannot rewrite the JPEG's blocks: {_err(ffi, err)}")
+        try:
+            return bytes(ffi.buffer(out[0], outlen[0])), bool(flags[0])
+        finally:
+            self._lib.pv_free(out[0])
+
+    def blocks(self, c: int, lay: Layout) -> np.ndarray:
+        """Component ``c``'s quantised coefficients, (block rows, block columns, 64) int16."""
+        rows, cols = lay.blocks_of(c)
+        out = np.zeros((rows, cols, 64), np.int16)
+        err = self._ffi.new(f"char[{_ERRLEN}]")
+        n = self._lib.pv_get_blocks(self._handle(), c, self._ffi.from_buffer("short[]", out), out.size, err, _ERRLEN)
+        if n != out.size:
+            raise BadImageError(f"cannot read component {c}'s blocks: {_err(self._ffi, err)} ({n} of {out.size})")
+        return out
+
+
+def scaled_size(width: int, height: int, scale: int) -> tuple[int, int]:
+    """The size libjpeg decodes a ``width`` x ``height`` photo to at ``scale``/8 (it rounds up)."""
+    return -(-width * scale // 8), -(-height * scale // 8)
+
+
+def coefficient_bytes(lay: Layout) -> int:
+    """Memory the coefficients of the whole photo take (2 bytes per coefficient, whole MCUs)."""
+    mcols, mrows = -(-lay.width // lay.mcu[0]), -(-lay.height // lay.mcu[1])
+    return sum(128 * mcols * h * mrows * v for h, v in lay.sampling)
+
+
 def decode_region(data: bytes, rect: tuple[int, int, int, int]) -> np.ndarray:
     """Pixels ``rect`` = (x1, y1, x2, y2) of the photo as stored (no EXIF rotation), BGR uint8, exactly as a full
-    decode by libjpeg gives them there."""
-    ffi, lib, why = _native()
-    if why:
-        raise BadImageError(why)
-    x1, y1, x2, y2 = rect
-    w, h = x2 - x1, y2 - y1
-    out = np.empty((h, w, 3), np.uint8)
-    err = ffi.new(f"char[{_ERRLEN}]")
-    rc = lib.pv_decode_region(data, len(data), x1, y1, w, h, ffi.from_buffer(out), err, _ERRLEN)
-    if rc < 0:
-        raise BadImageError(f"cannot decode the JPEG region {rect}: {_err(ffi, err)}")
-    if rc > 0:
-        raise BadImageError(f"corrupt JPEG data in the region {rect}: {_err(ffi, err)}")
-    return out
+    decode by libjpeg gives them there (one-off: :class:`Coefficients` decodes several regions from one read)."""
+    with Coefficients(data) as coefs:
+        if coefs.warning:
+            raise BadImageError(f"corrupt JPEG data in the region {rect}: {coefs.warning}")
+        lay = layout(data)
+        return coefs.decode(rect, lay.width, lay.height)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -267,42 +361,13 @@ def changed_blocks(lay: Layout, rect: tuple[int, int, int, int], before: np.ndar
 
 def replace_blocks(data: bytes, blocks: Blocks) -> tuple[bytes, bool]:
     """The JPEG rewritten with ``blocks`` replaced, every other block's coefficients kept; (bytes, whether its
-    Huffman tables had to be optimised because the photo's own do not code every symbol). Only the JFIF header,
-    the tables, the frame and the scan are written: add the ICC profile after."""
-    ffi, lib, why = _native()
-    if why:
-        raise BadImageError(why)
-    comp = np.ascontiguousarray(blocks.comp, np.int32)
-    row = np.ascontiguousarray(blocks.row, np.int32)
-    col = np.ascontiguousarray(blocks.col, np.int32)
-    coefs = np.ascontiguousarray(blocks.coefs, np.int16)
-    out = ffi.new("unsigned char **")
-    outlen = ffi.new("unsigned long *")
-    flags = ffi.new("int[1]")
-    err = ffi.new(f"char[{_ERRLEN}]")
-    rc = lib.pv_replace_blocks(data, len(data), len(blocks), ffi.from_buffer("int[]", comp),
-                               ffi.from_buffer("int[]", row), ffi.from_buffer("int[]", col),
-                               ffi.from_buffer("short[]", coefs), out, outlen, flags, err, _ERRLEN)
-    if rc != 0:
-        raise BadImageError(f"cannot rewrite the JPEG's blocks: {_err(ffi, err)}")
-    try:
-        return bytes(ffi.buffer(out[0], outlen[0])), bool(flags[0])
-    finally:
-        lib.pv_free(out[0])
+    Huffman tables had to be optimised; see :meth:`Coefficients.write`)."""
+    with Coefficients(data) as coefs:
+        coefs.set_blocks(blocks)
+        return coefs.write()
 
 
 def read_blocks(data: bytes, lay: Layout) -> list[np.ndarray]:
     """Every component's quantised coefficients, (block rows, block columns, 64) int16 (for tests and checks)."""
-    ffi, lib, why = _native()
-    if why:
-        raise BadImageError(why)
-    result = []
-    for c in range(lay.components):
-        rows, cols = lay.blocks_of(c)
-        out = np.zeros((rows, cols, 64), np.int16)
-        err = ffi.new(f"char[{_ERRLEN}]")
-        n = lib.pv_read_blocks(data, len(data), c, ffi.from_buffer("short[]", out), out.size, err, _ERRLEN)
-        if n != out.size:
-            raise BadImageError(f"cannot read component {c}'s blocks: {_err(ffi, err)} ({n} of {out.size})")
-        result.append(out)
-    return result
+    with Coefficients(data) as coefs:
+        return [coefs.blocks(c, lay) for c in range(lay.components)]
