@@ -6,6 +6,8 @@ edges); the JPEGs this cannot edit take the whole-photo path with the reason in 
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,6 +181,76 @@ def test_the_region_decode_equals_a_full_decode():
     for rect in [(16, 32, 200, 96), (0, 0, 700, 400), (608, 352, 700, 400), (96, 0, 400, 400)]:
         x1, y1, x2, y2 = rect
         assert np.array_equal(jpeg_blocks.decode_region(data, rect), full[y1:y2, x1:x2]), rect
+
+
+REDUCED = {1: cv2.IMREAD_REDUCED_COLOR_8, 2: cv2.IMREAD_REDUCED_COLOR_4, 4: cv2.IMREAD_REDUCED_COLOR_2,
+           8: cv2.IMREAD_COLOR}
+
+
+@pytest.mark.parametrize("kind", ["420", "444", "422", "grey", "restart"])
+def test_decodes_from_the_coefficients_equal_plain_decodes_at_every_scale(kind):
+    # one entropy decode (Coefficients), then libjpeg decodes from the coefficients: the pixels of a plain decode
+    data = jpeg(kind)
+    with jpeg_blocks.Coefficients(data) as coefs:
+        assert coefs.warning is None
+        for scale, flag in REDUCED.items():
+            plain = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+            whole = coefs.decode(None, W, H, scale)
+            assert whole.shape == plain.shape == (*jpeg_blocks.scaled_size(W, H, scale)[::-1], 3)
+            assert np.array_equal(whole, plain), scale
+            sw, sh = jpeg_blocks.scaled_size(W, H, scale)
+            for rect in [(0, sh // 3, sw, sh), (sw // 4, sh // 5, sw // 2 + 1, sh // 2), (sw - 3, sh - 2, sw, sh)]:
+                x1, y1, x2, y2 = rect
+                assert np.array_equal(coefs.decode(rect, W, H, scale), plain[y1:y2, x1:x2]), (scale, rect)
+
+
+def test_decoding_reads_the_edited_coefficients_not_the_file():
+    data = jpeg("444")
+    lay = jpeg_blocks.layout(data)
+    block = jpeg_blocks.Blocks(np.array([0], np.int32), np.array([5], np.int32), np.array([7], np.int32),
+                               np.zeros((1, 64), np.int16))
+    with jpeg_blocks.Coefficients(data) as coefs:
+        before = coefs.decode(None, W, H)
+        coefs.set_blocks(block)
+        after = coefs.decode(None, W, H)
+        written, _ = coefs.write()
+        assert np.array_equal(coefs.blocks(0, lay)[5, 7], np.zeros(64, np.int16))
+    changed = np.any(before != after, axis=2)
+    inside = np.zeros_like(changed)
+    inside[40:48, 56:64] = True                                     # that 8x8 block (4:4:4), nothing else
+    assert changed[inside].sum() > 48 and not changed[~inside].any()
+    assert np.array_equal(after, decode(written))
+
+
+@pytest.mark.skipif(shutil.which("cjpeg") is None, reason="no cjpeg (Debian libjpeg-turbo-progs) to write a "
+                                                          "sequential JPEG in several scans")
+def test_a_sequential_jpeg_in_several_scans_is_decoded_and_edited(tmp_path):
+    # one scan per component (baseline SOF0, non-interleaved): libjpeg reads every scan itself at the start of a
+    # decode, the coefficients are not fed; the result must still be a plain decode's
+    ppm, script = tmp_path / "in.ppm", tmp_path / "scans.txt"
+    cv2.imwrite(str(ppm), texture())
+    script.write_text("0;\n1;\n2;\n")
+    data = subprocess.run(["cjpeg", "-scans", str(script), "-quality", "90", str(ppm)], check=True,
+                          capture_output=True).stdout
+    assert data.count(b"\xff\xda") == 3 and jpeg_blocks.unsupported(jpeg_blocks.layout(data)) is None
+    with jpeg_blocks.Coefficients(data) as coefs:
+        assert np.array_equal(coefs.decode(None, W, H, 4), cv2.imdecode(np.frombuffer(data, np.uint8), REDUCED[4]))
+        assert np.array_equal(coefs.decode((16, 32, 200, 96), W, H), decode(data)[32:96, 16:200])
+    result = conceal_bytes(data, Finder([PLATE]), style="solid")
+    assert result.encoding["path"] == "blocks"
+    replaced, _ = replaced_pixels(data, result.image_bytes)
+    changed = np.any(decode(data) != decode(result.image_bytes), axis=2)
+    reach = cv2.dilate(replaced.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert replaced.any() and not (changed & ~reach).any()
+
+
+def test_corrupt_entropy_coded_data_takes_the_whole_photo_path_and_says_why():
+    data = jpeg("420")
+    scan = data.index(b"\xff\xda") + 200
+    corrupt = data[:scan] + b"\xff\xd5" + data[scan + 2:]   # a restart marker where none belongs
+    result = conceal_bytes(corrupt, Finder([PLATE]), style="solid")
+    assert result.encoding["path"] == "reencoded"
+    assert result.encoding["reason"].startswith("corrupt JPEG data (libjpeg warning: Corrupt JPEG data")
 
 
 def exif_rotated() -> bytes:
