@@ -159,7 +159,7 @@ def run_job(job: ConcealJob, ctx: WorkerContext) -> JobRecord | None:
     if crashed >= ctx.settings.max_deliveries:
         raise PermanentError(f"worker crashed {crashed} times on this job (started {started.unfinished} times "
                              "without finishing; the photo may crash or stall the worker)")
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     # the upload service's hand-off when there is one (no S3 round trip), else the durable original in S3
     source = (ctx.jobs.take_upload(job.job_id, job.source_bucket, job.source_key)
               or ctx.store.get(job.source_bucket, job.source_key))
@@ -183,7 +183,9 @@ def run_job(job: ConcealJob, ctx: WorkerContext) -> JobRecord | None:
     finally:
         photo_put.result()
     # the record's timings add the output writes (the sidecar is written by them, so it cannot hold them)
-    timings = sidecar["timings_ms"] | {"s3_put": round((time.perf_counter() - t1) * 1000, 2)}
+    # cpu: this process's CPU time over the job so far (all its threads: the photo's writer too), ms
+    timings = sidecar["timings_ms"] | {"s3_put": round((time.perf_counter() - t1) * 1000, 2),
+                                       "cpu": round((time.process_time() - cpu0) * 1000, 2)}
     record, claimed = ctx.jobs.end(job.job_id, JobStatus.DONE, model=result.model, plates=sidecar["plates"],
                                    timings_ms=timings, completed_at=completed_at, job=job)
     t = timings
@@ -191,10 +193,10 @@ def run_job(job: ConcealJob, ctx: WorkerContext) -> JobRecord | None:
         worker_metrics.job_done(record, result.model, len(result.plates), t)
         _ended(ctx, record)
     logger.info("job %s done model=%s plates=%d style=%s size=%dx%d decode=%.1f detect=%.1f landmarks=%.1f "
-                "conceal=%.1f encode=%.1f total=%.1f s3_get=%.1f s3_put=%.1f ms", job.job_id, result.model,
+                "conceal=%.1f encode=%.1f total=%.1f s3_get=%.1f s3_put=%.1f cpu=%.1f ms", job.job_id, result.model,
                 len(result.plates), job.style, result.width, result.height, t.get("decode", 0), t.get("detect", 0),
                 t.get("landmarks", 0), t.get("conceal", 0), t.get("encode", 0), t.get("total", 0),
-                t.get("s3_get", 0), t.get("s3_put", 0),
+                t.get("s3_get", 0), t.get("s3_put", 0), t.get("cpu", 0),
                 extra={"model": result.model, "plate_count": len(result.plates), "timings_ms": t})
     return record
 

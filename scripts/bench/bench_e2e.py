@@ -374,6 +374,21 @@ def group_cpu_seconds(pgids: dict[str, int]) -> dict[str, float]:
     return {name: by_group[pgid] for name, pgid in pgids.items()}
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """user+system CPU seconds of one process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def client_cpu_seconds() -> float:
+    """This benchmark process's own CPU seconds (the sending client and the event watcher, all threads)."""
+    t = os.times()
+    return t.user + t.system
+
+
 # ----------------------------------------------------------------------------------------------
 # analysis
 
@@ -439,6 +454,8 @@ def summarise(items: list[Sent], rows: list[dict[str, Any]], args: argparse.Name
         steady = round((hi - lo) / max(ends[hi] - ends[lo], 1e-9), 2)
     span = max((it.sent for it in items), default=first) - first
     stage_stats = {k: stats([r["stages_ms"][k] for r in rows]) for k in STAGES}
+    # the worker's CPU time per job as it measures it (run_job, not Celery's own work around it)
+    job_cpu = stats([float(r["worker_timings_ms"]["cpu"]) for r in rows if "cpu" in r["worker_timings_ms"]])
     e2e = stats([r["e2e_ms"] for r in rows])
     return {
         "mode": args.mode,
@@ -453,6 +470,7 @@ def summarise(items: list[Sent], rows: list[dict[str, Any]], args: argparse.Name
         "failed": len(failed),
         "unfinished": len(accepted) - len(finished),
         "e2e_ms": e2e,
+        "job_cpu_ms": job_cpu,
         "to_completed_at_ms": stats([r["to_completed_at_ms"] for r in rows if r["to_completed_at_ms"] is not None]),
         "upload_response_ms": stats([r["upload_response_ms"] for r in rows]),
         "send_lag_ms": stats([r["send_lag_ms"] for r in rows]),
@@ -479,8 +497,13 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"{name:<18}{_fmt(st['p50'])}{_fmt(st['p95'])}{_fmt(st['p99'])}{_fmt(st['max'])}"
                      f"{_fmt(st['mean'])}")
     lines.append(f"stage means add up to {s['stage_means_sum_ms']} ms (e2e mean {s['e2e_ms']['mean']} ms)")
+    if s.get("job_cpu_ms", {}).get("n"):
+        st = s["job_cpu_ms"]
+        lines.append(f"worker CPU per job (run_job, from the job records): p50 {st['p50']} p95 {st['p95']} "
+                     f"mean {st['mean']} ms")
     if "cpu_ms_per_photo" in s:
-        lines.append("CPU ms per photo (user+system, by service): " +
+        lines.append("CPU ms per photo (user+system, by service; worker_main is part of worker, client is this "
+                     "benchmark and not part of all): " +
                      ", ".join(f"{k} {v}" for k, v in s["cpu_ms_per_photo"].items()))
     return "\n".join(lines)
 
@@ -547,10 +570,14 @@ def measure(args: argparse.Namespace, api_url: str, api_key: str, redis_url: str
         warm_up(sender, photos, watcher, args.warmup, args.timeout)
         load_before = os.getloadavg()
         cpu_before = group_cpu_seconds(pgids or {})
+        main_before = process_cpu_seconds(pgids["worker"]) if pgids and "worker" in pgids else 0.0
+        client_before = client_cpu_seconds()
         t0 = time.time()
         items = run_load(args, photos, sender, watcher)
         wall = time.time() - t0
         cpu_after = group_cpu_seconds(pgids or {})
+        main_after = process_cpu_seconds(pgids["worker"]) if pgids and "worker" in pgids else 0.0
+        client_after = client_cpu_seconds()
         load_after = os.getloadavg()
     finally:
         watcher.stop()
@@ -560,6 +587,11 @@ def measure(args: argparse.Namespace, api_url: str, api_key: str, redis_url: str
     if pgids and rows:
         cpu = {k: (cpu_after[k] - cpu_before[k]) * 1000 / len(items) for k in pgids}
         summary["cpu_ms_per_photo"] = {k: round(v, 1) for k, v in cpu.items()} | {"all": round(sum(cpu.values()), 1)}
+        # the worker's main process (Celery's consumer: takes messages from Redis, hands them to the pool
+        # processes) is part of "worker"; the client (this process: uploads, events) is not part of "all"
+        if "worker" in pgids:
+            summary["cpu_ms_per_photo"]["worker_main"] = round((main_after - main_before) * 1000 / len(items), 1)
+        summary["cpu_ms_per_photo"]["client"] = round((client_after - client_before) * 1000 / len(items), 1)
     return {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "source": source, "photos": len(photos),
             "photo_sizes": [list(s) for s in sizes], "style": args.style, "upload": args.upload,
             "completion": "redis events" if redis_url else "polling", "wall_s": round(wall, 2),

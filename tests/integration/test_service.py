@@ -32,6 +32,8 @@ def test_upload_is_concealed_into_s3_with_sidecar_and_event(client, s3, redis_cl
     assert ISO_MS.match(job["accepted_at"]) and ISO_MS.match(job["completed_at"])
     assert job["completed_at"] >= job["accepted_at"]
     assert {"decode", "detect", "landmarks", "conceal", "encode", "total"} <= set(job["timings_ms"])
+    # the worker's CPU time for the job (all its threads): at least the pipeline's work, which ran in it
+    assert job["timings_ms"]["cpu"] > 0
     assert job["metadata"] == {"listing-id": "L42"}
 
     original = s3.head_object(Bucket=ORIGINALS_BUCKET, Key=accepted["source_key"])
