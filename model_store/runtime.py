@@ -183,15 +183,25 @@ def decode_boxes(anchors: np.ndarray, offsets: np.ndarray, stds: list[float]) ->
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, top_k: int) -> np.ndarray:
+    """Greedy non-maximum suppression: indices of the boxes kept, best score first, at most ``top_k``. The IoU is
+    :func:`plateveil.geometry.box_iou`'s, computed with the same float64 operations on coordinate columns (the
+    same values, without its per-call reshaping: this loop runs once per kept box)."""
     order = np.argsort(-scores)
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x1, y1, x2, y2 = (np.ascontiguousarray(b[:, k]) for k in range(4))
+    area = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     keep: list[int] = []
     while order.size and len(keep) < top_k:
         i = int(order[0])
         keep.append(i)
         if order.size == 1:
             break
-        ious = box_iou(boxes[i:i + 1], boxes[order[1:]])[0]
-        order = order[1:][ious <= iou]
+        rest = order[1:]
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        ious = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
+        order = rest[ious <= iou]
     return np.asarray(keep, dtype=np.int64)
 
 
