@@ -38,6 +38,38 @@ Rect = tuple[int, int, int, int]
 REDUCED_THRESHOLD_MARGIN = 0.03
 """How much lower the detector's score threshold is on the reduced-scale copy than on the full photo."""
 
+DETECTOR_COPY = "eighths"
+"""How the detector's copy of a photo at least twice its input is made: ``eighths``: decoded at the smallest of
+libjpeg's DCT scales 1/8 .. 4/8 that keeps the long side at least the detector's input, then resized to that input
+with INTER_LINEAR (the detector was trained on bilinear rescales: ``model_training.augment``'s warpAffine); smaller
+photos are given whole; ``halves``: decoded at 1/2, 1/4 or 1/8 (the largest
+that keeps the long side at least the detector's input) and resized by the detector's own preprocessing
+(INTER_AREA). See docs/performance.md, issue 37."""
+
+
+def detector_copy(coefs: jpeg_blocks.Coefficients, lay: jpeg_blocks.Layout, long_side: int, how: str
+                  ) -> np.ndarray:
+    """The stored photo's pixels the detector is given (the photo itself when it is no larger than its input)."""
+    import cv2
+
+    longest = max(lay.width, lay.height)
+    if how == "halves":
+        reduce = next((f for f in (8, 4, 2) if -(-longest // f) >= long_side), 1)
+        return coefs.decode(None, lay.width, lay.height, 8 // reduce)
+    if how != "eighths":
+        raise ValueError(f"unknown detector copy {how!r}: eighths or halves")
+    # photos under twice the detector's input are given whole, as today (a 5/8-7/8 copy of a 1024-px photo moved
+    # the validation split's plates both ways: 8 lost, 14 gained, 13 more spurious; docs/performance.md)
+    n = next((k for k in range(1, 5) if -(-longest * k // 8) >= long_side), 8)
+    copy = coefs.decode(None, lay.width, lay.height, n)
+    if n == 8:
+        return copy
+    s = long_side / longest
+    size = (max(1, round(lay.width * s)), max(1, round(lay.height * s)))   # the detector's letterbox size
+    if (copy.shape[1], copy.shape[0]) == size:
+        return copy
+    return cv2.resize(copy, size, interpolation=cv2.INTER_LINEAR)
+
 
 def _union(rects: Sequence[tuple[float, float, float, float]]) -> tuple[float, float, float, float]:
     return (min(r[0] for r in rects), min(r[1] for r in rects), max(r[2] for r in rects), max(r[3] for r in rects))
@@ -101,7 +133,6 @@ def conceal_jpeg(data: bytes, model: Any, concealer: Concealer, max_pixels: int,
     # the BGR copy of a grey photo), from libjpeg's header
     if jpeg_blocks.coefficient_bytes(lay) + lay.width * lay.height * (4 if lay.components == 1 else 3) > budget_bytes:
         return "over the decode budget (decoded at reduced size and re-encoded)"
-    reduce = next((f for f in (8, 4, 2) if -(-max(lay.width, lay.height) // f) >= int(model.detector_long_side)), 1)
     try:
         coefs = jpeg_blocks.Coefficients(data)   # the one entropy decode of the photo
     except BadImageError as exc:
@@ -109,14 +140,15 @@ def conceal_jpeg(data: bytes, model: Any, concealer: Concealer, max_pixels: int,
     with coefs:
         if coefs.warning:
             return f"corrupt JPEG data ({coefs.warning})"
-        return _conceal(data, lay, coefs, reduce, t0, model, concealer, max_pixels, budget_bytes)
+        return _conceal(data, lay, coefs, t0, model, concealer, max_pixels, budget_bytes)
 
 
-def _conceal(data: bytes, lay: jpeg_blocks.Layout, coefs: jpeg_blocks.Coefficients, reduce: int, t0: float,
+def _conceal(data: bytes, lay: jpeg_blocks.Layout, coefs: jpeg_blocks.Coefficients, t0: float,
              model: Any, concealer: Concealer, max_pixels: int, budget_bytes: int
              ) -> tuple[Any, list[Any], dict[str, float], dict[str, Any]] | str:
-    decoded = imaging.decode(data, max_pixels=max_pixels, budget_bytes=budget_bytes, reduce=reduce,
-                             jpeg_pixels=lambda r: coefs.decode(None, lay.width, lay.height, 8 // r))
+    long_side = int(model.detector_long_side)
+    decoded = imaging.decode(data, max_pixels=max_pixels, budget_bytes=budget_bytes,
+                             jpeg_pixels=lambda: detector_copy(coefs, lay, long_side, DETECTOR_COPY))
     if decoded.orientation != 1:
         return f"EXIF orientation {decoded.orientation} (the photo is turned upright and re-encoded)"
     t1 = time.perf_counter()

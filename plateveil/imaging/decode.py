@@ -67,7 +67,7 @@ def reduction_for(data: bytes, min_long_side: int) -> int:
 
 def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
            budget_bytes: int = DEFAULT_DECODE_BUDGET_BYTES, reduce: int = 1,
-           jpeg_pixels: Callable[[int], np.ndarray] | None = None) -> DecodedImage:
+           jpeg_pixels: Callable[[], np.ndarray] | None = None) -> DecodedImage:
     """Decode ``data`` to an upright BGR uint8 array; see the module docstring.
 
     ``reduce`` (2, 4 or 8; a JPEG within the decode budget only, ignored otherwise): a copy for the
@@ -75,8 +75,10 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     faster than a full decode, a proper low-pass like INTER_AREA); ``width``/``height`` still give the
     photo's size (``photo_size``).
 
-    ``jpeg_pixels`` (a JPEG only): decodes the stored JPEG at 1/n of its size (n = 1, 2, 4, 8) to 8-bit BGR, in
-    place of OpenCV, after the same checks (``jpeg_blocks.Coefficients.decode``: from coefficients already read).
+    ``jpeg_pixels`` (a JPEG within the decode budget; ``reduce`` is then not used): gives the stored JPEG's pixels
+    as 8-bit BGR in place of OpenCV's decode, after the same checks: the photo, or a smaller copy of it for the
+    detector (``photo_size`` is then set), e.g. decoded at n/8 scale from coefficients already read
+    (``jpeg_blocks.Coefficients.decode``) and resized.
 
     Raises :class:`BadImageError` for empty, unknown, animated, truncated or undecodable data, for
     images over ``max_pixels`` and for non-JPEG images whose decode needs more than
@@ -110,8 +112,10 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     import cv2
     import numpy as np
 
-    if jpeg_pixels is not None and fmt == "jpeg":
-        raw = jpeg_pixels(reduce)
+    if jpeg_pixels is not None and fmt == "jpeg" and budget_reduce == 1:
+        raw = jpeg_pixels()
+        detector_copy = raw.shape[:2] != (height, width)
+        reduce = max(1, round(max(width, height) / max(raw.shape[:2])))
     else:
         buf = np.frombuffer(data, dtype=np.uint8)
         # UNCHANGED (and IGNORE_ORIENTATION) leave EXIF orientation to us
