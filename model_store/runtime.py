@@ -30,7 +30,6 @@ from model_store.bundle import PARTS, default_model_dir, detector_config, landma
 from model_store.errors import ModelLoadError
 from plateveil.geometry import (
     CropWindow,
-    box_iou,
     box_to_quad,
     crop_transform,
     drop_enclosing,

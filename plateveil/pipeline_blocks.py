@@ -129,9 +129,12 @@ def conceal_jpeg(data: bytes, model: Any, concealer: Concealer, max_pixels: int,
     why = jpeg_blocks.unsupported(lay)
     if why:
         return why
-    # memory: every coefficient (read once, below) + what imaging.decode needs for the photo (8-bit samples, plus
-    # the BGR copy of a grey photo), from libjpeg's header
-    if jpeg_blocks.coefficient_bytes(lay) + lay.width * lay.height * (4 if lay.components == 1 else 3) > budget_bytes:
+    # memory, from libjpeg's header: every coefficient (read once, below) + the detector's copy (BGR; the photo
+    # itself under twice the detector's input); the landmark canvas is written only around the candidates
+    copy_pixels = lay.width * lay.height
+    if max(lay.width, lay.height) >= 2 * int(model.detector_long_side):
+        copy_pixels = -(-copy_pixels // 4)
+    if jpeg_blocks.coefficient_bytes(lay) + 3 * copy_pixels > budget_bytes:
         return "over the decode budget (decoded at reduced size and re-encoded)"
     try:
         coefs = jpeg_blocks.Coefficients(data)   # the one entropy decode of the photo

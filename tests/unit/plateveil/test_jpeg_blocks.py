@@ -244,6 +244,18 @@ def test_a_sequential_jpeg_in_several_scans_is_decoded_and_edited(tmp_path):
     assert replaced.any() and not (changed & ~reach).any()
 
 
+def test_a_photo_whose_coefficients_do_not_fit_the_decode_budget_takes_the_whole_photo_path():
+    data = jpeg("420")
+    lay = jpeg_blocks.layout(data)
+    # every coefficient + the detector's copy: 333 px is at least twice the finder's 160, so a quarter of the pixels
+    need = jpeg_blocks.coefficient_bytes(lay) + 3 * -(-W * H // 4)
+    fits = conceal_bytes(data, Finder([PLATE]), style="solid", decode_budget_bytes=need)
+    assert fits.encoding["path"] == "blocks"
+    over = conceal_bytes(data, Finder([PLATE]), style="solid", decode_budget_bytes=need - 1)
+    assert over.encoding == {"path": "reencoded", "reason": "over the decode budget (decoded at reduced size and "
+                                                             "re-encoded)"}
+
+
 def test_corrupt_entropy_coded_data_takes_the_whole_photo_path_and_says_why():
     data = jpeg("420")
     scan = data.index(b"\xff\xda") + 200
