@@ -3,10 +3,15 @@
 
     today          full decode (OpenCV) + full encode at quality 90 (OpenCV): the whole-photo path
     reduced/2      decode at 1/2 scale in the DCT (OpenCV's IMREAD_REDUCED_COLOR_2 = libjpeg's scale_denom 2)
-    region         full-resolution decode of a 400x200 MCU-aligned region around a plate (plateveil._native)
+    region         full-resolution decode of a 400x200 MCU-aligned region around a plate, one-off (plateveil._native;
+                   since the coefficients are read once per photo, this includes reading them)
     fdct           forward DCT + quantisation of the changed blocks of a 180x45 solid plate (numpy)
-    replace        the original stream with those blocks replaced (plateveil._native: read_coefficients /
+    replace        the original stream with those blocks replaced, one-off (plateveil._native: read_coefficients /
                    write_coefficients; the source's Huffman tables)
+    read-coefs     the photo's coefficients read once (jpeg_blocks.Coefficients: the one entropy decode of the path)
+    copy-coefs     from them, the detector's copy (pipeline_blocks.detector_copy: n/8 scale + INTER_LINEAR)
+    region-coefs   from them, the 400x200 region
+    write-coefs    from them, the output written (the blocks above replaced)
     jpegtran-drop  libjpeg-turbo's own tool (Debian libjpeg-turbo-progs): `jpegtran -drop` of the concealed region,
                    encoded first as its own JPEG with the photo's quality (a process per photo, files in /tmp)
 
@@ -35,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from listing_photos import ensure  # noqa: E402
 
 from plateveil.imaging import jpeg_blocks  # noqa: E402
+from plateveil.pipeline_blocks import detector_copy  # noqa: E402
 
 
 def cpu_ms(fn, repeat: int) -> float:
@@ -69,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     files = [folder / ph["file"] for ph in manifest["photos"]][: args.n]
     jpegtran = shutil.which("jpegtran")
     rows: dict[str, list[float]] = {k: [] for k in ("today", "reduced/2", "region", "fdct", "replace",
+                                                    "read-coefs", "copy-coefs", "region-coefs", "write-coefs",
                                                     "jpegtran-drop")}
     tmp = Path(tempfile.mkdtemp(prefix="bench-jpeg-"))
     print(f"{len(files)} listing photos ({folder}); load average {os.getloadavg()}")
@@ -92,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
                                    args.repeat))
         blocks = jpeg_blocks.changed_blocks(lay, rect, before, after)
         rows["replace"].append(cpu_ms(lambda d=data, bl=blocks: jpeg_blocks.replace_blocks(d, bl), args.repeat))
+        rows["read-coefs"].append(cpu_ms(lambda d=data: jpeg_blocks.Coefficients(d).close(), args.repeat))
+        with jpeg_blocks.Coefficients(data) as coefs:
+            rows["copy-coefs"].append(cpu_ms(lambda c=coefs, la=lay: detector_copy(c, la, 640, "eighths"),
+                                             args.repeat))
+            rows["region-coefs"].append(cpu_ms(lambda c=coefs, la=lay, r=rect: c.decode(r, la.width, la.height),
+                                               args.repeat))
+            coefs.set_blocks(blocks)
+            rows["write-coefs"].append(cpu_ms(coefs.write, args.repeat))
         if jpegtran:
             src, drop, out = tmp / "in.jpg", tmp / "drop.jpg", tmp / "out.jpg"
             src.write_bytes(data)

@@ -111,12 +111,12 @@ def main(argv: list[str] | None = None) -> int:
                           "polygons_a": len(ra.polygons), "polygons_b": len(rb.polygons)})
     print(f"\n{len(diffs)} photos differ ({args.b} against {args.a}):")
     for d in diffs:
-        print(f"  {d['folder']:20s} {Path(d['photo']).name:40s} lost {d['lost_plates']} gained {d['gained_plates']} "
+        print(f"  {d['folder']:20s} {Path(str(d['photo'])).name:40s} lost {d['lost_plates']} gained {d['gained_plates']} "
               f"spurious {d['spurious_a']} -> {d['spurious_b']}  coverage {d['coverage_a']} -> {d['coverage_b']}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "differences.json").write_text(json.dumps({"a": args.a, "b": args.b, "differences": diffs}, indent=1))
-    print(f"wrote {out / 'differences.json'}")
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "differences.json").write_text(json.dumps({"a": args.a, "b": args.b, "differences": diffs}, indent=1))
+    print(f"wrote {folder / 'differences.json'}")
     return 0
 
 

@@ -82,10 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         import workers.tasks as tasks
         from plateveil import pipeline
         from plateveil.schema import ConcealJob, JobRecord, iso_ms, utc_now
+        from plateveil.settings import load_settings
         from plateveil.storage import StoredObject
         from workers.settings import WorkerSettings
 
-        settings = WorkerSettings()
+        settings = load_settings(WorkerSettings)
         ctx = tasks.WorkerContext.from_settings(settings)
         ctx.models.start()
         clock = Clock()
