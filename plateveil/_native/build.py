@@ -2,8 +2,8 @@
 
     python -m plateveil._native.build [--force]
 
-Needs a C compiler and libjpeg's headers (Debian: ``gcc libjpeg62-turbo-dev``; ``make setup`` installs them with
-apt when it runs as root). Rebuilds only when ``jpegcoef.c`` or this file is newer than the built module. Exits 0
+Needs a C compiler and libjpeg-turbo's headers (Debian: ``gcc libjpeg62-turbo-dev``; ``make setup`` installs them
+with apt when it runs as root; another libjpeg fails the build, and the worker falls back). Rebuilds only when ``jpegcoef.c`` or this file is newer than the built module. Exits 0
 without building (and says why) when the compiler or the headers are missing: the worker then uses the
 full decode + re-encode path and writes the reason into each sidecar; exit 1 when a build was tried and failed.
 """

@@ -17,7 +17,25 @@
 #include <string.h>
 #include <setjmp.h>
 #include <jpeglib.h>
+#ifndef LIBJPEG_TURBO_VERSION
+#error "plateveil's JPEG extension is written for libjpeg-turbo (its crop/skip calls and entropy decoder module)"
+#endif
+#if defined(__has_include)
+#if __has_include(<jpegint.h>)
+#define PV_HAVE_JPEGINT 1
+#endif
+#endif
+#ifdef PV_HAVE_JPEGINT
 #include <jpegint.h> /* struct jpeg_entropy_decoder: decoding from coefficients already read (pv_decode) */
+#else
+/* libjpeg-turbo's entropy decoder module (jpegint.h, not installed by every packaging of it): unchanged from 1.x to
+ * 3.x */
+struct jpeg_entropy_decoder {
+  void (*start_pass)(j_decompress_ptr cinfo);
+  boolean (*decode_mcu)(j_decompress_ptr cinfo, JBLOCKROW *MCU_data);
+  boolean insufficient_data;
+};
+#endif
 
 #define PV_ERRLEN 200
 
