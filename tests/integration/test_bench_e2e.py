@@ -36,6 +36,8 @@ def test_bench_e2e_report_is_well_formed(stack, repo_root, tmp_path, completion)
     for key in ("p50", "p95", "p99", "max", "mean"):
         assert summary["e2e_ms"][key] > 0
     assert summary["throughput_per_s"] > 0
+    # the worker's own CPU per job, from the job records (timings_ms.cpu)
+    assert summary["job_cpu_ms"]["n"] == 3 and summary["job_cpu_ms"]["mean"] > 0
     assert len(report["jobs"]) == 3
     for job in report["jobs"]:
         stages = job["stages_ms"]
