@@ -315,12 +315,16 @@ def changed_blocks(lay: Layout, rect: tuple[int, int, int, int], before: np.ndar
         if a2 <= a1 or b2 <= b1:
             continue
         th, tw = -(-(b2 - b1) // 8) * 8, -(-(a2 - a1) // 8) * 8
-        moved = cv2.absdiff(before[b1:b2, a1:a2], after[b1:b2, a1:a2]).astype(np.float32)
-        if (th, tw) != moved.shape[:2]:
-            moved = np.pad(moved, ((0, th - moved.shape[0]), (0, tw - moved.shape[1]), (0, 0)))
-        # the mean difference of each 8x8 cell (OpenCV's area resize: exact sums, fast); > 0 where any changed
+        # 255 where any channel of a pixel changed, as one 8-bit plane of (rows, 3 x columns)
+        moved = cv2.absdiff(before[b1:b2, a1:a2], after[b1:b2, a1:a2])
+        moved = cv2.threshold(moved.reshape(moved.shape[0], -1), 0, 255, cv2.THRESH_BINARY)[1]
+        if (th, 3 * tw) != moved.shape:
+            moved = cv2.copyMakeBorder(moved, 0, th - moved.shape[0], 0, 3 * tw - moved.shape[1],
+                                       cv2.BORDER_CONSTANT, value=0)
+        # the mean of each cell of 8 rows x 24 values (8x8 pixels): OpenCV's integer-factor area resize, rounded;
+        # one changed value gives 255 / 192 -> 1, so > 0 exactly where any pixel of the cell changed
         cells = cv2.resize(moved, (tw // 8, th // 8), interpolation=cv2.INTER_AREA)
-        fine[b1 // 8:b1 // 8 + th // 8, a1 // 8:a1 // 8 + tw // 8] |= cells.reshape(th // 8, tw // 8, -1).max(axis=2) > 0
+        fine[b1 // 8:b1 // 8 + th // 8, a1 // 8:a1 // 8 + tw // 8] |= cells > 0
     if (ph, pw) != (h, w):   # the photo's right/bottom edge: replicate, as an encoder pads
         after = np.pad(after, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     if not fine.any():
@@ -337,7 +341,9 @@ def changed_blocks(lay: Layout, rect: tuple[int, int, int, int], before: np.ndar
         fx, fy = lay.max_h // hs, lay.max_v // vs          # pixels per sample
         samples = plane.astype(np.float32)
         if fx > 1 or fy > 1:   # chroma downsampling: the mean of each fx x fy cell, as libjpeg's encoder does
-            samples = samples.reshape(n, mh // fy, fy, mw // fx, fx).mean(axis=(2, 4))
+            # (OpenCV's integer-factor area resize of the n tiles stacked: the same means, one pass)
+            samples = cv2.resize(samples.reshape(n * mh, mw), (mw // fx, n * mh // fy),
+                                 interpolation=cv2.INTER_AREA).reshape(n, mh // fy, mw // fx)
         blocks = samples.reshape(n, vs, 8, hs, 8).transpose(0, 1, 3, 2, 4)      # (n, vs, hs, 8, 8)
         touched = touched_fine.reshape(n, vs, fy, hs, fx).any(axis=(2, 4))      # (n, vs, hs)
         k, i, j = np.nonzero(touched)

@@ -204,6 +204,26 @@ def test_decodes_from_the_coefficients_equal_plain_decodes_at_every_scale(kind):
                 assert np.array_equal(coefs.decode(rect, W, H, scale), plain[y1:y2, x1:x2]), (scale, rect)
 
 
+@pytest.mark.parametrize("kind", ["420", "444", "grey"])
+def test_one_value_changed_by_one_level_is_found_and_only_its_blocks(kind):
+    data = jpeg(kind)
+    lay = jpeg_blocks.layout(data)
+    rect = jpeg_blocks.align(lay, 40, 40, 250, 200)
+    region = decode(data)
+    region = region if region.ndim == 3 else cv2.cvtColor(region, cv2.COLOR_GRAY2BGR)
+    before = np.ascontiguousarray(region[rect[1]:rect[3], rect[0]:rect[2]])
+    after = before.copy()
+    after[37, 101, 2] ^= 1                                  # one channel of one pixel, one level
+    blocks = jpeg_blocks.changed_blocks(lay, rect, before, after)
+    y, x = rect[1] + 37, rect[0] + 101
+    expected = set()
+    for c, (h, v) in enumerate(lay.sampling):
+        bw, bh = 8 * lay.max_h // h, 8 * lay.max_v // v    # photo pixels per block of component c
+        expected.add((c, y // bh, x // bw))
+    assert set(zip(blocks.comp.tolist(), blocks.row.tolist(), blocks.col.tolist(), strict=True)) == expected
+    assert not jpeg_blocks.changed_blocks(lay, rect, before, before.copy())
+
+
 def test_decoding_reads_the_edited_coefficients_not_the_file():
     data = jpeg("444")
     lay = jpeg_blocks.layout(data)
