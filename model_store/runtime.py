@@ -196,8 +196,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, top_k: int) -> np.nda
         if order.size == 1:
             break
         rest = order[1:]
-        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        # (np.maximum(., 0) is np.clip(., 0, None) without its per-call argument checks)
+        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0.0)
+        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0.0)
         inter = w * h
         ious = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
         order = rest[ious <= iou]
