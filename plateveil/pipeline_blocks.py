@@ -4,15 +4,17 @@ The photo's entropy-coded data is decoded once (``jpeg_blocks.Coefficients``: it
 every decode below is made from those coefficients by libjpeg (no Huffman decoding again), and the output is
 written from them.
 
-1. the detector sees the photo decoded at reduced scale in the DCT (libjpeg's scaled decoding, ``imaging.decode``
-   with ``reduce``: the largest 1/2, 1/4, 1/8 that keeps the long side at least the detector's input);
+1. the detector sees a copy decoded at reduced scale in the DCT (:func:`detector_copy`: for a photo at least twice
+   its input, the smallest of libjpeg's scales 1/8..4/8 that keeps the detector's input, resized to it; a smaller
+   photo whole), with a slightly lower score threshold (``REDUCED_THRESHOLD_MARGIN``);
 2. no detection: the photo is kept as it came, metadata removed (``imaging.strip_jpeg_metadata``);
 3. detections: only the MCU-aligned region holding the landmark model's crop windows is decoded at full
-   resolution (``jpeg_blocks.Coefficients.decode``); the landmarks see exactly the pixels a full decode gives there;
+   resolution (``jpeg_blocks.Coefficients.decode``); the landmarks see exactly the pixels a full decode gives
+   there;
 4. plates: the concealment runs on the MCU-aligned region around them (with the margin its style needs), and the
    output is the original compressed stream with only the 8x8 blocks whose pixels changed replaced
-   (``jpeg_blocks.changed_blocks`` + ``Coefficients.set_blocks``/``write``): no decode or re-encode of the rest of the photo, no
-   generation loss outside the plates, the size of the input give or take the plates' blocks.
+   (``jpeg_blocks.changed_blocks`` + ``Coefficients.set_blocks``/``write``): no decode or re-encode of the rest of
+   the photo, no generation loss outside the plates, the size of the input give or take the plates' blocks.
 
 :func:`conceal_jpeg` returns the result, or the reason this photo cannot take this path (progressive,
 arithmetic-coded, CMYK, EXIF-rotated, over the decode budget, the extension not built...): the caller then runs
@@ -42,9 +44,8 @@ DETECTOR_COPY = "eighths"
 """How the detector's copy of a photo at least twice its input is made: ``eighths``: decoded at the smallest of
 libjpeg's DCT scales 1/8 .. 4/8 that keeps the long side at least the detector's input, then resized to that input
 with INTER_LINEAR (the detector was trained on bilinear rescales: ``model_training.augment``'s warpAffine); smaller
-photos are given whole; ``halves``: decoded at 1/2, 1/4 or 1/8 (the largest
-that keeps the long side at least the detector's input) and resized by the detector's own preprocessing
-(INTER_AREA). See docs/performance.md, issue 37."""
+photos are given whole; ``halves``: decoded at 1/2, 1/4 or 1/8 (the largest that keeps the long side at least the
+detector's input) and resized by the detector's own preprocessing (INTER_AREA). See docs/performance.md, issue 37."""
 
 
 def detector_copy(coefs: jpeg_blocks.Coefficients, lay: jpeg_blocks.Layout, long_side: int, how: str
