@@ -4,9 +4,9 @@ The photo's entropy-coded data is decoded once (``jpeg_blocks.Coefficients``: it
 every decode below is made from those coefficients by libjpeg (no Huffman decoding again), and the output is
 written from them.
 
-1. the detector sees a copy decoded at reduced scale in the DCT (:func:`detector_copy`: for a photo at least twice
-   its input, the smallest of libjpeg's scales 1/8..4/8 that keeps the detector's input, resized to it; a smaller
-   photo whole), with a slightly lower score threshold (``REDUCED_THRESHOLD_MARGIN``);
+1. the detector sees a copy decoded at reduced scale in the DCT (:func:`detector_copy`, ``DETECTOR_COPY``: by
+   default the largest of 1/2, 1/4, 1/8 that keeps the detector's input, resized by the detector; a smaller photo
+   whole), with a slightly lower score threshold (``REDUCED_THRESHOLD_MARGIN``);
 2. no detection: the photo is kept as it came, metadata removed (``imaging.strip_jpeg_metadata``);
 3. detections: only the MCU-aligned region holding the landmark model's crop windows is decoded at full
    resolution (``jpeg_blocks.Coefficients.decode``); the landmarks see exactly the pixels a full decode gives
@@ -40,8 +40,9 @@ Rect = tuple[int, int, int, int]
 REDUCED_THRESHOLD_MARGIN = 0.03
 """How much lower the detector's score threshold is on the reduced-scale copy than on the full photo."""
 
-DETECTOR_COPY = "eighths"
-"""How the detector's copy of a photo at least twice its input is made: ``eighths``: decoded at the smallest of
+DETECTOR_COPY = "halves"
+"""How the detector's copy of a photo at least twice its input is made (default ``halves``: with the 3.0.0 bundle,
+``eighths`` lost one plate of the 60 listing photos; with 2.0.0 none). ``eighths``: decoded at the smallest of
 libjpeg's DCT scales 1/8 .. 4/8 that keeps the long side at least the detector's input, then resized to that input
 with INTER_LINEAR (the detector was trained on bilinear rescales: ``model_training.augment``'s warpAffine); smaller
 photos are given whole; ``halves``: decoded at 1/2, 1/4 or 1/8 (the largest that keeps the long side at least the
